@@ -1,0 +1,1 @@
+"""The Imagine Me service: REST API, storage, jobs, region gating, web gallery."""

@@ -1,0 +1,154 @@
+"""Enrollment: 1-5 photos of one person in, an ``IdentityProfile`` out.
+
+Each photo is ingested, must show exactly one usable face, and is embedded; the
+photos must agree with each other (every pair at or above the backend's match
+threshold), and the profile embedding is the normalised mean. The raw photos
+are not kept: the profile holds only the embedding, aligned face crops and
+quality figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from identity.analyzer import FaceAnalyzer, l2_normalize
+from identity.errors import IdentityError, IdentityMismatch, InvalidImage, TooManyPhotos
+from identity.ingest import IngestLimits, load_photo
+from identity.quality import (
+    QUALITY_CROP,
+    FaceQuality,
+    QualityThresholds,
+    check,
+    measure,
+    select_face,
+)
+
+
+@dataclass(frozen=True)
+class EnrollmentConfig:
+    limits: IngestLimits = field(default_factory=IngestLimits)
+    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    max_photos: int = 5
+    crop_size: int = 224  # aligned crop kept for FaceID Plus-style adapters and previews
+
+
+@dataclass(frozen=True)
+class EnrolledPhoto:
+    quality: FaceQuality
+    similarity: float  # cosine similarity of this photo's face to the profile embedding
+
+
+@dataclass(frozen=True)
+class IdentityProfile:
+    embedding: np.ndarray = field(repr=False)  # [D] float32, L2-normalised mean
+    backend: str
+    model_id: str
+    match_threshold: float
+    photos: tuple[EnrolledPhoto, ...]
+    crops: tuple[Image.Image, ...] = field(repr=False)  # aligned faces, crop_size² RGB
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.embedding.shape[0])
+
+    def summary(self) -> dict:
+        """What a user may see: no embedding, no crops."""
+        return {
+            "faces_found": len(self.photos),
+            "embedding_dim": self.embedding_dim,
+            "backend": self.backend,
+            "model_id": self.model_id,
+            "match_threshold": self.match_threshold,
+            "photos": [
+                {**p.quality.to_dict(), "similarity_to_profile": round(p.similarity, 4)}
+                for p in self.photos
+            ],
+        }
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings from the same backend, in [-1, 1].
+
+    Same person when at or above the backend's ``match_threshold`` (dlib 0.91,
+    insightface ArcFace 0.30; see the README).
+    """
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    if a.shape != b.shape:
+        raise ValueError(f"embeddings differ in size: {a.shape} vs {b.shape}")
+    return float(np.dot(l2_normalize(a), l2_normalize(b)))
+
+
+def enroll(
+    photos: Sequence[bytes], analyzer: FaceAnalyzer, config: EnrollmentConfig | None = None
+) -> IdentityProfile:
+    """Enroll one person from ``photos`` (encoded image bytes); raises ``IdentityError``."""
+    config = config or EnrollmentConfig()
+    if not photos:
+        raise InvalidImage("at least one photo is needed")
+    if len(photos) > config.max_photos:
+        raise TooManyPhotos(f"{len(photos)} photos were sent; at most {config.max_photos} are used")
+
+    embeddings, qualities, crops = [], [], []
+    for index, data in enumerate(photos):
+        try:
+            embedding, quality, crop = analyze_photo(data, analyzer, config)
+        except IdentityError as exc:
+            if len(photos) > 1:
+                exc.message = f"photo {index + 1}: {exc.message}"
+                exc.args = (exc.message,)
+            exc.photo = index
+            raise
+        embeddings.append(embedding)
+        qualities.append(quality)
+        crops.append(crop)
+
+    for (i, a), (j, b) in itertools.combinations(enumerate(embeddings), 2):
+        score = float(np.dot(a, b))
+        if score < analyzer.match_threshold:
+            raise IdentityMismatch(
+                f"photos {i + 1} and {j + 1} do not show the same person "
+                f"(similarity {score:.3f}, threshold {analyzer.match_threshold})",
+                photo=j,
+            )
+
+    profile_embedding = l2_normalize(np.mean(embeddings, axis=0))  # [D]
+    return IdentityProfile(
+        embedding=profile_embedding,
+        backend=analyzer.name,
+        model_id=analyzer.model_id,
+        match_threshold=analyzer.match_threshold,
+        photos=tuple(
+            EnrolledPhoto(quality=q, similarity=float(np.dot(e, profile_embedding)))
+            for q, e in zip(qualities, embeddings, strict=True)
+        ),
+        crops=tuple(crops),
+    )
+
+
+def analyze_photo(
+    data: bytes, analyzer: FaceAnalyzer, config: EnrollmentConfig
+) -> tuple[np.ndarray, FaceQuality, Image.Image]:
+    """One enrollment photo: its embedding [D], quality figures and aligned crop."""
+    pixels = load_photo(data, config.limits).array()
+    face, detected = select_face(analyzer.detect(pixels), analyzer, config.thresholds)
+    small = analyzer.align(pixels, face, QUALITY_CROP)
+    quality = measure(pixels, face, small, detected)
+    check(quality, config.thresholds)
+    crop = Image.fromarray(analyzer.align(pixels, face, config.crop_size), "RGB")
+    return analyzer.embed(pixels, face), quality, crop
+
+
+def embed_largest_face(image: np.ndarray, analyzer: FaceAnalyzer) -> np.ndarray | None:
+    """[D] embedding of the largest real face in ``image`` ([H, W, 3] uint8), or None.
+
+    Used to score generated images against a profile; no quality gates apply.
+    """
+    faces = [f for f in analyzer.detect(image) if f.score >= analyzer.min_detection_score]
+    if not faces:
+        return None
+    return analyzer.embed(image, max(faces, key=lambda f: f.size))

@@ -1,0 +1,85 @@
+"""The library's CLI commands (enroll, ...) and the runner that both command sets share.
+
+Each command is a module with ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args, settings) -> int``. ``api.cli`` mounts these next to the service's
+own commands under the single ``imagine`` console script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from identity.errors import IdentityError
+from imagine import __version__
+from imagine.cli import enroll
+from imagine.errors import ImagineError
+from imagine.settings import Settings
+
+LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll,)
+
+# Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError)
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors follow the ``error: <code>: <message>`` contract."""
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+class UsageError(ImagineError):
+    code = "usage"
+
+
+def build_parser(commands: Sequence[ModuleType]) -> argparse.ArgumentParser:
+    parser = _Parser(prog="imagine", description="Imagine Me: likeness images of you.")
+    parser.add_argument("--version", action="version", version=f"imagine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for command in commands:
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        command.add_arguments(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    commands: Sequence[ModuleType] = LIBRARY_COMMANDS,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
+    try:
+        args = build_parser(commands).parse_args(argv)
+        settings = Settings.from_env(os.environ if environ is None else environ)
+        return int(args._command.run(args, settings))
+    except USER_ERRORS as exc:
+        return fail(exc.code, str(exc), wants_json)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def fail(code: str, message: str, as_json: bool) -> int:
+    """Report a user error per the CLI contract and return its exit code."""
+    print(f"error: {code}: {message}", file=sys.stderr)
+    if as_json:
+        emit_json({"error": {"code": code, "message": message}})
+    return EXIT_USER_ERROR
+
+
+def emit_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()

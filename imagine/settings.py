@@ -1,0 +1,107 @@
+"""The one settings object, read from ``IMAGINE_*`` environment variables.
+
+Only entry points (the CLI, the server) call ``Settings.from_env``; library code
+receives the object, or the small config it needs, explicitly. Every field is
+documented in the README's "Configuration" table (a test checks that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Self
+
+from identity.analyzer import FaceSettings
+from identity.enrollment import EnrollmentConfig
+from identity.ingest import IngestLimits
+from identity.quality import QualityThresholds
+from imagine.errors import ImagineError
+
+PREFIX = "IMAGINE_"
+
+
+class SettingsError(ImagineError):
+    code = "invalid_setting"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".imagine")  # data folder: database, images, model cache
+    face_backend: str = "dlib"  # "dlib" | "insightface"
+    insightface_root: Path | None = None  # folder with models/<pack>/*.onnx
+    insightface_pack: str = "buffalo_l"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    max_upload_bytes: int = IngestLimits.max_bytes
+    max_image_pixels: int = IngestLimits.max_pixels
+    min_photo_side: int = IngestLimits.min_side
+    max_enroll_photos: int = 5
+    min_face_px: int = QualityThresholds.min_face_px
+    min_sharpness: float = QualityThresholds.min_sharpness
+    max_yaw: float = QualityThresholds.max_yaw
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
+        """Defaults, then ``IMAGINE_<FIELD>`` variables, then explicit ``overrides``."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, hints[f.name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "models"
+
+    def face(self) -> FaceSettings:
+        return FaceSettings(
+            backend=self.face_backend,
+            insightface_root=self.insightface_root,
+            insightface_pack=self.insightface_pack,
+            device=self.device,
+        )
+
+    def enrollment(self) -> EnrollmentConfig:
+        return EnrollmentConfig(
+            limits=IngestLimits(
+                max_bytes=self.max_upload_bytes,
+                max_pixels=self.max_image_pixels,
+                min_side=self.min_photo_side,
+            ),
+            thresholds=dataclasses.replace(
+                QualityThresholds(),
+                min_face_px=self.min_face_px,
+                min_sharpness=self.min_sharpness,
+                max_yaw=self.max_yaw,
+            ),
+            max_photos=self.max_enroll_photos,
+        )
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    """Convert an environment string to the field's type, or say which variable is wrong."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        if hint is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint in (int, float, str, Path):
+            return hint(raw)
+        if typing.get_origin(hint) is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from None
+    raise TypeError(f"no parser for setting {name} of type {hint}")

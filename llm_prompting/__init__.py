@@ -1,0 +1,1 @@
+"""Prompt moderation and Llama 3.1 prompt expansion."""

@@ -1,0 +1,51 @@
+"""The import direction of DESIGN.md, and heavy libraries kept out of light imports."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("identity", "llm_prompting", "imagine", "api")
+MAY_IMPORT = {
+    "identity": set(),
+    "llm_prompting": set(),
+    "imagine": {"identity", "llm_prompting"},
+    "api": {"identity", "llm_prompting", "imagine"},
+}
+HEAVY = ("torch", "diffusers", "transformers", "dlib", "insightface", "onnxruntime", "cv2")
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & set(PACKAGES)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_only_downstream(package):
+    bad = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        wrong = imported_packages(path) - MAY_IMPORT[package] - {package}
+        if wrong:
+            bad[str(path.relative_to(ROOT))] = sorted(wrong)
+    assert not bad, f"{package} may import only {sorted(MAY_IMPORT[package])}: {bad}"
+
+
+def test_light_imports_do_not_load_heavy_libraries():
+    code = (
+        "import sys, api, api.cli, imagine.cli, imagine.settings, identity.enrollment, "
+        "identity.analyzer, llm_prompting\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from imagine.settings import Settings, SettingsError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_defaults_need_no_environment():
+    s = Settings.from_env({})
+    assert s.face_backend == "dlib"
+    assert s.max_upload_bytes == 10 * 1024 * 1024
+    assert s.enrollment().limits.min_side == 256
+
+
+def test_environment_overrides_defaults_and_flags_override_environment():
+    env = {
+        "IMAGINE_HOME": "/data/im",
+        "IMAGINE_MAX_UPLOAD_BYTES": "2048",
+        "IMAGINE_MIN_SHARPNESS": "9.5",
+    }
+    s = Settings.from_env(env, face_backend="insightface")
+    assert s.home == Path("/data/im")
+    assert s.enrollment().limits.max_bytes == 2048
+    assert s.enrollment().thresholds.min_sharpness == 9.5
+    assert s.face().backend == "insightface"
+
+
+def test_bad_values_name_the_variable():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"IMAGINE_MAX_UPLOAD_BYTES": "ten"})
+    assert "IMAGINE_MAX_UPLOAD_BYTES" in str(err.value)
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = README.read_text()
+    missing = [
+        f"IMAGINE_{f.name.upper()}"
+        for f in dataclasses.fields(Settings)
+        if f"`IMAGINE_{f.name.upper()}`" not in text
+    ]
+    assert not missing, f"undocumented settings: {missing}"
