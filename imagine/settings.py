@@ -20,6 +20,8 @@ from identity.enrollment import EnrollmentConfig
 from identity.ingest import IngestLimits
 from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
+from imagine.models import ModelConfig
+from imagine.pipeline import GenerationLimits
 
 PREFIX = "IMAGINE_"
 
@@ -42,6 +44,18 @@ class Settings:
     min_face_px: int = QualityThresholds.min_face_px
     min_sharpness: float = QualityThresholds.min_sharpness
     max_yaw: float = QualityThresholds.max_yaw
+    profile: str = "smoke"  # "smoke" (tiny random weights, images are noise) | "sdxl"
+    model_dir: Path | None = None  # sdxl: diffusers folder or single-file checkpoint
+    sdxl_config_dir: Path | None = None  # sdxl single file: local diffusers config folder
+    faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin
+    dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
+    attention: str = "sdpa"  # "sdpa" | "xformers"
+    scheduler: str = "euler"  # "euler" | "euler_a" | "dpmpp_2m_karras" | "ddim"
+    vae_tiling: str = "auto"  # "auto" | "on" | "off"
+    max_images: int = GenerationLimits.max_images
+    max_steps: int = GenerationLimits.max_steps
+    max_side: int = GenerationLimits.max_side
+    max_batch: int = 4  # images denoised together on the device
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
@@ -84,6 +98,29 @@ class Settings:
                 max_yaw=self.max_yaw,
             ),
             max_photos=self.max_enroll_photos,
+        )
+
+    def models(self, embedding_dim: int) -> ModelConfig:
+        return ModelConfig(
+            profile=self.profile,
+            cache=self.model_cache,
+            embedding_dim=embedding_dim,
+            model_dir=self.model_dir,
+            single_file_config=self.sdxl_config_dir,
+            faceid_adapter=self.faceid_adapter,
+            device=self.device,
+            dtype=self.dtype,
+            attention=self.attention,
+            scheduler=self.scheduler,
+            vae_tiling=self.vae_tiling,
+        )
+
+    def generation_limits(self) -> GenerationLimits:
+        return dataclasses.replace(
+            GenerationLimits(),
+            max_images=self.max_images,
+            max_steps=self.max_steps,
+            max_side=self.max_side,
         )
 
 

@@ -1,0 +1,121 @@
+"""``imagine generate``: photos and a prompt in, PNGs with JSON sidecars out."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from imagine.cli.enroll import enroll_files
+from imagine.cli.progress import ProgressBar
+from imagine.errors import ImagineError
+from imagine.models import PROFILES, SCHEDULERS
+from imagine.outputs import SMOKE_NOTICE, png_bytes, sidecar, write_image
+from imagine.settings import Settings
+
+NAME = "generate"
+HELP = "Generate likeness images from your photos and a prompt."
+
+
+class InvalidSize(ImagineError):
+    code = "invalid_size"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` -> (W, H); bounds are checked by the pipeline."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InvalidSize(f"--size must look like 1024x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--photo",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="PHOTO",
+        help="a photo of you (repeat for up to 5)",
+    )
+    parser.add_argument("--prompt", required=True, help='e.g. "me as an astronaut on Mars"')
+    parser.add_argument("--n", type=int, default=1, help="number of images (default 1)")
+    parser.add_argument("--seed", type=int, help="seed of the first image; image k uses seed+k")
+    parser.add_argument("--steps", type=int, help="denoising steps (profile default)")
+    parser.add_argument("--size", help="WxH, multiples of 8 (profile default)")
+    parser.add_argument("--style", help="style preset for the prompt expander")
+    parser.add_argument("--profile", choices=PROFILES, help="model profile (default: smoke)")
+    parser.add_argument("--model-dir", type=Path, help="sdxl: diffusers folder or checkpoint")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: euler)")
+    parser.add_argument("--adapter-scale", type=float, help="face adapter strength, 0-2")
+    parser.add_argument("--out", type=Path, default=Path("imagine-output"), help="output folder")
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from imagine.cli import emit_json
+    from imagine.runtime import load_runtime
+
+    settings = settings.replace(
+        **{
+            k: v
+            for k, v in (
+                ("profile", args.profile),
+                ("model_dir", args.model_dir),
+                ("scheduler", args.scheduler),
+            )
+            if v is not None
+        }
+    )
+    width, height = parse_size(args.size) if args.size else (None, None)
+    profile = enroll_files(args.photo, settings)  # bad photos fail before models load
+
+    runtime = load_runtime(settings)
+    bar = ProgressBar("generating", "steps")
+    result = runtime.pipeline(
+        args.prompt,
+        profile.embedding,
+        n=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        width=width,
+        height=height,
+        style=args.style,
+        adapter_scale=args.adapter_scale,
+        progress=bar.update,
+    )
+
+    generation_id = secrets.token_hex(6)
+    written = []
+    for index, item in enumerate(result.images):
+        meta = sidecar(result, item, index, generation_id, profile.backend)
+        image_path, meta_path = write_image(
+            args.out, f"{generation_id}-{index}", png_bytes(item.image), meta
+        )
+        written.append(
+            {
+                "image": str(image_path),
+                "sidecar": str(meta_path),
+                "seed": item.seed,
+                "identity_similarity": item.identity.similarity,
+            }
+        )
+
+    if args.json:
+        emit_json(
+            {
+                "generation_id": generation_id,
+                "profile": result.profile,
+                "expanded_prompt": result.text.prompt,
+                "images": written,
+                "warnings": result.warnings,
+                "timings": result.timings,
+            }
+        )
+    else:
+        for w in written:
+            print(f"{w['image']}  seed {w['seed']}")
+    if result.profile == "smoke":
+        print(f"note: {SMOKE_NOTICE}", file=sys.stderr)
+    return 0

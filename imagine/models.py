@@ -1,0 +1,287 @@
+"""Model profiles and loading: the one place where weights are found and speed switches live.
+
+Profiles:
+- ``smoke`` (default): tiny random-weight SDXL built once into the model cache
+  (``imagine/smoke.py``), then loaded like real weights. Images are noise.
+- ``sdxl``: SDXL base from a local diffusers folder or a single-file
+  checkpoint, plus an IP-Adapter FaceID SDXL weight file, all local.
+
+``load_pipeline`` reads top to bottom: find files, load components, pick
+device and dtype, then each speed switch as its own ``if`` block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagine.errors import ImagineError
+
+PROFILES = ("smoke", "sdxl")
+SCHEDULERS = ("euler", "euler_a", "dpmpp_2m_karras", "ddim")
+ATTENTION = ("sdpa", "xformers")
+
+# Files a diffusers SDXL folder must hold (weights may be .safetensors, .bin, or fp16 variants).
+SDXL_LAYOUT = (
+    "model_index.json",
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "text_encoder_2/config.json",
+    "tokenizer",
+    "tokenizer_2",
+    "scheduler/scheduler_config.json",
+)
+
+
+class ModelNotFound(ImagineError):
+    code = "model_not_found"
+
+
+class ModelConfigError(ImagineError):
+    code = "invalid_model_config"
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    steps: int
+    width: int
+    height: int
+    guidance_scale: float
+    adapter_scale: float
+    is_noise: bool  # True: outputs carry no meaning; say so wherever a user sees them
+
+
+DEFAULTS = {
+    "smoke": ProfileDefaults(
+        steps=4, width=256, height=256, guidance_scale=5.0, adapter_scale=0.8, is_noise=True
+    ),
+    "sdxl": ProfileDefaults(
+        steps=30, width=1024, height=1024, guidance_scale=5.0, adapter_scale=0.8, is_noise=False
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    profile: str = "smoke"
+    cache: Path = Path(".imagine/models")  # where smoke weights are built
+    embedding_dim: int = 128  # the active face encoder's; the adapter must match
+    model_dir: Path | None = None  # sdxl: diffusers folder or single-file .safetensors/.ckpt
+    single_file_config: Path | None = None  # sdxl single file: a local diffusers config folder
+    faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin (or .safetensors)
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
+    attention: str = "sdpa"  # "sdpa" | "xformers" (CUDA only)
+    scheduler: str = "euler"
+    vae_tiling: str = "auto"  # "auto" (above 1 megapixel) | "on" | "off"
+
+
+@dataclass
+class LoadedPipeline:
+    """A ready diffusers SDXL pipeline with the FaceID adapter attached."""
+
+    pipe: Any  # diffusers.StableDiffusionXLPipeline
+    profile: str
+    model_id: str
+    adapter_id: str
+    embedding_dim: int  # what the adapter's image projection expects
+    device: str
+    dtype: str
+    scheduler: str
+    defaults: ProfileDefaults
+    vae_tiling: str
+
+
+def check_config(config: ModelConfig) -> None:
+    """Validate choices early, naming the setting and repeating the bad value."""
+    for name, value, allowed in (
+        ("profile", config.profile, PROFILES),
+        ("scheduler", config.scheduler, SCHEDULERS),
+        ("attention", config.attention, ATTENTION),
+        ("device", config.device, ("auto", "cpu", "cuda")),
+        ("dtype", config.dtype, ("auto", "float32", "bfloat16", "float16")),
+        ("vae_tiling", config.vae_tiling, ("auto", "on", "off")),
+    ):
+        if value not in allowed:
+            raise ModelConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+def find_sdxl_files(config: ModelConfig) -> tuple[Path, Path]:
+    """The SDXL weights and FaceID adapter file, or ``ModelNotFound`` listing what is missing."""
+    problems = []
+    model_dir, adapter = config.model_dir, config.faceid_adapter
+    if model_dir is None:
+        problems.append(
+            "IMAGINE_MODEL_DIR (or --model-dir) is not set: point it at an SDXL base "
+            "diffusers folder or a single-file .safetensors checkpoint"
+        )
+    elif model_dir.is_dir():
+        missing = [p for p in SDXL_LAYOUT if not (model_dir / p).exists()]
+        if missing:
+            problems.append(
+                f"{model_dir} is not a diffusers SDXL folder; missing: {', '.join(missing)}"
+            )
+    elif model_dir.is_file():
+        cfg = config.single_file_config
+        if cfg is None or not (cfg / "model_index.json").is_file():
+            problems.append(
+                f"{model_dir} is a single-file checkpoint; it needs IMAGINE_SDXL_CONFIG_DIR "
+                "pointing at a local diffusers config folder (model_index.json, */config.json, "
+                "tokenizers) because configs cannot be downloaded here"
+            )
+    else:
+        problems.append(f"{model_dir}: no such file or folder (SDXL base weights expected)")
+    if adapter is None:
+        problems.append("IMAGINE_FACEID_ADAPTER is not set: point it at ip-adapter-faceid_sdxl.bin")
+    elif not adapter.is_file():
+        problems.append(f"{adapter}: no such file (IP-Adapter FaceID SDXL weights expected)")
+    if problems:
+        raise ModelNotFound("the sdxl profile cannot load:\n  - " + "\n  - ".join(problems))
+    assert model_dir is not None and adapter is not None
+    return model_dir, adapter
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelConfigError("device='cuda' was asked for but no CUDA device is available")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    if requested != "auto":
+        if device == "cpu" and requested != "float32":
+            raise ModelConfigError(f"dtype={requested!r} is not supported on CPU; use float32")
+        return requested
+    if device == "cpu":
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def make_scheduler(name: str, base_config: Any) -> Any:
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+    )
+
+    if name == "euler":
+        return EulerDiscreteScheduler.from_config(base_config)
+    if name == "euler_a":
+        return EulerAncestralDiscreteScheduler.from_config(base_config)
+    if name == "dpmpp_2m_karras":
+        return DPMSolverMultistepScheduler.from_config(
+            base_config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+        )
+    if name == "ddim":
+        return DDIMScheduler.from_config(base_config)
+    raise ModelConfigError(f"scheduler={name!r} is not one of {', '.join(SCHEDULERS)}")
+
+
+def _quiet_loaders() -> None:
+    """Loading bars and hub notices from diffusers/transformers would drown our own progress."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_pipeline(config: ModelConfig) -> LoadedPipeline:
+    """Load the profile's weights from local files only, then apply the speed switches."""
+    check_config(config)
+    _quiet_loaders()
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    device = resolve_device(config.device)
+    dtype_name = resolve_dtype(config.dtype, device)
+    dtype = getattr(torch, dtype_name)
+
+    # 1. Find the files (smoke: build them once into the cache).
+    if config.profile == "smoke":
+        from imagine.smoke import SMOKE_VERSION, ensure_smoke_models
+
+        folder, adapter = ensure_smoke_models(config.cache, config.embedding_dim)
+        model_id, adapter_id = SMOKE_VERSION, adapter.name
+        pipe = StableDiffusionXLPipeline.from_pretrained(
+            folder,
+            dtype=dtype,
+            local_files_only=True,
+            use_safetensors=True,
+            add_watermarker=False,  # provenance marks images after decoding (imagine/provenance)
+        )
+    else:
+        weights, adapter = find_sdxl_files(config)
+        model_id, adapter_id = weights.name, adapter.name
+        if weights.is_dir():
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                weights, dtype=dtype, local_files_only=True, add_watermarker=False
+            )
+        else:
+            pipe = StableDiffusionXLPipeline.from_single_file(
+                str(weights),
+                config=str(config.single_file_config),
+                dtype=dtype,
+                local_files_only=True,
+                add_watermarker=False,
+            )
+
+    # 2. Attention backend, before the adapter: diffusers picks the IP-Adapter
+    #    processor class (SDPA or xFormers) from the processors in place.
+    if config.attention == "xformers":
+        if device != "cuda":
+            raise ModelConfigError("attention='xformers' needs a CUDA device; use 'sdpa'")
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+        except Exception as exc:  # ImportError or a build that does not match torch
+            raise ModelConfigError(f"attention='xformers' is unavailable here: {exc}") from None
+
+    # 3. The FaceID adapter: no CLIP image encoder (FaceID takes face embeddings).
+    pipe.load_ip_adapter(
+        str(adapter.parent),
+        subfolder="",
+        weight_name=adapter.name,
+        image_encoder_folder=None,
+        local_files_only=True,
+    )
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    embedding_dim = int(projection.ff.net[0].proj.in_features)
+    if config.profile == "smoke" and embedding_dim != config.embedding_dim:
+        raise ModelConfigError(f"smoke adapter expects {embedding_dim}-d embeddings")
+
+    # 4. Scheduler, device and dtype.
+    pipe.scheduler = make_scheduler(config.scheduler, pipe.scheduler.config)
+    pipe.to(device)
+    if dtype_name == "float16" and pipe.vae.config.force_upcast:
+        pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16; diffusers upcasts it too
+    pipe.set_progress_bar_config(disable=True)
+
+    # 5. Memory switches. VAE slicing decodes a batch one image at a time;
+    #    tiling decodes large images in overlapping tiles (needed past ~1 MP on 24 GB cards).
+    pipe.vae.enable_slicing()
+    if config.vae_tiling == "on":
+        pipe.vae.enable_tiling()
+
+    return LoadedPipeline(
+        pipe=pipe,
+        profile=config.profile,
+        model_id=model_id,
+        adapter_id=adapter_id,
+        embedding_dim=embedding_dim,
+        device=device,
+        dtype=dtype_name,
+        scheduler=config.scheduler,
+        defaults=DEFAULTS[config.profile],
+        vae_tiling=config.vae_tiling,
+    )

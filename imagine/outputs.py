@@ -1,0 +1,93 @@
+"""Writing generated images and their sidecars, atomically.
+
+Each image is ``<stem>.png`` plus ``<stem>.json`` with the same stem. Both are
+written to a temporary file in the same folder, flushed and renamed into
+place, the PNG first: a sidecar therefore only exists next to a complete
+image, and Ctrl-C never leaves a half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imagine import __version__
+from imagine.pipeline import GeneratedImage, GenerationResult
+
+SMOKE_NOTICE = "smoke profile: tiny random-weight models; this image is noise, not a likeness"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def png_bytes(image: Any) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def sidecar(
+    result: GenerationResult,
+    item: GeneratedImage,
+    index: int,
+    generation_id: str,
+    face_backend: str,
+) -> dict[str, Any]:
+    """Everything needed to understand and reproduce one image; no biometric data."""
+    text = result.text
+    return {
+        "generation_id": generation_id,
+        "index": index,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generator": f"imagine-me {__version__}",
+        "prompt": result.prompt,
+        "expanded_prompt": text.prompt,
+        "negative_prompt": text.negative_prompt,
+        "style": text.style,
+        "added": list(text.added),
+        "expander": text.backend,
+        "seed": item.seed,
+        "steps": result.steps,
+        "size": f"{result.width}x{result.height}",
+        "guidance_scale": result.guidance_scale,
+        "adapter_scale": result.adapter_scale,
+        "scheduler": result.scheduler,
+        "profile": result.profile,
+        "model_id": result.model_id,
+        "adapter_id": result.adapter_id,
+        "face_backend": face_backend,
+        "identity_similarity": item.identity.similarity,
+        "identity_similarity_note": item.identity.note,
+        "timings": {stage: round(s, 4) for stage, s in result.timings.items()},
+        "warnings": result.warnings,
+        "notice": SMOKE_NOTICE if result.profile == "smoke" else None,
+    }
+
+
+def write_image(out: Path, stem: str, png: bytes, meta: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``<stem>.png`` then ``<stem>.json`` into ``out``; returns both paths."""
+    image_path, meta_path = out / f"{stem}.png", out / f"{stem}.json"
+    atomic_write(image_path, png)
+    atomic_write(meta_path, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+    return image_path, meta_path
+
+
+def is_complete(out: Path, stem: str) -> bool:
+    """An image counts as done only when both files exist (the sidecar is written last)."""
+    return (out / f"{stem}.png").is_file() and (out / f"{stem}.json").is_file()

@@ -1,0 +1,215 @@
+"""The ``smoke`` profile's models: a tiny SDXL-architecture pipeline with random weights.
+
+Built once from config, saved to the model cache with ``save_pretrained`` and
+from then on loaded through exactly the same ``from_pretrained`` /
+``load_ip_adapter`` path as real weights. Every layer type of SDXL is present
+(text-time added conditioning, two CLIP text encoders with a pooled
+projection, cross-attention transformer blocks, an 8x VAE), only narrow.
+Its images are noise: the point is to run every stage for real on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+SMOKE_VERSION = "smoke-v1"
+SEED = 20261128  # weights are identical on every machine
+TEXT_HIDDEN = 32  # both text encoders; the UNet's cross-attention width is their sum
+ADDITION_TIME_DIM = 8
+FACEID_TOKENS = 4  # diffusers' FaceID attention processors are built for 4 tokens
+FACEID_MULT = 2
+
+
+def smoke_folder(cache: Path) -> Path:
+    return cache / SMOKE_VERSION / "pipeline"
+
+
+def smoke_adapter_file(cache: Path, embedding_dim: int) -> Path:
+    return cache / SMOKE_VERSION / f"ip-adapter-faceid-smoke-{embedding_dim}d.safetensors"
+
+
+def ensure_smoke_models(cache: Path, embedding_dim: int) -> tuple[Path, Path]:
+    """Build the smoke pipeline and its FaceID adapter into ``cache`` if absent.
+
+    Both are written to a temporary folder first and renamed into place, so a
+    crash never leaves a half-saved model that later loads as garbage.
+    """
+    folder, adapter = smoke_folder(cache), smoke_adapter_file(cache, embedding_dim)
+    if not (folder / "model_index.json").is_file():
+        _atomic_build(folder, _save_pipeline)
+    if not adapter.is_file():
+        unet_config = json.loads((folder / "unet" / "config.json").read_text())
+        _atomic_build(adapter, lambda tmp: _save_adapter(tmp, unet_config, embedding_dim))
+    return folder, adapter
+
+
+def _atomic_build(target: Path, build) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        built = tmp / target.name
+        build(built)
+        try:
+            os.replace(built, target)
+        except OSError:
+            if not target.exists():  # another process may have won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def byte_level_vocab() -> dict[str, int]:
+    """CLIP's special tokens plus one token per byte, with and without ``</w>``.
+
+    The characters are GPT-2's printable stand-ins for bytes, so every string
+    tokenizes without merges (the smoke tokenizer never needs a vocabulary file
+    from a hub).
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    extra = [b for b in range(256) if b not in printable]
+    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for ch in chars:
+            vocab[ch + suffix] = len(vocab)
+    return vocab  # 514 entries
+
+
+def _save_pipeline(folder: Path) -> None:
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    torch.manual_seed(SEED)
+    vocab = byte_level_vocab()
+    text_config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=TEXT_HIDDEN,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_act="gelu",
+    )
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        transformer_layers_per_block=(1, 1),
+        use_linear_projection=True,
+        cross_attention_dim=2 * TEXT_HIDDEN,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=ADDITION_TIME_DIM,
+        # 6 size/crop conditioning numbers, each embedded, plus the pooled text embedding
+        projection_class_embeddings_input_dim=6 * ADDITION_TIME_DIM + TEXT_HIDDEN,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 16, 32, 32),  # four blocks: the same 8x downscale as SDXL's VAE
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=256,
+        scaling_factor=0.13025,  # SDXL's
+    )
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(text_config),
+        text_encoder_2=CLIPTextModelWithProjection(text_config),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            timestep_spacing="leading",
+            steps_offset=1,
+        ),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
+
+
+def faceid_state_dict(unet_config: dict, embedding_dim: int) -> dict[str, torch.Tensor]:
+    """A random IP-Adapter FaceID state dict in the original (non-diffusers) key layout.
+
+    ``image_proj``: ``proj.0`` [D*mult, D], ``proj.2`` [tokens*cross, D*mult] and
+    ``norm`` [cross] (diffusers recognises FaceID by ``norm.weight``).
+    ``ip_adapter``: ``{k}.to_k_ip`` / ``{k}.to_v_ip`` [hidden, cross] for each
+    cross-attention processor, k = 1, 3, 5, ... in ``unet.attn_processors`` order.
+    """
+    from diffusers import UNet2DConditionModel
+
+    generator = torch.Generator().manual_seed(SEED + embedding_dim)
+    cross = unet_config["cross_attention_dim"]
+    hidden = embedding_dim * FACEID_MULT
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        fan_in = shape[-1]
+        return torch.randn(*shape, generator=generator) * scale / fan_in**0.5
+
+    state = {
+        "image_proj.proj.0.weight": rand(hidden, embedding_dim),
+        "image_proj.proj.0.bias": torch.zeros(hidden),
+        "image_proj.proj.2.weight": rand(FACEID_TOKENS * cross, hidden),
+        "image_proj.proj.2.bias": torch.zeros(FACEID_TOKENS * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config)
+    channels = list(unet_config["block_out_channels"])
+    key = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue  # self-attention: no image tokens
+        if name.startswith("mid_block"):
+            width = channels[-1]
+        elif name.startswith("up_blocks"):
+            width = channels[::-1][int(name[len("up_blocks.")])]
+        else:
+            width = channels[int(name[len("down_blocks.")])]
+        # Scaled up so the face visibly steers the random model (identity sensitivity).
+        state[f"ip_adapter.{key}.to_k_ip.weight"] = rand(width, cross, scale=4.0)
+        state[f"ip_adapter.{key}.to_v_ip.weight"] = rand(width, cross, scale=4.0)
+        key += 2
+    return state
+
+
+def _save_adapter(path: Path, unet_config: dict, embedding_dim: int) -> None:
+    from safetensors.torch import save_file
+
+    save_file(
+        faceid_state_dict(unet_config, embedding_dim),
+        str(path),
+        metadata={"format": "pt", "kind": "ip-adapter-faceid", "embedding_dim": str(embedding_dim)},
+    )

@@ -1,0 +1,153 @@
+"""PersonalizedPipeline on the smoke profile: the conditioning and control paths are real."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imagine.pipeline import Cancelled, InvalidArgument, PersonalizedPipeline, PromptText
+from imagine.postprocess import IdentityScore
+from tests.imagine.conftest import unit
+
+SMALL = {"width": 64, "height": 64, "steps": 2}
+
+
+def pixels(result, k: int = 0) -> np.ndarray:
+    return np.asarray(result.images[k].image, dtype=np.int16)
+
+
+def test_shapes_seeds_and_metadata(pipeline):
+    result = pipeline("me as an astronaut", unit(1), n=3, seed=11, width=96, height=64, steps=2)
+    assert [g.image.size for g in result.images] == [(96, 64)] * 3
+    assert all(g.image.mode == "RGB" for g in result.images)
+    assert result.seeds == [11, 12, 13]
+    assert (result.steps, result.width, result.height) == (2, 96, 64)
+    assert result.profile == "smoke" and result.model_id == "smoke-v1"
+    assert set(result.timings) == {"expand", "encode", "denoise", "decode", "postprocess"}
+    assert any("noise" in w for w in result.warnings)
+
+
+def test_profile_defaults_apply(pipeline):
+    result = pipeline("me", unit(1))
+    assert result.images[0].image.size == (256, 256) and result.steps == 4
+
+
+def test_same_inputs_and_seed_give_identical_images(pipeline):
+    a = pipeline("me as an astronaut", unit(1), n=2, seed=7, **SMALL)
+    b = pipeline("me as an astronaut", unit(1), n=2, seed=7, **SMALL)
+    assert np.array_equal(pixels(a, 0), pixels(b, 0))
+    assert np.array_equal(pixels(a, 1), pixels(b, 1))
+    assert np.abs(pixels(a, 0) - pixels(a, 1)).mean() > 5  # different seeds differ
+
+
+def test_different_identities_give_different_images(pipeline):
+    a = pipeline("me as an astronaut", unit(1), seed=7, **SMALL)
+    b = pipeline("me as an astronaut", unit(2), seed=7, **SMALL)
+    assert np.abs(pixels(a) - pixels(b)).mean() > 2
+
+
+def test_adapter_scale_zero_ignores_the_face(pipeline):
+    a = pipeline("me as an astronaut", unit(1), seed=7, adapter_scale=0.0, **SMALL)
+    b = pipeline("me as an astronaut", unit(2), seed=7, adapter_scale=0.0, **SMALL)
+    assert np.array_equal(pixels(a), pixels(b))
+
+
+def test_prompt_changes_the_image(pipeline):
+    a = pipeline("me as an astronaut", unit(1), seed=7, **SMALL)
+    b = pipeline("me as a jazz singer in 1920s Paris", unit(1), seed=7, **SMALL)
+    assert np.abs(pixels(a) - pixels(b)).mean() > 1
+
+
+def test_progress_counts_every_step_of_every_image(smoke):
+    pipe = PersonalizedPipeline(smoke, max_batch=2)
+    calls = []
+    pipe(
+        "me",
+        unit(1),
+        n=3,
+        seed=1,
+        progress=lambda done, total: calls.append((done, total)),
+        **SMALL,
+    )
+    # 3 images in batches of 2 and 1, 2 steps each: 6 image-steps in total.
+    assert calls == [(2, 6), (4, 6), (5, 6), (6, 6)]
+
+
+def test_cancellation_stops_mid_denoise(pipeline):
+    seen = []
+
+    def cancelled() -> bool:
+        return len(seen) >= 2
+
+    with pytest.raises(Cancelled) as err:
+        pipeline(
+            "me",
+            unit(1),
+            n=1,
+            seed=1,
+            steps=10,
+            width=64,
+            height=64,
+            progress=lambda d, t: seen.append(d),
+            is_cancelled=cancelled,
+        )
+    assert seen == [1, 2]  # stopped after the second of ten steps
+    assert err.value.code == "cancelled"
+
+
+def test_expander_output_reaches_the_model(smoke):
+    def expand(prompt: str, style: str | None) -> PromptText:
+        return PromptText(
+            prompt=f"{prompt}, watercolor", style=style, added=("watercolor",), backend="test"
+        )
+
+    result = PersonalizedPipeline(smoke, expand=expand)("me", unit(1), style="watercolor", **SMALL)
+    assert result.text.prompt == "me, watercolor" and result.text.added == ("watercolor",)
+
+
+class FixedScorer:
+    """Scores images by their mean brightness, so best-of-k picks are predictable."""
+
+    def score(self, image, reference):
+        return IdentityScore(float(np.asarray(image).mean()) / 255.0)
+
+
+def test_best_of_keeps_the_highest_scoring_images(smoke):
+    plain = PersonalizedPipeline(smoke, scorer=FixedScorer())("me", unit(1), n=4, seed=3, **SMALL)
+    best = PersonalizedPipeline(smoke, scorer=FixedScorer())(
+        "me", unit(1), n=2, seed=3, best_of=2, **SMALL
+    )
+    ranked = sorted(plain.images, key=lambda g: -g.identity.similarity)[:2]
+    assert best.seeds == [g.seed for g in ranked]
+
+
+def test_without_a_scorer_similarity_is_null_with_a_reason(pipeline):
+    item = pipeline("me", unit(1), **SMALL).images[0]
+    assert item.identity.similarity is None and item.identity.note
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "words"),
+    [
+        ({"prompt": "  "}, "invalid_prompt", "prompt"),
+        ({"n": 0}, "invalid_n", "n must be"),
+        ({"n": 9}, "invalid_n", "got 9"),
+        ({"steps": 0}, "invalid_steps", "steps"),
+        ({"steps": 101}, "invalid_steps", "got 101"),
+        ({"width": 100}, "invalid_size", "width"),
+        ({"height": 32}, "invalid_size", "height"),
+        ({"width": 4096}, "invalid_size", "got 4096"),
+        ({"seed": -1}, "invalid_seed", "seed"),
+        ({"best_of": 9}, "invalid_best_of", "best_of"),
+        ({"adapter_scale": 3.0}, "invalid_adapter_scale", "adapter_scale"),
+        ({"identity": np.ones(512, np.float32)}, "embedding_mismatch", "128-d"),
+        ({"identity": np.full(128, np.nan, np.float32)}, "embedding_mismatch", "NaN"),
+    ],
+)
+def test_every_input_is_checked_before_work(pipeline, kwargs, code, words):
+    args = {"prompt": "me", "identity": unit(1), **SMALL, **kwargs}
+    with pytest.raises(InvalidArgument) as err:
+        pipeline(args.pop("prompt"), args.pop("identity"), **args)
+    assert err.value.code == code
+    assert words in err.value.message
+    assert isinstance(err.value, ValueError)
