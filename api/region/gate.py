@@ -230,7 +230,7 @@ class RegionGate:
                 return _Place(None, [_unknown(why)], name, None)
             local = Location(country_of(self.local_region), subdivision_of(self.local_region))
             return _Place(local, [], LOCAL_REGION, None)
-        if not address.is_global:
+        if not address.is_global or address.is_multicast:
             why = f"{truncated(address)} is reserved, shared or multicast: it has no place"
             return _Place(None, [_unknown(why)], name, None)
         built = self.resolver.build_date

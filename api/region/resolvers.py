@@ -91,7 +91,7 @@ class MmdbResolver:
         for path in paths:
             try:
                 reader = maxminddb.open_database(str(path))
-            except (OSError, ValueError) as exc:  # InvalidDatabaseError is a ValueError
+            except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
                 raise RegionConfigError(f"cannot open geo database {path}: {exc}") from None
             meta = reader.metadata()
             self._readers.append((reader, meta.ip_version))
