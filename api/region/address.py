@@ -84,7 +84,8 @@ def client_address(
 def truncated(address: IPAddress) -> str:
     """The /24 (IPv4) or /48 (IPv6) network around ``address``: what logs may keep."""
     prefix = 24 if address.version == 4 else 48
-    return str(ip_network(f"{address}/{prefix}", strict=False))
+    host_bits = address.max_prefixlen - prefix
+    return f"{type(address)(int(address) >> host_bits << host_bits)}/{prefix}"
 
 
 def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
