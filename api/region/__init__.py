@@ -1,7 +1,20 @@
 """Region gating: who may enroll, generate and reach their gallery, from where.
 
-The service asks ``RegionGate.decide(feature, client_address(...), residence)``
-on every request; ``imagine gate IP`` asks the same question for operators.
+For the service, once at startup::
+
+    gate = build_gate(settings.region())          # RegionConfigError if unusable
+    trusted = settings.trusted_networks()
+
+and per request::
+
+    address = client_address(request.client.host, request.headers, trusted,
+                             settings.forwarded_header)
+    gate.require("generate", address, user.residence)  # RegionUnavailable (451) on deny
+
+``gate.decide`` returns the ``Decision`` instead of raising. At enrollment,
+``parse_region`` validates the declared residence (InvalidRegion, 422) and
+``gate.policy.needs_subdivision(country)`` says whether to ask for the
+subdivision too. ``imagine gate IP`` asks the same questions for operators.
 """
 
 from api.region.address import client_address, parse_ip, parse_networks, truncated

@@ -251,9 +251,7 @@ class RegionGate:
         if location is None:
             why = f"{database} has no record of {truncated(address)}"
             return _Place(None, [_unknown(why)], name, database)
-        try:
-            parse_region(location.country)
-        except InvalidRegion:
+        if not _is_country(location.country):
             why = f"{database} answered {location.country!r}, not an ISO 3166-1 country"
             return _Place(None, [_unknown(why)], name, database)
         return _Place(location, [], name, database)
@@ -290,6 +288,13 @@ def _judge_residence(feature: str, rules: FeatureRules, residence: str | None) -
     if not rules.allows(chain(residence)):
         return [Reason("region_denied", f"{feature} is not offered to residents of {residence}")]
     return []
+
+
+def _is_country(code: str) -> bool:
+    try:
+        return "-" not in code and parse_region(code) == code
+    except InvalidRegion:
+        return False
 
 
 def _unknown(message: str) -> Reason:

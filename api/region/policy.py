@@ -68,6 +68,10 @@ class RegionPolicy:
             raise ValueError(f"feature must be one of {list(FEATURES)}, got {feature!r}")
         return self.features[feature]
 
+    def needs_subdivision(self, country: str) -> bool:
+        """Whether residents of ``country`` must declare their subdivision (enrollment asks)."""
+        return any(rules.has_subdivision_rules(country) for rules in self.features.values())
+
 
 def load_policy(
     path: Path | None = None, overrides: Mapping[str, Sequence[str]] | None = None

@@ -37,6 +37,7 @@ RECORDS = {
     "2400:1::/32": city("JP", "13"),
     "4.4.4.0/24": city("US", "NY", is_anonymous_proxy=True),
     "5.5.5.0/24": {"country_code": "EU"},  # not an ISO 3166-1 country
+    "6.6.6.0/24": {"country_code": "US-CA"},
 }
 
 
@@ -161,6 +162,7 @@ def test_every_reason_code_is_reachable(gate, tmp_path):
         ("224.0.0.1", "reserved"),
         ("9.9.9.9", "no record"),
         ("5.5.5.5", "not an ISO 3166-1 country"),
+        ("6.6.6.6", "not an ISO 3166-1 country"),
     ],
 )
 def test_unknown_location_fails_closed(gate, address, words):

@@ -33,6 +33,12 @@ def test_shipped_default(region, enroll, gallery):
     assert not DEFAULT.rules("enroll").location_independent
 
 
+def test_default_asks_us_residents_for_their_state_and_nobody_else():
+    assert DEFAULT.needs_subdivision("US")
+    assert not DEFAULT.needs_subdivision("FR")
+    assert not DEFAULT.needs_subdivision("JP")
+
+
 def test_default_blocks_anonymizers_except_for_the_gallery():
     assert DEFAULT.rules("enroll").block_anonymizers
     assert DEFAULT.rules("generate").block_anonymizers
