@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from api.settings import ServiceSettings
 from imagine.settings import Settings, SettingsError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -36,11 +37,32 @@ def test_bad_values_name_the_variable():
     assert "IMAGINE_MAX_UPLOAD_BYTES" in str(err.value)
 
 
-def test_every_setting_is_documented_in_the_readme():
+def test_service_settings_extend_the_library_settings():
+    env = {
+        "IMAGINE_HOME": "/data/im",
+        "IMAGINE_LOCAL_REGION": "US-CA",
+        "IMAGINE_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32",
+        "IMAGINE_FORWARDED_HEADER": "Forwarded",
+        "IMAGINE_GEO_MMDB": "a.mmdb,b.mmdb",
+        "IMAGINE_ENROLL_REGIONS": "US,!US-IL",
+    }
+    s = ServiceSettings.from_env(env)
+    assert s.home == Path("/data/im") and s.face_backend == "dlib"
+    assert [str(n) for n in s.trusted_networks()] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert s.forwarded_header == "forwarded"
+    region = s.region()
+    assert region.local_region == "US-CA"
+    assert region.geo.mmdb == (Path("a.mmdb"), Path("b.mmdb"))
+    assert region.policy_overrides == (("enroll", ("US", "!US-IL")),)
+    assert ServiceSettings.from_env({}).region().geo.resolver == "iptocc"
+
+
+@pytest.mark.parametrize("cls", [Settings, ServiceSettings])
+def test_every_setting_is_documented_in_the_readme(cls):
     text = README.read_text()
     missing = [
         f"IMAGINE_{f.name.upper()}"
-        for f in dataclasses.fields(Settings)
+        for f in dataclasses.fields(cls)
         if f"`IMAGINE_{f.name.upper()}`" not in text
     ]
     assert not missing, f"undocumented settings: {missing}"

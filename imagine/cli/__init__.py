@@ -57,14 +57,17 @@ def main(
     argv: Sequence[str] | None = None,
     commands: Sequence[ModuleType] = LIBRARY_COMMANDS,
     environ: Mapping[str, str] | None = None,
+    settings_class: type[Settings] = Settings,
+    user_errors: tuple[type[Exception], ...] = USER_ERRORS,
 ) -> int:
+    """Run one command; ``api.cli`` passes the service's settings class and error bases."""
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in argv
     try:
         args = build_parser(commands).parse_args(argv)
-        settings = Settings.from_env(os.environ if environ is None else environ)
+        settings = settings_class.from_env(os.environ if environ is None else environ)
         return int(args._command.run(args, settings))
-    except USER_ERRORS as exc:
+    except user_errors as exc:
         return fail(exc.code, str(exc), wants_json)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,0 +1,52 @@
+"""The service's settings: the library's ``Settings`` plus what only the service uses.
+
+Still one settings object, read from ``IMAGINE_*`` variables by the entry
+points (``api.cli`` builds this class); every field is documented in the
+README's "Configuration" section (a test checks that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.region import FEATURES, GeoConfig, RegionConfig, parse_networks
+from api.region.address import FORWARDING_HEADERS, IPNetwork
+from imagine.settings import Settings, SettingsError
+
+
+@dataclass(frozen=True)
+class ServiceSettings(Settings):
+    local_region: str | None = None  # ISO code given to loopback/private clients; unset: denied
+    trusted_proxies: tuple[str, ...] = ()  # CIDR ranges whose forwarding header is believed
+    forwarded_header: str = "x-forwarded-for"  # "x-forwarded-for" | "forwarded" (RFC 7239)
+    geo_resolver: str = "iptocc"  # "iptocc" | "mmdb"
+    geo_mmdb: tuple[str, ...] = ()  # .mmdb files for the mmdb resolver, tried in order
+    geo_max_age_days: int = 45  # an older geo database is stale: requests are denied
+    anonymizer_file: Path | None = None  # CIDR list of VPN / hosting / Tor exit networks
+    region_policy_file: Path | None = None  # TOML policy replacing the shipped default
+    enroll_regions: tuple[str, ...] = ()  # rule override, e.g. "US,!US-IL,!US-TX"
+    generate_regions: tuple[str, ...] = ()
+    gallery_regions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "forwarded_header", self.forwarded_header.lower())
+        if self.forwarded_header not in FORWARDING_HEADERS:
+            raise SettingsError(
+                f"IMAGINE_FORWARDED_HEADER={self.forwarded_header!r}: "
+                f"expected one of {list(FORWARDING_HEADERS)}"
+            )
+
+    def region(self) -> RegionConfig:
+        overrides = {f: getattr(self, f"{f}_regions") for f in FEATURES}
+        return RegionConfig(
+            policy_file=self.region_policy_file,
+            policy_overrides=tuple((f, rules) for f, rules in overrides.items() if rules),
+            geo=GeoConfig(self.geo_resolver, tuple(Path(p) for p in self.geo_mmdb)),
+            max_database_age_days=self.geo_max_age_days,
+            local_region=self.local_region,
+            anonymizer_file=self.anonymizer_file,
+        )
+
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
