@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from identity.analyzer import FaceAnalyzer, FaceSettings, get_analyzer
@@ -8,3 +10,9 @@ from identity.analyzer import FaceAnalyzer, FaceSettings, get_analyzer
 @pytest.fixture(scope="session")
 def dlib_analyzer() -> FaceAnalyzer:
     return get_analyzer(FaceSettings(backend="dlib"))
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One model cache per test session: the smoke weights are built into it once."""
+    return tmp_path_factory.mktemp("model-cache")

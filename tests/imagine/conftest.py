@@ -10,11 +10,6 @@ from imagine.pipeline import PersonalizedPipeline
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
-
-
-@pytest.fixture(scope="session")
 def smoke(model_cache):
     """The smoke pipeline for 128-d (dlib) embeddings, built once per test session."""
     return load_pipeline(ModelConfig(profile="smoke", cache=model_cache, embedding_dim=128))
