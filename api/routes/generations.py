@@ -116,9 +116,9 @@ def _submit(
 ) -> GenerationAccepted:
     profile, settings = services.profile, services.settings
     request = body.model_dump()
-    request["steps"] = body.steps or profile.steps
-    request["width"] = body.width or profile.width
-    request["height"] = body.height or profile.height
+    for name in ("steps", "width", "height"):
+        if request[name] is None:
+            request[name] = getattr(profile, name)
     with services.db.session() as session:
         if idempotency_key:
             previous = session.scalar(
