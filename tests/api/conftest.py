@@ -46,7 +46,10 @@ def settings(tmp_path, database_url, model_cache) -> ServiceSettings:
     home.mkdir()
     (home / "models").symlink_to(model_cache)  # smoke weights built once per session
     return ServiceSettings(
-        home=home, database_url=database_url, local_region="US-CA", lease_seconds=2.0,
+        home=home,
+        database_url=database_url,
+        local_region="US-CA",
+        lease_seconds=2.0,
         max_queued_jobs=4,
     )
 
@@ -91,12 +94,20 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def enroll(client: TestClient, key: str, photos: list[bytes] | None = None,
-           residence: str = "US-CA") -> dict:
+def enroll(
+    client: TestClient, key: str, photos: list[bytes] | None = None, residence: str = "US-CA"
+) -> dict:
     version = client.get("/v1/consent").json()["version"]
-    files = [("photos", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos or [astronaut()])]
-    response = client.post("/v1/identities", headers=auth(key), files=files,
-                           data={"consent": "true", "consent_version": version, "residence": residence})
+    files = [
+        ("photos", (f"p{i}.jpg", data, "image/jpeg"))
+        for i, data in enumerate(photos or [astronaut()])
+    ]
+    response = client.post(
+        "/v1/identities",
+        headers=auth(key),
+        files=files,
+        data={"consent": "true", "consent_version": version, "residence": residence},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 

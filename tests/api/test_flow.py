@@ -13,9 +13,17 @@ def test_enroll_generate_fetch_delete(client, user_key):
     assert "embedding" not in identity and "embedding_encrypted" not in identity
     assert identity["photos"][0]["face_px"] > 80
 
-    r = client.post("/v1/generations", headers=auth(key),
-                    json={"identity_id": identity["id"], "prompt": "me as an astronaut", "n": 2,
-                          "seed": 7, **SMALL})
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={
+            "identity_id": identity["id"],
+            "prompt": "me as an astronaut",
+            "n": 2,
+            "seed": 7,
+            **SMALL,
+        },
+    )
     assert r.status_code == 202, r.text
     job = wait_for(client, key, r.json()["id"])
     assert job["status"] == "succeeded", job

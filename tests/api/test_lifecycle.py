@@ -20,8 +20,11 @@ def count(services, table) -> int:
 
 
 def generate(client, key, identity_id, **extra) -> dict:
-    r = client.post("/v1/generations", headers=auth(key),
-                    json={"identity_id": identity_id, "prompt": "me as an astronaut", **SMALL, **extra})
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={"identity_id": identity_id, "prompt": "me as an astronaut", **SMALL, **extra},
+    )
     assert r.status_code == 202, r.text
     return r.json()
 
@@ -44,12 +47,22 @@ def test_another_users_objects_are_404_and_untouched(client, user_key, services)
     ]
     for method, path in routes:
         theirs = client.request(method, path, headers=auth(mallory))
-        missing = client.request(method, path.replace(identity["id"], "idn_x").replace(job["id"], "gen_x")
-                                 .replace(image_id, "img_x"), headers=auth(mallory))
+        missing = client.request(
+            method,
+            path.replace(identity["id"], "idn_x")
+            .replace(job["id"], "gen_x")
+            .replace(image_id, "img_x"),
+            headers=auth(mallory),
+        )
         assert theirs.status_code == 404, (method, path, theirs.text)
-        assert theirs.json() == missing.json(), "a stranger's object must look exactly like a missing one"
-    stolen = client.post("/v1/generations", headers=auth(mallory),
-                         json={"identity_id": identity["id"], "prompt": "me", **SMALL})
+        assert theirs.json() == missing.json(), (
+            "a stranger's object must look exactly like a missing one"
+        )
+    stolen = client.post(
+        "/v1/generations",
+        headers=auth(mallory),
+        json={"identity_id": identity["id"], "prompt": "me", **SMALL},
+    )
     assert stolen.status_code == 404
     assert client.get("/v1/gallery", headers=auth(mallory)).json()["items"] == []
     # Nothing changed for alice.
@@ -74,10 +87,22 @@ def test_erasure_leaves_no_row_or_file(client, user_key, services, settings):
 
     with services.db.session() as s:
         assert s.get(Identity, identity["id"]) is None
-        assert s.scalar(select(func.count()).select_from(ImageRow).where(
-            ImageRow.identity_id == identity["id"])) == 0
-        assert s.scalar(select(func.count()).select_from(Generation).where(
-            Generation.identity_id == identity["id"])) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(ImageRow)
+                .where(ImageRow.identity_id == identity["id"])
+            )
+            == 0
+        )
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Generation)
+                .where(Generation.identity_id == identity["id"])
+            )
+            == 0
+        )
         audit = s.scalars(select(AuditEvent).where(AuditEvent.subject == identity["id"])).all()
         assert [a.kind for a in audit] == ["identity_erased"]
         assert "embedding" not in json.dumps(audit[0].detail)
@@ -145,8 +170,11 @@ def test_retention_sweep_erases_unused_identities(client, user_key, services, se
     old, fresh = enroll(client, key), enroll(client, key)
     wait_for(client, key, generate(client, key, old["id"])["id"])
     with services.db.session() as s:
-        s.execute(update(Identity).where(Identity.id == old["id"]).values(
-            last_used_at=utcnow() - timedelta(days=settings.retention_days + 1)))
+        s.execute(
+            update(Identity)
+            .where(Identity.id == old["id"])
+            .values(last_used_at=utcnow() - timedelta(days=settings.retention_days + 1))
+        )
     assert sweep_once(services) == {"expired_identities": 1, "orphan_files": 0}
     assert client.get(f"/v1/identities/{old['id']}", headers=auth(key)).status_code == 404
     assert client.get(f"/v1/identities/{fresh['id']}", headers=auth(key)).status_code == 200
@@ -180,11 +208,22 @@ def test_health_readiness_metrics_and_openapi(client, user_key):
     assert "imagine_jobs{status=" in metrics
     spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])
-    for path in ("/v1/consent", "/v1/identities", "/v1/identities/{identity_id}", "/v1/generations",
-                 "/v1/generations/{generation_id}", "/v1/generations/{generation_id}/events",
-                 "/v1/generations/{generation_id}/cancel", "/v1/images/{image_id}",
-                 "/v1/images/{image_id}/metadata", "/v1/gallery", "/v1/provenance/verify",
-                 "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/v1/consent",
+        "/v1/identities",
+        "/v1/identities/{identity_id}",
+        "/v1/generations",
+        "/v1/generations/{generation_id}",
+        "/v1/generations/{generation_id}/events",
+        "/v1/generations/{generation_id}/cancel",
+        "/v1/images/{image_id}",
+        "/v1/images/{image_id}/metadata",
+        "/v1/gallery",
+        "/v1/provenance/verify",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in paths, path
     create = spec["paths"]["/v1/generations"]["post"]["responses"]
     assert {"202", "404", "422", "429", "451"} <= set(create)
