@@ -50,7 +50,7 @@ def pack_folder(settings: FaceSettings) -> Path:
             "the insightface backend needs a model pack: set IMAGINE_INSIGHTFACE_ROOT to a "
             f"folder holding models/{pack}/ with {EXPECTED_FILES}"
         )
-    folder = Path(settings.insightface_root).expanduser() / "models" / pack
+    folder = Path(settings.insightface_root).expanduser().resolve() / "models" / pack
     if not folder.is_dir():
         raise AnalyzerUnavailable(
             f"insightface model pack {pack!r} not found: expected the folder {folder} "
