@@ -54,14 +54,15 @@ class DlibFaceAnalyzer:
     # is a Euclidean distance of 0.6 on raw descriptors (norm about 1.45), which
     # is a cosine of about 1 - 0.6**2 / (2 * 1.45**2) = 0.914.
     match_threshold = 0.91
-    # HOG's sliding window is 80 px: smaller faces are only found in an
-    # upsampled copy (dlib's pyramid then reaches faces of about 40 px).
+    # HOG finds faces down to its 80 px window, at the scale it scans.
     hog_window = 80
-    # Detection first runs on a copy no longer than coarse_side; when the
-    # largest face there is at least twice the window, every face half its
-    # size or more was visible too (the multiple_faces rule), and the finer,
-    # costlier pass is skipped. That pass runs on a copy no longer than
-    # detect_max_side, upsampled once when shorter than upsample_below_side.
+    # Two passes (README, "Face backends"). The coarse pass scans a copy no
+    # longer than coarse_side; when its largest face is at least twice the
+    # window there, every face half that size or more (the multiple_faces
+    # rule) was visible too, and it decides. Otherwise the fine pass scans at
+    # the scale where half the largest face fills the window, or, with no face
+    # yet, at the finest scale: the photo capped at detect_max_side, doubled
+    # when that is under upsample_below_side, so faces down to 40 px are found.
     coarse_side = 1024
     detect_max_side = 1600
     upsample_below_side = 800
@@ -91,27 +92,27 @@ class DlibFaceAnalyzer:
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         longest = max(image.shape[:2])
-        fine = min(1.0, self.detect_max_side / longest)
-        coarse = min(fine, self.coarse_side / longest)
-        found = self._scan(image, coarse, upsample=0)
-        largest = max(
-            (min(b.width(), b.height()) for b, s in found if s >= self.min_detection_score),
-            default=0,
-        )  # photo pixels
-        upsample = 1 if longest * fine < self.upsample_below_side else 0
-        if (fine, upsample) != (coarse, 0) and largest * coarse < 2 * self.hog_window:
-            found = self._scan(image, fine, upsample)
+        finest = min(1.0, self.detect_max_side / longest)
+        if longest * finest < self.upsample_below_side:
+            finest *= 2
+        coarse = min(finest, 1.0, self.coarse_side / longest)
+        found = self._scan(image, coarse)
+        real = [min(b.width(), b.height()) for b, s in found if s >= self.min_detection_score]
+        largest = max(real, default=0)  # photo pixels
+        if largest * coarse < 2 * self.hog_window:
+            fine = min(finest, 2 * self.hog_window / largest) if largest else finest
+            if fine > coarse:
+                found = self._scan(image, fine)
         return sorted(
             (self._face(image, box, score) for box, score in found),
             key=lambda f: f.score,
             reverse=True,
         )
 
-    def _scan(self, image: np.ndarray, scale: float, upsample: int) -> list[tuple[Any, float]]:
-        """HOG detections on ``image`` scaled by ``scale``, as (rectangle, score) pairs
-        in the scaled copy's pixels; rectangles are mapped back by ``_face``."""
+    def _scan(self, image: np.ndarray, scale: float) -> list[tuple[Any, float]]:
+        """HOG detections in ``image`` resized by ``scale``: (rectangle in photo pixels, score)."""
         work = image if scale == 1.0 else _resize(image, scale)
-        boxes, scores, _ = self._detector.run(work, upsample, 0.0)
+        boxes, scores, _ = self._detector.run(work, 0, 0.0)
         return [
             (
                 self._dlib.rectangle(

@@ -145,8 +145,9 @@ def build_onnx(layers: list[Layer]):
     mean = layers[0].arrays[0].reshape(1, 3, 1, 1)
     x = g.op("Transpose", [g.op("Cast", ["chips"], to=onnx.TensorProto.FLOAT)], perm=[0, 3, 1, 2])
     x = g.op("Div", [g.op("Sub", [x, g.const(mean)]), g.const(np.array(256, np.float32))])
-    shape = (3, CHIP, CHIP)
-    block_in, block_shape, shortcut = x, shape, None
+    shape: tuple[int, ...] = (3, CHIP, CHIP)  # C, H, W of x
+    block_in, block_shape = x, shape
+    shortcut: tuple[str, tuple[int, ...]] | None = None
     convs = 0
     for layer in layers[1:]:
         if layer.kind == "con_4":

@@ -166,7 +166,7 @@ class InsightFaceAnalyzer:
         return sorted(faces, key=lambda f: f.score, reverse=True)
 
     def embed(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
-        native = face.native
+        native: Any = face.native  # insightface's Face
         self._recognizer.get(_bgr(image), native)  # norm_crop to 112 px, sets .embedding
         return l2_normalize(native.normed_embedding)  # [512] float32
 
