@@ -83,7 +83,7 @@ def providers_for(device: str) -> list[str]:
                 "(install onnxruntime-gpu on a CUDA machine)"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    raise AnalyzerUnavailable(f"the device must be 'auto', 'cpu' or 'cuda', not {device!r}")
 
 
 class InsightFaceAnalyzer:

@@ -213,5 +213,5 @@ def test_execution_providers():
         assert providers_for("auto") == ["CPUExecutionProvider"]
         with pytest.raises(AnalyzerUnavailable, match="onnxruntime-gpu"):
             providers_for("cuda")
-    with pytest.raises(ValueError, match="'tpu'"):
+    with pytest.raises(AnalyzerUnavailable, match="'tpu'"):
         providers_for("tpu")
