@@ -56,7 +56,7 @@ class DlibFaceAnalyzer:
     match_threshold = 0.91
     # HOG finds faces down to its 80 px window, at the scale it scans.
     hog_window = 80
-    # Two passes (README, "Face backends"). The coarse pass scans a copy no
+    # Two passes (see the README). The coarse pass scans a copy no
     # longer than coarse_side; when its largest face is at least twice the
     # window there, every face half that size or more (the multiple_faces
     # rule) was visible too, and it decides. Otherwise the fine pass scans at
