@@ -73,7 +73,8 @@ class ChatClient:
                     transient=True,
                 )
             return _content(response)
-        raise ExpansionFailed(f"{error} ({attempts} attempts)", transient=True)
+        tries = f"{attempts} attempt" + ("s" if attempts > 1 else "")
+        raise ExpansionFailed(f"{error}; gave up after {tries}", transient=True)
 
     def close(self) -> None:
         self.http.close()

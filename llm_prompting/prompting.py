@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from llm_prompting.cache import LRUCache
 from llm_prompting.config import PromptingConfig
@@ -118,7 +119,7 @@ def _expand(
 def _fallback(prompt: str, style: Style, contract: Contract, reason: str) -> ExpandedPrompt:
     log.warning("falling back to the template expander: %s", reason)
     result = _TEMPLATE.expand(prompt, style, contract)
-    return result.with_warnings(f"fell back to the template expander: {reason}")
+    return replace(result, warnings=(f"fell back to the template expander: {reason}", *result.warnings))
 
 
 def get_moderator(config: PromptingConfig) -> Moderator:
