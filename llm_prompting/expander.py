@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from llm_prompting.config import PromptingConfig
@@ -81,9 +82,19 @@ def _openai(config: PromptingConfig) -> PromptExpander:
 
 
 def _transformers(config: PromptingConfig) -> PromptExpander:
+    check_model_dir(config.model_dir)  # before paying for the torch import
     from llm_prompting.transformers_backend import transformers_expander
 
     return transformers_expander(config)
+
+
+def check_model_dir(model_dir: Path | None) -> Path:
+    """``model_dir`` if it looks like a ``save_pretrained`` folder, else ``ExpanderUnavailable``."""
+    if model_dir is None:
+        raise ExpanderUnavailable("the transformers expander needs a model folder (model_dir)")
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ExpanderUnavailable(f"{model_dir}: not a model folder (no config.json)")
+    return Path(model_dir)
 
 
 EXPANDERS: dict[str, Callable[[PromptingConfig], PromptExpander]] = {

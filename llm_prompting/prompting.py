@@ -62,8 +62,9 @@ def expand(
     chosen = get_style(style, config.style)
     expander = get_expander(config)
     cache = cache_for(config)
-    # The token counter is part of the key: another tokenizer can keep other details.
-    key = (text, chosen.name, expander.name, expander.model_id, config.subject, count_tokens)
+    # The config and the token counter are part of the key: another subject phrase,
+    # budget or tokenizer gives another expansion.
+    key = (text, chosen.name, expander.name, expander.model_id, config, count_tokens)
     if (hit := cache.get(key)) is not None:
         return hit
 
@@ -119,7 +120,8 @@ def _expand(
 def _fallback(prompt: str, style: Style, contract: Contract, reason: str) -> ExpandedPrompt:
     log.warning("falling back to the template expander: %s", reason)
     result = _TEMPLATE.expand(prompt, style, contract)
-    return replace(result, warnings=(f"fell back to the template expander: {reason}", *result.warnings))
+    warning = f"fell back to the template expander: {reason}"
+    return replace(result, warnings=(warning, *result.warnings))
 
 
 def get_moderator(config: PromptingConfig) -> Moderator:

@@ -80,7 +80,7 @@ STYLES: dict[str, Style] = {
             "a Japanese anime illustration",
             "anime illustration of",
             ("clean line art", "cel shading", "vibrant colours", "detailed background"),
-            ("photo", "photorealistic", "3d render"),
+            ("photo", "photorealistic", "western cartoon"),
         ),
         Style(
             "comic",

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llm_prompting.config import PromptingConfig
 from llm_prompting.errors import ExpanderUnavailable, ExpansionFailed
+from llm_prompting.expander import check_model_dir
 from llm_prompting.instructions import ChatExpander, Messages
 
 
@@ -33,8 +34,7 @@ class LocalLlama:
     """A chat model loaded from ``folder``; ``complete`` turns chat messages into the reply text."""
 
     def __init__(self, folder: Path, device: str = "auto", max_new_tokens: int = 256):
-        if not (folder / "config.json").is_file():
-            raise ExpanderUnavailable(f"{folder}: not a model folder (no config.json)")
+        folder = check_model_dir(folder)
         self.device = pick_device(device)
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.tokenizer: Any = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -69,7 +69,5 @@ class LocalLlama:
 
 
 def transformers_expander(config: PromptingConfig) -> ChatExpander:
-    if config.model_dir is None:
-        raise ExpanderUnavailable("the transformers expander needs a model folder (model_dir)")
-    llama = LocalLlama(Path(config.model_dir), config.device, config.max_new_tokens)
+    llama = LocalLlama(check_model_dir(config.model_dir), config.device, config.max_new_tokens)
     return ChatExpander("transformers", llama.model_id, llama.complete)

@@ -17,6 +17,7 @@ many minutes on 2 cores, on every clean CI run. Instead the request's
   first request for each prompt, then ``scripted``), ``malformed`` (cut-off
   JSON), ``not-chat`` (200 with a body that is no chat completion),
   ``violating`` (valid JSON that breaks the contract), ``unsafe`` (adds nudity),
+  ``sneaky`` (adds a bomb: no contract rule, only Llama Guard, catches it),
   ``obedient`` (follows instructions found inside the request: a hijacked model);
 - ``guard``: a stand-in for Llama Guard 3 (``safe``/``unsafe`` + codes).
 
@@ -27,6 +28,7 @@ many minutes on 2 cores, on every clean CI run. Instead the request's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -120,6 +122,10 @@ def answer(model: str, body: dict[str, Any], state: State) -> tuple[int, Any]:
                 }
             )
         )
+    if model == "sneaky":
+        scene = scripted(messages)["scene"]
+        details = ["a ticking bomb under the table"]
+        return 200, _chat(json.dumps({"scene": scene, "details": details, "negative": []}))
     if model == "unsafe":
         scene = f"{subject} lying naked on the beach"
         return 200, _chat(json.dumps({"scene": scene, "details": [], "negative": []}))
@@ -149,7 +155,11 @@ def _chat(content: str) -> dict[str, Any]:
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
         ],
     }
 
@@ -165,10 +175,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            try:
+            # The client may have given up already (the timeout tests).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-                pass
 
         def do_GET(self) -> None:
             if self.path == "/stats":

@@ -157,4 +157,3 @@ def test_a_refused_prompt_never_reaches_the_server(server):
         expand("me n@ked on the beach", "photo", server.config("scripted"))
     assert err.value.category == "sexual" and err.value.stage == "input"
     assert server.count("scripted") == 0
-

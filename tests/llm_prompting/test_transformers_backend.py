@@ -33,7 +33,9 @@ def test_the_chat_template_wraps_the_request_as_data(llama):
     chat = messages(PROMPT, STYLES["photo"], "a person")
     text = llama.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
     assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>")
-    assert f"<|start_header_id|>user<|end_header_id|>\n\n<request>{PROMPT}</request><|eot_id|>" in text
+    assert (
+        f"<|start_header_id|>user<|end_header_id|>\n\n<request>{PROMPT}</request><|eot_id|>" in text
+    )
     assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
@@ -60,7 +62,7 @@ def test_garbage_answers_fall_back_to_the_template(config):
 def test_a_missing_model_folder_is_an_operator_error(tmp_path):
     with pytest.raises(ExpanderUnavailable, match="model folder"):
         expand(PROMPT, "photo", PromptingConfig(expander="transformers"))
-    with pytest.raises(ExpanderUnavailable, match="no config.json"):
+    with pytest.raises(ExpanderUnavailable, match=r"no config\.json"):
         expand(PROMPT, "photo", PromptingConfig(expander="transformers", model_dir=tmp_path))
 
 
