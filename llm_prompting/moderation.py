@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from llm_prompting.errors import ExpansionFailed, ModerationUnavailable
-from llm_prompting.text import LEET_I, LEET_L, Lexicon, fold, load_data, squeeze, strip_phrases
+from llm_prompting.text import LEET_I, LEET_L, Lexicon, PhraseSet, fold, load_data, squeeze
 
 if TYPE_CHECKING:
     from llm_prompting.config import PromptingConfig
@@ -61,7 +61,7 @@ class RuleModerator:
 
     def __init__(self) -> None:
         data, names = load_data("moderation.toml"), load_data("names.toml")
-        self.allow = [tuple(fold(p).split()) for p in data["allow"]["phrases"]]
+        self.allow = PhraseSet(data["allow"]["phrases"])
         self.lexicons = {key: Lexicon(data[key]) for key in data if key != "allow"}
         self.lexicons["public_figure"] = Lexicon(
             {"name": names["public_figures"]["names"], "single": names["public_figures"]["single"]}
@@ -77,7 +77,7 @@ class RuleModerator:
         hits: dict[str, str] = {}
         minor_age = any(int(m.group(1)) < 18 for m in _MINOR_AGE.finditer(fold(text)))
         for tokens in self.views(text):
-            for category, matched in self._categories(strip_phrases(tokens, self.allow), minor_age):
+            for category, matched in self._categories(self.allow.strip(tokens), minor_age):
                 hits.setdefault(category, matched)
         for category in CATEGORIES:
             if category in hits:
@@ -92,8 +92,8 @@ class RuleModerator:
         return [
             plain,
             self._joined(plain),
-            [self._clean(c, LEET_I) for c in chunks if self._clean(c, LEET_I)],
-            [self._clean(c, LEET_L) for c in chunks if self._clean(c, LEET_L)],
+            [w for c in chunks if (w := self._clean(c, LEET_I))],
+            [w for c in chunks if (w := self._clean(c, LEET_L))],
         ]
 
     def _clean(self, chunk: str, leet: dict[int, int]) -> str:

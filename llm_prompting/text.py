@@ -69,6 +69,7 @@ class Lexicon:
                 if len(parts) == 1:
                     self.singles[parts[0]] = concept
         self.squeezed = {squeeze(w): c for w, c in self.singles.items()}
+        self._starts = tuple(p for p, _ in self.prefixes)  # one startswith call per word
 
     def find(self, tokens: Sequence[str]) -> dict[str, str]:
         """Concepts found in ``tokens`` (folded words), each with the phrase that matched."""
@@ -77,9 +78,10 @@ class Lexicon:
             for parts, concept in self.phrases.get(token, ()):
                 if tuple(tokens[i : i + len(parts)]) == parts:
                     found.setdefault(concept, " ".join(parts))
-            for prefix, concept in self.prefixes:
-                if token.startswith(prefix):
-                    found.setdefault(concept, token)
+            if token.startswith(self._starts):
+                for prefix, concept in self.prefixes:
+                    if token.startswith(prefix):
+                        found.setdefault(concept, token)
         return found
 
     def positions(self, tokens: Sequence[str]) -> list[tuple[int, str]]:
@@ -89,24 +91,34 @@ class Lexicon:
             for parts, concept in self.phrases.get(token, ()):
                 if tuple(tokens[i : i + len(parts)]) == parts:
                     hits.append((i, concept))
-            hits.extend((i, c) for p, c in self.prefixes if token.startswith(p))
+            if token.startswith(self._starts):
+                hits.extend((i, c) for p, c in self.prefixes if token.startswith(p))
         return hits
 
     def __contains__(self, word: str) -> bool:
         return word in self.singles
 
 
-def strip_phrases(tokens: list[str], phrases: Iterable[tuple[str, ...]]) -> list[str]:
-    """``tokens`` with every occurrence of the given phrases removed (harmless idioms)."""
-    out = list(tokens)
-    for phrase in phrases:
-        n, i = len(phrase), 0
-        while i <= len(out) - n:
-            if tuple(out[i : i + n]) == phrase:
-                del out[i : i + n]
+class PhraseSet:
+    """Phrases to remove from a word list before matching (harmless idioms: "pieds nus")."""
+
+    def __init__(self, phrases: Iterable[str]):
+        self.by_first: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in sorted(phrases, key=lambda p: -len(words(p))):  # longest first
+            parts = tuple(words(phrase))
+            self.by_first.setdefault(parts[0], []).append(parts)
+
+    def strip(self, tokens: Sequence[str]) -> list[str]:
+        out, i = [], 0
+        while i < len(tokens):
+            for phrase in self.by_first.get(tokens[i], ()):
+                if tuple(tokens[i : i + len(phrase)]) == phrase:
+                    i += len(phrase)
+                    break
             else:
+                out.append(tokens[i])
                 i += 1
-    return out
+        return out
 
 
 @cache

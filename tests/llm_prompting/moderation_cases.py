@@ -26,9 +26,9 @@ class Case:
         return f"{'refuse' if self.refuse else 'allow'}-{self.language}-{self.prompt[:40]}"
 
 
-def load_cases() -> list[Case]:
+def load_cases(table: Path = TABLE) -> list[Case]:
     cases = []
-    for line in TABLE.read_text(encoding="utf-8").splitlines():
+    for line in table.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         expected, category, language, prompt, known = [*line.split("\t"), ""][:5]
