@@ -39,8 +39,9 @@ TokenCounter = Callable[[str], int]  # token positions a text takes, start and e
 # tokens (up to 4 letters: 1, "astronaute": 3), one per digit, one per
 # punctuation mark, one per UTF-8 byte of other characters, plus the start and
 # end tokens. It over-counts on purpose, so text that fits by the estimate fits
-# the real tokenizer: on 195 expansions in English, French, Spanish and German
-# it counted 1.0-1.6 times CLIP's tokens, never fewer (benchmarks/expand.py --clip-vocab).
+# the real tokenizer: on 144 expansions and prompts in English, French, Spanish
+# and German it counted 1.00-1.61 times CLIP's tokens, never fewer
+# (benchmarks/expand.py --clip-vocab).
 LETTERS_PER_TOKEN = 5
 
 

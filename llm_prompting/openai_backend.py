@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from llm_prompting.config import PromptingConfig, ServerConfig
-from llm_prompting.errors import ExpansionFailed
+from llm_prompting.errors import ExpanderUnavailable, ExpansionFailed
 from llm_prompting.instructions import ANSWER_SCHEMA, ChatExpander, Messages
 
 BACKOFF_S = 0.25  # first pause before a retry; doubles each time
@@ -26,7 +26,7 @@ class ChatClient:
 
     def __init__(self, server: ServerConfig):
         if server.json_mode not in ("json_schema", "json_object", "none"):
-            raise ValueError(
+            raise ExpanderUnavailable(
                 f"json_mode must be json_schema, json_object or none, got {server.json_mode!r}"
             )
         self.server = server

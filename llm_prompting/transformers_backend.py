@@ -26,7 +26,7 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        raise ExpanderUnavailable(f"device must be auto, cpu or cuda, got {device!r}")
     return device
 
 
