@@ -16,8 +16,8 @@ from llm_prompting.config import PromptingConfig, ServerConfig
 from llm_prompting.contract import Contract, Violation, estimate_tokens
 from llm_prompting.errors import PromptingError, PromptRejected
 from llm_prompting.expander import EXPANDERS, ExpandedPrompt, PromptExpander, get_expander
-from llm_prompting.moderation import CATEGORIES, MODERATORS, Moderator, Verdict
-from llm_prompting.prompting import clear_caches, expand, get_moderator
+from llm_prompting.moderation import CATEGORIES, MODERATORS, Moderator, Verdict, get_moderator
+from llm_prompting.prompting import clear_caches, expand
 from llm_prompting.styles import STYLES, Style
 
 __all__ = [

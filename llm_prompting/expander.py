@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from llm_prompting.config import PromptingConfig
 from llm_prompting.contract import Contract
 from llm_prompting.errors import ExpanderUnavailable
+from llm_prompting.registry import build_once
 from llm_prompting.styles import Style
 
 
@@ -103,16 +104,7 @@ EXPANDERS: dict[str, Callable[[PromptingConfig], PromptExpander]] = {
     "transformers": _transformers,
 }
 
-_built: dict[tuple[str, PromptingConfig], PromptExpander] = {}
-
 
 def get_expander(config: PromptingConfig) -> PromptExpander:
     """The expander named by ``config.expander``, built once per config value."""
-    if config.expander not in EXPANDERS:
-        raise ExpanderUnavailable(
-            f"unknown expander {config.expander!r}; choose one of {', '.join(sorted(EXPANDERS))}"
-        )
-    key = (config.expander, config)
-    if key not in _built:
-        _built[key] = EXPANDERS[config.expander](config)
-    return _built[key]
+    return build_once("expander", EXPANDERS, config.expander, config)

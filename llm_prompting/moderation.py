@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from llm_prompting.errors import ExpansionFailed, ModerationUnavailable
+from llm_prompting.registry import build_once
 from llm_prompting.text import LEET_I, LEET_L, Lexicon, PhraseSet, fold, load_data, squeeze
 
 if TYPE_CHECKING:
@@ -227,3 +228,8 @@ MODERATORS: dict[str, Callable[[PromptingConfig], Moderator]] = {
     "rules": _rules,
     "llama_guard": _llama_guard,
 }
+
+
+def get_moderator(config: PromptingConfig) -> Moderator:
+    """The moderator named by ``config.moderator``, built once per config value."""
+    return build_once("moderator", MODERATORS, config.moderator, config)

@@ -22,20 +22,18 @@ from llm_prompting.config import PromptingConfig
 from llm_prompting.contract import Contract, TokenCounter
 from llm_prompting.errors import (
     EmptyPrompt,
-    ExpanderUnavailable,
     ExpansionFailed,
     PromptRejected,
     PromptTooLong,
 )
 from llm_prompting.expander import ExpandedPrompt, PromptExpander, get_expander
-from llm_prompting.moderation import MODERATORS, Moderator
+from llm_prompting.moderation import get_moderator
 from llm_prompting.styles import Style, get_style
 from llm_prompting.template import TemplateExpander
 
 log = logging.getLogger(__name__)
 
 _caches: dict[int, LRUCache[ExpandedPrompt]] = {}
-_moderators: dict[tuple[str, PromptingConfig], Moderator] = {}
 _TEMPLATE = TemplateExpander()
 
 
@@ -122,18 +120,6 @@ def _fallback(prompt: str, style: Style, contract: Contract, reason: str) -> Exp
     result = _TEMPLATE.expand(prompt, style, contract)
     warning = f"fell back to the template expander: {reason}"
     return replace(result, warnings=(warning, *result.warnings))
-
-
-def get_moderator(config: PromptingConfig) -> Moderator:
-    """The moderator named by ``config.moderator``, built once per config value."""
-    if config.moderator not in MODERATORS:
-        raise ExpanderUnavailable(
-            f"unknown moderator {config.moderator!r}; choose one of {', '.join(sorted(MODERATORS))}"
-        )
-    key = (config.moderator, config)
-    if key not in _moderators:
-        _moderators[key] = MODERATORS[config.moderator](config)
-    return _moderators[key]
 
 
 def cache_for(config: PromptingConfig) -> LRUCache[ExpandedPrompt]:
