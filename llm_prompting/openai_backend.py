@@ -76,9 +76,6 @@ class ChatClient:
         tries = f"{attempts} attempt" + ("s" if attempts > 1 else "")
         raise ExpansionFailed(f"{error}; gave up after {tries}", transient=True)
 
-    def close(self) -> None:
-        self.http.close()
-
 
 def _content(response: httpx.Response) -> str:
     """The assistant's text of a chat-completions response."""

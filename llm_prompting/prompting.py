@@ -20,12 +20,7 @@ from dataclasses import replace
 from llm_prompting.cache import LRUCache
 from llm_prompting.config import PromptingConfig
 from llm_prompting.contract import Contract, TokenCounter
-from llm_prompting.errors import (
-    EmptyPrompt,
-    ExpansionFailed,
-    PromptRejected,
-    PromptTooLong,
-)
+from llm_prompting.errors import EmptyPrompt, ExpansionFailed, PromptRejected, PromptTooLong
 from llm_prompting.expander import ExpandedPrompt, PromptExpander, get_expander
 from llm_prompting.moderation import get_moderator
 from llm_prompting.styles import Style, get_style
@@ -104,10 +99,9 @@ def _expand(
         return _fallback(
             prompt, style, contract, f"{expander.name}: {exc.reason}"
         ), not exc.transient
-    own_negative = set(result.negative_prompt.split(", ")) - set(
-        style.negative_prompt().split(", ")
-    )
-    broken = contract.check(prompt, result.prompt, sorted(own_negative))
+    style_terms = set(style.negative_prompt().split(", "))
+    own_negative = [t for t in result.negative_prompt.split(", ") if t not in style_terms]
+    broken = contract.check(prompt, result.prompt, own_negative)
     if broken:
         log.info("%s expansion broke the contract: %s", expander.name, broken)
         reason = "the answer broke the contract (" + "; ".join(map(str, broken)) + ")"

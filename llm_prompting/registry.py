@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -11,6 +12,7 @@ from llm_prompting.errors import ExpanderUnavailable
 T = TypeVar("T")
 
 _built: dict[tuple[str, str, PromptingConfig], Any] = {}
+_lock = threading.Lock()  # two first requests must not load a model twice
 
 
 def build_once(
@@ -25,6 +27,7 @@ def build_once(
             f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))}"
         )
     key = (kind, name, config)
-    if key not in _built:
-        _built[key] = registry[name](config)
-    return cast(T, _built[key])
+    with _lock:
+        if key not in _built:
+            _built[key] = registry[name](config)
+        return cast(T, _built[key])

@@ -56,7 +56,7 @@ class Lexicon:
     def __init__(self, concepts: Mapping[str, Iterable[str]]):
         self.phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self.prefixes: list[tuple[str, str]] = []
-        self.singles: dict[str, str] = {}  # one-word phrases, for wildcard and squeezed matching
+        self.singles: dict[str, str] = {}  # one-word phrases: the moderator's spelling repairs
         for concept, phrases in concepts.items():
             for phrase in phrases:
                 parts = tuple(words(phrase.rstrip("*")))
@@ -68,7 +68,6 @@ class Lexicon:
                 self.phrases.setdefault(parts[0], []).append((parts, concept))
                 if len(parts) == 1:
                     self.singles[parts[0]] = concept
-        self.squeezed = {squeeze(w): c for w, c in self.singles.items()}
         self._starts = tuple(p for p, _ in self.prefixes)  # one startswith call per word
 
     def find(self, tokens: Sequence[str]) -> dict[str, str]:
@@ -94,9 +93,6 @@ class Lexicon:
             if token.startswith(self._starts):
                 hits.extend((i, c) for p, c in self.prefixes if token.startswith(p))
         return hits
-
-    def __contains__(self, word: str) -> bool:
-        return word in self.singles
 
 
 class PhraseSet:
