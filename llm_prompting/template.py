@@ -54,7 +54,7 @@ _LANGUAGE_NAMES = {
 
 
 def guess_language(text: str) -> str | None:
-    """ "fr", "es", "de", "it", "pt", "other" (non-Latin script), or None for English or unknown."""
+    """One of fr, es, de, it, pt, other (non-Latin script); None for English or unknown."""
     letters = [c for c in text if c.isalpha()]
     if letters and sum(not c.isascii() for c in letters) / len(letters) > 0.5:
         return "other"
@@ -81,6 +81,8 @@ def anchor_subject(prompt: str, subject: str) -> str:
         joiner = " " if lead.endswith("ing") else " as "
         return f"{subject}{joiner}{text}".strip()
     head, tail = text[: first.start()], text[first.end() :]
+    if guess_language(text) is not None:  # "moi je me vois": French "me" is not English "me"
+        return f"{head}{subject}{tail}".strip()
     tail = re.sub(
         r"\b(me|myself|my|mine)\b",
         lambda m: _THIRD_PERSON[m.group(1).lower()],

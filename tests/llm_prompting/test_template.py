@@ -23,6 +23,7 @@ from llm_prompting.template import anchor_subject, guess_language
         ("me and my dog in Paris", "a person and their dog in Paris"),
         ("my cat and me on a sofa", "their cat and a person on a sofa"),
         ("moi en astronaute sur Mars", "a person en astronaute sur Mars"),
+        ("moi je me promène à Paris", "a person je me promène à Paris"),  # French "me" stays
         ("yo como torero", "a person como torero"),
         ("ich als Ritter", "a person als Ritter"),
         ("astronaut on Mars", "a person as astronaut on Mars"),
