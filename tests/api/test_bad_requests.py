@@ -268,7 +268,7 @@ def test_bad_requests_get_their_codes(world):
         assert response.status_code != 500, f"{description}: 500 {response.text}"
         if got != (status, code):
             wrong.append(
-                f"{description}: expected {status} {code}, got {got[0]} {got[1]}: {response.text[:200]}"
+                f"{description}: expected {status} {code}, got {got}: {response.text[:200]}"
             )
     assert not wrong, "\n".join(wrong)
 
