@@ -14,10 +14,11 @@ from api.errors import STATUS_BY_CODE, ApiError
 from api.limits import TooManyRequests
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
+from llm_prompting import PromptingError
 
 log = logging.getLogger("api")
 
-LIBRARY_ERRORS: tuple[type[Exception], ...] = (IdentityError, ImagineError)
+LIBRARY_ERRORS: tuple[type[Exception], ...] = (IdentityError, ImagineError, PromptingError)
 HTTP_CODES = {
     400: "bad_request",
     404: "not_found",

@@ -79,11 +79,12 @@ class GenerationAccepted(BaseModel):
 
 
 class ExpandedPublic(BaseModel):
-    prompt: str
+    prompt: str  # what the image model sees
     negative_prompt: str
-    style: str | None
-    added: list[str]
-    backend: str
+    style: str
+    added: list[str]  # phrases the expander added to the user's words
+    backend: str  # the expander that wrote it ("template" after a fallback)
+    model: str
     warnings: list[str]
 
 

@@ -17,6 +17,7 @@ from api.storage import FileStorage
 from api.worker import EXECUTORS, Executor, WorkerContext
 from identity.analyzer import ANALYZERS, FaceAnalyzer
 from imagine.models import DEFAULTS, ProfileDefaults
+from llm_prompting import PromptingConfig
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     executor: Executor
     _analyzer: FaceAnalyzer | None = None
     enroll_lock: threading.Lock = field(default_factory=threading.Lock)
+    prompting: PromptingConfig = field(default_factory=PromptingConfig)
 
     @property
     def profile(self) -> ProfileDefaults:
@@ -78,6 +80,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         limiter=RateLimiter(settings.rate_limit_per_minute),
         trusted=settings.trusted_networks(),
         executor=EXECUTORS[name](ctx, lambda: _load_runtime(settings)),
+        prompting=settings.prompting(),
     )
 
 

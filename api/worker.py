@@ -31,8 +31,9 @@ from api.tables import Generation, Identity, ImageRow, new_id
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
 from imagine.outputs import png_bytes, sidecar
-from imagine.pipeline import Cancelled, GenerationResult, PromptText
+from imagine.pipeline import Cancelled, GenerationResult
 from imagine.runtime import Runtime
+from llm_prompting import ExpandedPrompt, PromptingError
 
 log = logging.getLogger("api.worker")
 
@@ -166,15 +167,7 @@ def run_job(
             width=request.get("width"),
             height=request.get("height"),
             style=request.get("style"),
-            text=PromptText(
-                **{
-                    **expanded,
-                    "added": tuple(expanded.get("added", ())),
-                    "warnings": tuple(expanded.get("warnings", ())),
-                }
-            )
-            if expanded
-            else None,
+            text=stored_expansion(expanded),
             progress=progress,
             is_cancelled=cancelled,
         )
@@ -183,7 +176,7 @@ def run_job(
     except Cancelled as exc:
         finish(ctx.db, claim, "cancelled", exc.code, exc.message)
         return
-    except (ImagineError, IdentityError) as exc:
+    except (ImagineError, IdentityError, PromptingError) as exc:
         finish(ctx.db, claim, "failed", exc.code, exc.message)
         return
     except Exception:
@@ -191,6 +184,19 @@ def run_job(
         finish(ctx.db, claim, "failed", "internal_error", "generation failed; see server logs")
         return
     store_outputs(ctx, claim, result, request, identity_id, backend)
+
+
+def stored_expansion(expanded: dict) -> ExpandedPrompt | None:
+    """The expansion made (and moderated) at submission, as the job row keeps it."""
+    if not expanded:
+        return None
+    return ExpandedPrompt(
+        **{
+            **expanded,
+            "added": tuple(expanded.get("added", ())),
+            "warnings": tuple(expanded.get("warnings", ())),
+        }
+    )
 
 
 def store_outputs(

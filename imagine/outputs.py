@@ -62,6 +62,7 @@ def sidecar(
         "style": text.style,
         "added": list(text.added),
         "expander": text.backend,
+        "expander_model": text.model,
         "seed": item.seed,
         "steps": result.steps,
         "size": f"{result.width}x{result.height}",

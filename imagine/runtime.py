@@ -28,6 +28,7 @@ def load_runtime(settings: Settings) -> Runtime:
     loaded = load_pipeline(settings.models(analyzer.embedding_dim))
     pipeline = PersonalizedPipeline(
         loaded,
+        prompting=settings.prompting(),
         scorer=FaceSimilarityScorer(analyzer),
         limits=settings.generation_limits(),
         max_batch=settings.max_batch,

@@ -177,6 +177,24 @@ def test_bad_requests_get_their_codes(world):
         ("height too large", lambda: generate({**ok, "height": 8192}), 422, "invalid_size"),
         ("negative seed", lambda: generate({**ok, "seed": -1}), 422, "invalid_request"),
         ("seed too large", lambda: generate({**ok, "seed": 2**40}), 422, "invalid_request"),
+        (
+            "harmful prompt",
+            lambda: generate({**ok, "prompt": "me holding a bloody severed head"}),
+            422,
+            "prompt_rejected",
+        ),
+        (
+            "public figure",
+            lambda: generate({**ok, "prompt": "Taylor Swift on a beach"}),
+            422,
+            "prompt_rejected",
+        ),
+        (
+            "unknown style",
+            lambda: generate({**ok, "style": "vaporwave-noir"}),
+            422,
+            "unknown_style",
+        ),
         ("unknown identity", lambda: generate({**ok, "identity_id": "idn_nope"}), 404, "not_found"),
         (
             "body not JSON",
