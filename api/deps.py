@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from api import sessions
 from api.auth import user_for_key
 from api.region import client_address
 from api.services import Services
@@ -30,11 +33,35 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(request: Request, services: ServicesDep) -> User:
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    session_token: str | None = None  # the browser session's cookie token; None: an API key
+    session_expires_at: datetime | None = None
+
+
+def get_caller(request: Request, services: ServicesDep) -> Caller:
+    """The one place that decides who is calling: a bearer API key when the request
+    sends one, else the session cookie, whose state-changing requests need the CSRF token."""
+    authorization = request.headers.get("authorization")
+    token = request.cookies.get(sessions.COOKIE)
     with services.db.session() as session:
-        user = user_for_key(session, request.headers.get("authorization"))
-    services.limiter.take(user.id)
-    return user
+        if authorization or not token:
+            caller = Caller(user_for_key(session, authorization))
+        else:
+            user, row = sessions.session_for_token(session, token)
+            caller = Caller(user, token, row.expires_at)
+    if caller.session_token and request.method not in sessions.SAFE_METHODS:
+        sessions.check_csrf(caller.session_token, request.headers.get(sessions.CSRF_HEADER))
+    services.limiter.take(caller.user.id)
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+def get_current_user(caller: CurrentCaller) -> User:
+    return caller.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -29,12 +29,19 @@ HTTP_CODES = {
 }
 
 
+# Fields some errors add to their body, for clients that explain them: which photo of
+# an enrollment failed (0-based), why the region gate said no, which moderation category.
+DETAIL_FIELDS = ("photo", "reason", "category")
+
+
 def error_response(
-    status: int, code: str, message: str, headers: dict | None = None
+    status: int, code: str, message: str, headers: dict | None = None, exc: Exception | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    body: dict[str, Any] = {"code": code, "message": message}
+    for name in DETAIL_FIELDS:
+        if getattr(exc, name, None) is not None:
+            body[name] = getattr(exc, name)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -43,7 +50,7 @@ def install(app: FastAPI) -> None:
         headers = (
             {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
         )
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return error_response(exc.status, exc.code, exc.message, headers, exc)
 
     for cls in LIBRARY_ERRORS:
         app.add_exception_handler(cls, _library_error)
@@ -67,7 +74,7 @@ def install(app: FastAPI) -> None:
 
 
 async def _library_error(_: Request, exc: Any) -> JSONResponse:
-    return error_response(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message)
+    return error_response(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message, exc=exc)
 
 
 def describe_validation(errors: Any) -> str:

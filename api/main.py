@@ -10,12 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import handlers
+from api import handlers, web
 from api.erasure import delete_files, erase_identity, expired_identities, sweep_orphans
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
-from api.routes import generations, identities, images, meta, provenance
+from api.routes import generations, identities, images, meta, provenance, session
 from api.services import Services
+from api.sessions import delete_expired_sessions
 from imagine import __version__
 
 log = logging.getLogger("api")
@@ -46,15 +47,18 @@ def create_app(services: Services, *, start_worker: bool = True) -> FastAPI:
     )
     app.state.services = services
     handlers.install(app)
-    for module in (meta, identities, generations, images, provenance):
+    for module in (meta, session, identities, generations, images, provenance):
         app.include_router(module.router)
+    web.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=services.settings.max_request_bytes)
+    app.add_middleware(web.SecurityHeadersMiddleware)  # outermost: on every response
     return app
 
 
 def sweep_once(services: Services) -> dict[str, int]:
-    """Erase identities past retention and delete orphan files; audit records hold no biometrics."""
+    """Erase identities past retention, delete orphan files and end expired browser sessions;
+    audit records hold no biometrics."""
     with services.db.session() as session:
         keys: list[str] = []
         expired = expired_identities(session, services.settings.retention_days)
@@ -63,7 +67,8 @@ def sweep_once(services: Services) -> dict[str, int]:
     delete_files(services.storage, keys)
     with services.db.session() as session:
         orphans = sweep_orphans(session, services.storage)
-    return {"expired_identities": len(expired), "orphan_files": orphans}
+        ended = delete_expired_sessions(session)
+    return {"expired_identities": len(expired), "orphan_files": orphans, "expired_sessions": ended}
 
 
 def _sweep_forever(services: Services, stop: threading.Event, every_s: float = 3600.0) -> None:

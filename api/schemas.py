@@ -27,12 +27,47 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class SessionCreate(Strict):
+    api_key: str = Field(min_length=1, max_length=200)
+
+
+class SessionPublic(BaseModel):
+    user: str  # the user's name
+    csrf_token: str  # send as X-CSRF-Token on state-changing requests
+    expires_at: datetime
+
+
 class ConsentPublic(BaseModel):
     version: str
     text: str
     sha256: str
     purpose: str
     retention_days: int
+
+
+class StylePublic(BaseModel):
+    name: str
+    description: str
+
+
+class StylesPublic(BaseModel):
+    default: str  # used when a generation names no style
+    styles: list[StylePublic]
+
+
+class RegionPublic(BaseModel):
+    code: str  # ISO 3166-1 alpha-2, or ISO 3166-2 for a subdivision
+    name: str
+
+
+class CountryPublic(RegionPublic):
+    needs_subdivision: bool  # residents declare their subdivision too (e.g. US-CA)
+    subdivisions: list[RegionPublic]  # listed only where it is needed
+
+
+class RegionsPublic(BaseModel):
+    policy_version: str
+    countries: list[CountryPublic]
 
 
 class PhotoQuality(BaseModel):
@@ -92,11 +127,13 @@ class ImagePublic(BaseModel):
     id: str
     url: str
     generation_id: str
+    prompt: str  # the user's words
     index: int
     seed: int
     width: int
     height: int
     identity_similarity: float | None
+    profile_is_noise: bool  # made on the smoke profile: the image is noise
     created_at: datetime
 
 

@@ -40,6 +40,7 @@ class ServiceSettings(Settings):
     lease_seconds: float = 30.0  # a running job's lease, renewed by heartbeat
     max_attempts: int = 3  # a job whose worker died this often fails with worker_lost
     executor: str = "inprocess"  # "inprocess" (the worker owns the pipeline in this process)
+    session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "forwarded_header", self.forwarded_header.lower())

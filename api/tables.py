@@ -65,6 +65,16 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WebSession(Base):
+    """A browser sign-in (api/sessions.py): only the SHA-256 of the cookie's token is stored."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Consent(Base):
     """Append-only: one row per consent given; never updated, kept after erasure (no biometrics)."""
 

@@ -43,6 +43,13 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
             file=sys.stderr,
         )
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        # The app alone decides what to believe of forwarding headers (IMAGINE_TRUSTED_PROXIES);
+        # uvicorn's own proxy support would trust them from any loopback peer.
+        proxy_headers=False,
     )
     return 0

@@ -31,6 +31,7 @@ from api.schemas import (
 )
 from api.services import Services
 from api.tables import Generation, ImageRow, new_id, utcnow
+from imagine.models import DEFAULTS
 from imagine.pipeline import check_request
 from llm_prompting import expand
 
@@ -39,15 +40,18 @@ ERRORS = error_responses(401, 404, 409, 422, 429, 451)
 
 
 def image_public(row: ImageRow) -> ImagePublic:
+    profile = DEFAULTS.get(row.meta.get("profile", ""))
     return ImagePublic(
         id=row.id,
         url=f"/v1/images/{row.id}",
         generation_id=row.generation_id,
+        prompt=row.meta.get("prompt", ""),
         index=row.index,
         seed=row.seed,
         width=row.width,
         height=row.height,
         identity_similarity=row.identity_similarity,
+        profile_is_noise=profile is not None and profile.is_noise,
         created_at=row.created_at,
     )
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
@@ -115,6 +116,21 @@ def _store(
         session.add_all([record, identity])
         session.flush()
         return to_public(identity, c.version, c.retention_days)
+
+
+@router.get("", response_model=list[IdentityPublic], responses=ERRORS)
+def list_identities(
+    user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> list[IdentityPublic]:
+    """Your enrolled identities, newest first."""
+    rows = session.execute(
+        select(Identity, Consent.policy_version)
+        .outerjoin(Consent, Consent.id == Identity.consent_id)
+        .where(Identity.user_id == user.id)
+        .order_by(Identity.created_at.desc(), Identity.id.desc())
+    )
+    days = services.settings.retention_days
+    return [to_public(identity, version or "unknown", days) for identity, version in rows]
 
 
 @router.get("/{identity_id}", response_model=IdentityPublic, responses=ERRORS)

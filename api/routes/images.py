@@ -44,12 +44,16 @@ def read_image(
     session: SessionDep,
     services: ServicesDep,
     address: ClientAddress,
+    download: Annotated[bool, Query(description="as an attachment (a file to save)")] = False,
 ) -> Response:
     services.gate.require("gallery", address)
     row = owned_image(session, user.id, image_id)
-    return Response(
-        services.storage.get(row.storage_key), media_type="image/png", headers=IMAGE_HEADERS
-    )
+    headers = dict(IMAGE_HEADERS)
+    if download:
+        # Downloads are where the visible "Imagined with AI" label will be added, once the
+        # provenance library lands: the bytes below are then the labelled copy.
+        headers["Content-Disposition"] = f'attachment; filename="imagine-{row.id}.png"'
+    return Response(services.storage.get(row.storage_key), media_type="image/png", headers=headers)
 
 
 @router.get("/v1/images/{image_id}/metadata", response_model=ImageMetadata, responses=ERRORS)

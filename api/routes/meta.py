@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import pycountry
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import ServicesDep
 from api.metrics import render_metrics
-from api.schemas import ConsentPublic, ReadyStatus
+from api.region import RegionPolicy
+from api.schemas import (
+    ConsentPublic,
+    CountryPublic,
+    ReadyStatus,
+    RegionPublic,
+    RegionsPublic,
+    StylePublic,
+    StylesPublic,
+)
+from llm_prompting import STYLES
 
 router = APIRouter()
 
@@ -53,3 +64,40 @@ def read_consent(services: ServicesDep) -> ConsentPublic:
         purpose=c.purpose,
         retention_days=c.retention_days,
     )
+
+
+@router.get("/v1/styles", response_model=StylesPublic, tags=["generations"])
+def read_styles(services: ServicesDep) -> StylesPublic:
+    """The style presets a generation may name, and the one used when it names none."""
+    return StylesPublic(
+        default=services.settings.prompt_style,
+        styles=[StylePublic(name=s.name, description=s.description) for s in STYLES.values()],
+    )
+
+
+@router.get("/v1/regions", response_model=RegionsPublic, tags=["identities"])
+def read_regions(services: ServicesDep) -> RegionsPublic:
+    """ISO 3166 countries for the declared residence at enrollment; where the region policy
+    has rules for parts of a country, its subdivisions, one of which must be declared."""
+    return regions(services.gate.policy)
+
+
+def regions(policy: RegionPolicy) -> RegionsPublic:
+    countries = []
+    for country in pycountry.countries:
+        code = country.alpha_2
+        needs = policy.needs_subdivision(code)
+        parts = pycountry.subdivisions.get(country_code=code) if needs else []
+        countries.append(
+            CountryPublic(
+                code=code,
+                name=getattr(country, "common_name", None) or country.name,
+                needs_subdivision=needs,
+                subdivisions=sorted(
+                    (RegionPublic(code=p.code, name=p.name) for p in parts or []),
+                    key=lambda r: r.name,
+                ),
+            )
+        )
+    countries.sort(key=lambda c: c.name)
+    return RegionsPublic(policy_version=policy.version, countries=countries)

@@ -175,7 +175,11 @@ def test_retention_sweep_erases_unused_identities(client, user_key, services, se
             .where(Identity.id == old["id"])
             .values(last_used_at=utcnow() - timedelta(days=settings.retention_days + 1))
         )
-    assert sweep_once(services) == {"expired_identities": 1, "orphan_files": 0}
+    assert sweep_once(services) == {
+        "expired_identities": 1,
+        "orphan_files": 0,
+        "expired_sessions": 0,
+    }
     assert client.get(f"/v1/identities/{old['id']}", headers=auth(key)).status_code == 404
     assert client.get(f"/v1/identities/{fresh['id']}", headers=auth(key)).status_code == 200
     assert list(settings.images_dir.glob("*/*.png")) == []
