@@ -1,0 +1,85 @@
+"""The web gallery: one HTML shell and its ES modules, served by the API's own app.
+
+No build step and no third-party request: ``static/`` holds plain HTML, CSS
+and JavaScript modules, and a small client-side router in ``static/app.js``
+draws each page. Every page path answers with the same shell; the modules
+then talk to the JSON API with the session cookie (README, "Web gallery").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).with_name("static")
+PAGES = ("/", "/signin", "/onboarding", "/create", "/gallery", "/images/{image_id}")
+
+# No inline script or style, nothing from another origin, no framing.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+# FastAPI's interactive docs load Swagger UI / ReDoc with inline script: left as they are.
+DOCS_PATHS = ("/docs", "/redoc")
+
+router = APIRouter(include_in_schema=False)
+
+
+def _shell() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+for _path in PAGES:
+    router.add_api_route(_path, _shell, methods=["GET"])
+
+
+def install(app: FastAPI) -> None:
+    """Serve the pages and ``/static``."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+class SecurityHeadersMiddleware:
+    """``X-Content-Type-Options: nosniff`` and ``Referrer-Policy`` on every response, and the
+    gallery's Content-Security-Policy on every one that sets none of its own (images do)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(DOCS_PATHS)
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
+                ]
+                if not docs:
+                    extra += [(b"content-security-policy", CONTENT_SECURITY_POLICY.encode())]
+                headers += [(k, v) for k, v in extra if k not in names]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

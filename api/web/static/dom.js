@@ -1,0 +1,70 @@
+// Building DOM without innerHTML: every text from the server or the user is a text node.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      el.addEventListener(name.slice(2), value);
+    } else {
+      el.setAttribute(name, value === true ? "" : String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of [children].flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+export function clear(el) {
+  el.replaceChildren();
+  return el;
+}
+
+// A field with its label (and an optional hint read by screen readers with the control).
+export function field(id, label, control, hint) {
+  control.id = id;
+  const parts = [h("label", { for: id }, label), control];
+  if (hint) {
+    control.setAttribute("aria-describedby", `${id}-hint`);
+    parts.push(h("p", { class: "hint", id: `${id}-hint` }, hint));
+  }
+  return h("div", { class: "field" }, parts);
+}
+
+// A modal confirmation; resolves true when confirmed. Focus starts on "Cancel" (the safe
+// choice), Escape cancels, and focus returns to whatever had it before.
+export function confirmDialog({ title, text, confirm }) {
+  const opener = document.activeElement;
+  return new Promise((resolve) => {
+    const cancelButton = h("button", { type: "button", class: "secondary", value: "cancel" }, "Cancel");
+    const confirmButton = h("button", { type: "button", class: "danger", value: "confirm" }, confirm);
+    const dialog = h(
+      "dialog",
+      { "aria-labelledby": "dialog-title", "aria-describedby": "dialog-text" },
+      h("h2", { id: "dialog-title" }, title),
+      h("p", { id: "dialog-text" }, text),
+      h("div", { class: "actions" }, cancelButton, confirmButton),
+    );
+    cancelButton.addEventListener("click", () => dialog.close("cancel"));
+    confirmButton.addEventListener("click", () => dialog.close("confirm"));
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
+      resolve(dialog.returnValue === "confirm");
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    cancelButton.focus();
+  });
+}
+
+export function formatDate(iso) {
+  return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
+}
