@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -27,7 +29,16 @@ def imagine_command() -> list[str]:
 class Server:
     def __init__(self, home: Path, port: int, **env: str):
         self.home, self.port = home, port
-        self.env = {**os.environ, "IMAGINE_HOME": str(home), "IMAGINE_LOCAL_REGION": "US-CA", **env}
+        # The checkout under test comes first on the path, ahead of whatever an installed
+        # (editable) `imagine` script would import.
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            "IMAGINE_HOME": str(home),
+            "IMAGINE_LOCAL_REGION": "US-CA",
+            **env,
+        }
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
         self.log = home / f"server-{port}.log"

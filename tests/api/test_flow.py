@@ -30,9 +30,17 @@ def test_enroll_generate_fetch_delete(client, user_key):
     assert job["progress"] == 1.0 and job["profile_is_noise"] is True
     assert [img["seed"] for img in job["images"]] == [7, 8]
     image = job["images"][0]
+    assert image["prompt"] == "me as an astronaut" and image["profile_is_noise"] is True
     png = client.get(image["url"], headers=auth(key))
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.headers["x-content-type-options"] == "nosniff"
+    assert png.headers["content-security-policy"] == "default-src 'none'"
+    assert "content-disposition" not in png.headers
+    saved = client.get(image["url"], params={"download": "true"}, headers=auth(key))
+    assert saved.content == png.content
+    assert (
+        saved.headers["content-disposition"] == f'attachment; filename="imagine-{image["id"]}.png"'
+    )
     meta = client.get(image["url"] + "/metadata", headers=auth(key)).json()["metadata"]
     assert meta["seed"] == 7 and meta["prompt"] == "me as an astronaut"
 

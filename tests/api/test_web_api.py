@@ -1,0 +1,91 @@
+"""What the web pages ask the API for: styles, regions, the caller's identities, and error
+bodies that say which photo failed and why the region gate said no."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import create_user
+from api.main import create_app
+from llm_prompting import STYLES
+from tests.api.conftest import auth, enroll
+from tests.photos import astronaut, group, hopper
+
+
+@pytest.fixture
+def world(make_services):
+    made: list[TestClient] = []
+
+    def make(**changes):
+        services = make_services(executor="null", **changes)
+        client = TestClient(create_app(services), client=("127.0.0.1", 50000))
+        made.append(client)
+        with services.db.session() as s:  # the database is the same for every call
+            keys = [create_user(s, f"{name}{len(made)}")[1] for name in ("alice", "bob")]
+        return client, keys
+
+    return make
+
+
+def test_styles_list_every_preset_and_the_default(world):
+    client, _ = world(prompt_style="cinematic")
+    body = client.get("/v1/styles").json()
+    assert body["default"] == "cinematic"
+    assert [s["name"] for s in body["styles"]] == list(STYLES)
+    assert all(s["description"] for s in body["styles"])
+
+
+def test_regions_ask_for_a_subdivision_where_the_policy_needs_one(world):
+    client, _ = world()
+    body = client.get("/v1/regions").json()
+    countries = {c["code"]: c for c in body["countries"]}
+    assert len(countries) == 249 and body["policy_version"] == "default-2026-11"
+    us, fr = countries["US"], countries["FR"]
+    assert us["name"] == "United States" and us["needs_subdivision"] is True
+    states = {s["code"]: s["name"] for s in us["subdivisions"]}
+    assert states["US-CA"] == "California" and "US-IL" in states
+    assert fr["needs_subdivision"] is False and fr["subdivisions"] == []
+
+    # an operator's rule for a part of France makes French residents name theirs
+    client, _ = world(enroll_regions=("US", "!US-IL", "FR", "!FR-IDF"))
+    fr = next(c for c in client.get("/v1/regions").json()["countries"] if c["code"] == "FR")
+    assert fr["needs_subdivision"] is True
+    assert "FR-75C" in {s["code"] for s in fr["subdivisions"]}
+
+
+def test_identities_list_only_the_callers_newest_first(world):
+    client, (alice, bob) = world()
+    first = enroll(client, alice)
+    second = enroll(client, alice, [hopper()])
+    enroll(client, bob)
+    listed = client.get("/v1/identities", headers=auth(alice)).json()
+    assert [i["id"] for i in listed] == [second["id"], first["id"]]
+    assert listed[0]["consent_version"] == client.get("/v1/consent").json()["version"]
+    assert "embedding" not in listed[0] and "embedding_encrypted" not in listed[0]
+    assert client.get("/v1/identities").status_code == 401
+
+
+def test_error_bodies_name_the_photo_and_the_region_reason(world):
+    client, (alice, _) = world()
+    version = client.get("/v1/consent").json()["version"]
+
+    def post(photos: list[bytes], residence: str = "US-CA") -> dict:
+        r = client.post(
+            "/v1/identities",
+            headers=auth(alice),
+            files=[("photos", (f"p{i}.jpg", p, "image/jpeg")) for i, p in enumerate(photos)],
+            data={"consent": "true", "consent_version": version, "residence": residence},
+        )
+        return r.json()["error"]
+
+    error = post([astronaut(), group()])
+    assert error["code"] == "multiple_faces" and error["photo"] == 1
+    assert error["message"].startswith("photo 2: ")
+    assert post([group()])["photo"] == 0
+    denied = post([astronaut()], residence="US-IL")
+    assert denied["code"] == "region_unavailable" and denied["reason"] == "region_denied"
+    assert post([astronaut()], residence="US")["reason"] == "residence_required"
+    # errors without such details keep the plain shape
+    plain = client.get("/v1/images/img_x", headers=auth(alice)).json()["error"]
+    assert set(plain) == {"code", "message"}
