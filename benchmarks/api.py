@@ -101,7 +101,9 @@ async def measure(client: httpx.AsyncClient, make_request, total: int, concurren
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", type=Path)
@@ -110,20 +112,49 @@ def main() -> int:
     from tests.photos import astronaut
 
     home = Path(tempfile.mkdtemp(prefix="imagine-bench-api-"))
-    env = {**os.environ, "IMAGINE_HOME": str(home), "IMAGINE_LOCAL_REGION": "US-CA",
-           "IMAGINE_EXECUTOR": "null", "IMAGINE_RATE_LIMIT_PER_MINUTE": "10000000",
-           "IMAGINE_MAX_QUEUED_JOBS": "100000000"}
+    env = {
+        **os.environ,
+        "IMAGINE_HOME": str(home),
+        "IMAGINE_LOCAL_REGION": "US-CA",
+        "IMAGINE_EXECUTOR": "null",
+        "IMAGINE_RATE_LIMIT_PER_MINUTE": "10000000",
+        "IMAGINE_MAX_QUEUED_JOBS": "100000000",
+    }
     imagine = [sys.executable, "-m", "api"]
-    key = json.loads(subprocess.run([*imagine, "users", "create", "bench", "--json"], env=env, check=True,
-                                    capture_output=True, text=True).stdout)["api_key"]
+    key = json.loads(
+        subprocess.run(
+            [*imagine, "users", "create", "bench", "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )["api_key"]
     ours_port, bare_port = free_port(), free_port()
     (home / "bare_app.py").write_text(BARE_APP)
     procs = [
-        subprocess.Popen([*imagine, "serve", "--port", str(ours_port)], env=env, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port),
-                          "--log-level", "info"], cwd=home, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [*imagine, "serve", "--port", str(ours_port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_app:app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "info",
+            ],
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     ours, bare = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{bare_port}"
     try:
@@ -131,21 +162,28 @@ def main() -> int:
         wait_ready(bare + "/docs", procs[1])
         headers = {"Authorization": f"Bearer {key}"}
         version = httpx.get(ours + "/v1/consent").json()["version"]
-        identity = httpx.post(ours + "/v1/identities", headers=headers, timeout=60,
-                              files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
-                              data={"consent": "true", "consent_version": version,
-                                    "residence": "US-CA"}).json()["id"]
+        identity = httpx.post(
+            ours + "/v1/identities",
+            headers=headers,
+            timeout=60,
+            files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
+            data={"consent": "true", "consent_version": version, "residence": "US-CA"},
+        ).json()["id"]
         body = {"identity_id": identity, "prompt": "me as an astronaut", "n": 1}
         job_ids: list[str] = []
 
         async def create(client: httpx.AsyncClient, i: int) -> httpx.Response:
-            r = await client.post(ours + "/v1/generations", json={**body, "seed": i}, headers=headers)
+            r = await client.post(
+                ours + "/v1/generations", json={**body, "seed": i}, headers=headers
+            )
             if r.status_code == 202:
                 job_ids.append(r.json()["id"])
             return r
 
         async def poll(client: httpx.AsyncClient, i: int) -> httpx.Response:
-            return await client.get(f"{ours}/v1/generations/{job_ids[i % len(job_ids)]}", headers=headers)
+            return await client.get(
+                f"{ours}/v1/generations/{job_ids[i % len(job_ids)]}", headers=headers
+            )
 
         async def bare_post(client: httpx.AsyncClient, i: int) -> httpx.Response:
             return await client.post(bare + "/bare", json=body)
@@ -159,8 +197,12 @@ def main() -> int:
                 for fn in (create, poll, bare_post, bare_get):  # warm-up: connections, caches
                     await measure(client, fn, 2 * args.concurrency, args.concurrency)
                 results = {}
-                for name, fn in (("bare POST", bare_post), ("create job", create),
-                                 ("bare GET", bare_get), ("poll status", poll)):
+                for name, fn in (
+                    ("bare POST", bare_post),
+                    ("create job", create),
+                    ("bare GET", bare_get),
+                    ("poll status", poll),
+                ):
                     results[name] = await measure(client, fn, args.requests, args.concurrency)
                 return results
 
@@ -170,10 +212,12 @@ def main() -> int:
             p.terminate()
             p.wait(timeout=30)
 
-    print(f"{args.requests} requests per endpoint, {args.concurrency} in flight, loopback, 2 processes")
+    print(f"{args.requests} requests per endpoint, {args.concurrency} in flight, loopback")
     for name, r in results.items():
-        print(f"  {name:12s} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-              f"statuses {r['statuses']}")
+        print(
+            f"  {name:12s} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
+            f"p99 {r['p99_ms']:6.1f} ms  statuses {r['statuses']}"
+        )
     ratios = {
         "create job / bare POST": results["create job"]["p50_ms"] / results["bare POST"]["p50_ms"],
         "poll status / bare GET": results["poll status"]["p50_ms"] / results["bare GET"]["p50_ms"],
