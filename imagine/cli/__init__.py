@@ -17,11 +17,11 @@ from typing import Any
 
 from identity.errors import IdentityError
 from imagine import __version__
-from imagine.cli import enroll
+from imagine.cli import enroll, provenance
 from imagine.errors import ImagineError
 from imagine.settings import Settings
 
-LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll,)
+LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, provenance)
 
 # Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError)
