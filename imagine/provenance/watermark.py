@@ -24,6 +24,7 @@ Pillow. ``benchmarks/watermark.py`` measures robustness and false positives.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from functools import cache
@@ -41,6 +42,9 @@ LARGE_TILE, SMALL_TILE = 128, 64
 MIN_SIDE = 64  # smaller images cannot carry the payload
 # Sizes relative to the marked image that the detector tries, most likely first.
 SCALES = (1.0, 0.5, 0.75, 2.0, 1.5)
+# The detector skips a scale whose rescaled plane would be larger (memory: about 40
+# bytes a pixel). Marked images are at most about 2048 px a side.
+MAX_PLANE_PIXELS = 3072 * 3072
 
 
 @dataclass(frozen=True)
@@ -74,13 +78,16 @@ def bits_payload(soft: np.ndarray) -> bytes | None:
 
 @cache
 def patterns(tile: int) -> np.ndarray:
-    """[96, T, T] float32: orthonormal (unit RMS) band-limited patterns, seeded by ``KEY``."""
-    rng = np.random.default_rng([zlib.crc32(KEY), tile])
+    """[96, T, T] float32: orthonormal (unit RMS) band-limited patterns derived from ``KEY``."""
     radius = np.hypot(np.fft.fftfreq(tile)[:, None], np.fft.rfftfreq(tile)[None, :])
     band = (radius >= 1.0 / BAND[1]) & (radius <= 1.0 / BAND[0])  # radius in cycles/px
-    shape = (N_BITS, *band.shape)
-    spectrum = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * band
-    p = np.fft.irfft2(spectrum, s=(tile, tile)).reshape(N_BITS, tile * tile)
+    shape = (2, N_BITS, *band.shape)
+    # Uniform [-1, 1) numbers from SHAKE-256 of the key, not numpy's generators: the
+    # patterns must stay the same for as long as marked images exist.
+    stream = hashlib.shake_256(KEY + b"/%d" % tile).digest(8 * int(np.prod(shape)))
+    uniform = np.frombuffer(stream, dtype=">u8").astype(np.float64) / 2.0**63 - 1.0
+    re, im = uniform.reshape(shape)
+    p = np.fft.irfft2((re + 1j * im) * band, s=(tile, tile)).reshape(N_BITS, tile * tile)
     # Orthonormal rows (Cholesky whitening of the Gram matrix), still inside the band.
     q = np.linalg.solve(np.linalg.cholesky(p @ p.T), p)
     return (q * tile).reshape(N_BITS, tile, tile).astype(np.float32)
@@ -111,7 +118,11 @@ def detect(image: Image.Image, scales: tuple[float, ...] = SCALES) -> Detection:
     """Look for a payload at each of ``scales``; the first that passes its CRC wins."""
     y = luma(np.asarray(image.convert("RGB"), dtype=np.uint8))
     h, w = y.shape
-    tries = [(s, LARGE_TILE) for s in scales if min(h, w) / s >= 2 * LARGE_TILE]
+    tries = [
+        (s, LARGE_TILE)
+        for s in scales
+        if min(h, w) / s >= 2 * LARGE_TILE and h * w / (s * s) <= MAX_PLANE_PIXELS
+    ]
     if min(h, w) < 2 * LARGE_TILE and min(h, w) >= MIN_SIDE:
         tries.append((1.0, SMALL_TILE))
     best = 0.0

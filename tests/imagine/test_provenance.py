@@ -146,6 +146,13 @@ def test_visible_label_in_the_corner_and_still_verifies():
     assert verify(labelled.data, ProvenanceConfig()).matches(watermark_id("g"))
 
 
+def test_visible_label_fits_on_a_tiny_image():
+    tiny = mark(Image.new("RGB", (64, 64), (200, 200, 200)), "g", ProvenanceConfig(label=True))
+    dark = np.asarray(Image.open(io.BytesIO(tiny.data))).max(axis=-1) < 120  # the label's box
+    ys, xs = np.nonzero(dark)
+    assert len(xs) > 50 and xs.min() > 0 and ys.min() > 32  # inside, bottom half
+
+
 class FlagEverything:
     """A checker that refuses every image, through the SafetyChecker protocol."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from benchmarks.procedural import procedural_image
-from imagine.provenance import ProvenanceConfig, WatermarkFailed, mark, watermark_id
+from imagine.provenance import ProvenanceConfig, WatermarkFailed, mark, verify, watermark_id
 from imagine.provenance import watermark as wm
 from tests.photos import astronaut_image, encode, group, hopper
 
@@ -51,9 +52,11 @@ def test_payload_survives_sharing(marked_1024, attack):
 
 
 def test_resize_is_reported_as_a_scale(marked_1024):
-    _, marked, _ = marked_1024[0]
-    assert wm.detect(marked.resize((512, 512))).scale == 0.5
+    _, marked, wid = marked_1024[0]
     assert wm.detect(marked).scale == 1.0
+    assert wm.detect(marked.resize((512, 512))).scale == 0.5
+    upscaled = wm.detect(marked.resize((2048, 2048), Image.Resampling.BICUBIC))
+    assert upscaled.scale == 2.0 and upscaled.payload == wid
 
 
 def test_watermark_is_invisible_by_psnr(marked_1024):
@@ -130,3 +133,12 @@ def test_too_small_images_are_refused_not_left_unmarked():
     with pytest.raises(WatermarkFailed) as err:
         mark(Image.new("RGB", (63, 200)), "g", ProvenanceConfig())
     assert err.value.code == "watermark_failed"
+
+
+def test_images_marked_by_this_scheme_keep_verifying():
+    """A JPEG marked when tiled-ss-v1 was released: pattern derivation, payload layout
+    and detector must keep reading it, or every image already out there stops verifying."""
+    golden = Path(__file__).parent / "data" / "marked-tiled-ss-v1.jpg"
+    findings = verify(golden.read_bytes(), ProvenanceConfig())
+    assert findings.matches(watermark_id("golden-v1"))
+    assert findings.watermark.scale == 1.0
