@@ -14,7 +14,8 @@ False positives: the detector on images that were never marked: the same
 procedural images before marking, every photo shipped in scikit-image,
 matplotlib and insightface (as they are and re-encoded at JPEG 80), and
 uniform and smooth random noise. ``--baseline K`` runs invisible-watermark's
-``dwtDctSvd`` (what PITFALLS.md measured) on the first K images for comparison.
+``dwtDctSvd`` (what PITFALLS.md measured) on the first K images for comparison,
+scaling resized images back to the marked size for it.
 
 The acceptance line: the payload must survive JPEG quality 80 in >= 95% of
 200 images at 1024x1024.
@@ -168,7 +169,11 @@ def run_false_positives(size: int, seed: int, n_random: int) -> dict:
 
 
 def run_baseline(k: int, size: int, seed: int) -> dict:
-    """invisible-watermark's dwtDctSvd with a 64-bit payload; exact bits count as found."""
+    """invisible-watermark's dwtDctSvd with a 64-bit payload; exact bits count as found.
+
+    It has no search: resized images are scaled back to the marked size for it
+    (ours gets no such help), and a crop it cannot undo without knowing the offset.
+    """
     import cv2
     from imwatermark import WatermarkDecoder, WatermarkEncoder
 
@@ -186,7 +191,10 @@ def run_baseline(k: int, size: int, seed: int) -> dict:
         image = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         psnrs.append(psnr(original, image))
         for name, attack in ATTACKS.items():
-            attacked = np.asarray(attack(image, rng).convert("RGB"))
+            attacked_image = attack(image, rng).convert("RGB")
+            if name.startswith("resize"):  # its decoder needs the marked size: give it that
+                attacked_image = attacked_image.resize(image.size, Image.Resampling.BICUBIC)
+            attacked = np.asarray(attacked_image)
             decoder = WatermarkDecoder("bytes", len(payload) * 8)
             got = decoder.decode(cv2.cvtColor(attacked, cv2.COLOR_RGB2BGR), "dwtDctSvd")
             hits[name] += got == payload

@@ -75,7 +75,8 @@ def mark(
     wid = watermark_id(generation_id)
     payload = bytes.fromhex(wid)
     rgb = image.convert("RGB")
-    if config.label:
+    labelled = config.label and bool(config.label_text.strip())
+    if labelled:
         rgb = draw_label(rgb, config.label_text)
     w, h = rgb.size
     if min(w, h) < watermark.MIN_SIDE:
@@ -91,4 +92,4 @@ def mark(
         raise WatermarkFailed(f"the watermark does not read back from this {w}x{h} image")
     if config.signing:
         data = c2pa_manifest.sign(data, fmt, config)
-    return MarkedImage(data, fmt, wid, strength, config.signing, config.label)
+    return MarkedImage(data, fmt, wid, strength, config.signing, labelled)

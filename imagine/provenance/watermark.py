@@ -5,9 +5,9 @@ Scheme ``tiled-ss-v1``: spread spectrum (Cox et al. 1997) over a periodic tile
 
 - payload: a 64-bit id and its CRC-32, 96 bits; a random image passes the CRC
   with probability 2^-32 per decoding attempt (a handful per image);
-- each bit k has its own key-seeded pattern p_k: [T, T] float32, band-limited
-  to periods of 4-16 px (JPEG keeps them, and so does a 50% downscale), and
-  orthonormal to the others, so bits do not leak into each other;
+- each bit k has its own pattern p_k derived from the key: [T, T] float32,
+  band-limited to periods of 4-16 px (JPEG keeps them, and so does a 50%
+  downscale), and orthonormal to the others, so bits do not leak into each other;
 - the tile W = sum_k s_k * p_k (s_k = +-1) repeats over the whole image and is
   added to luma, scaled by a texture mask (more where the image is busy, less
   on flat skin and sky);
