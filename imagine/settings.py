@@ -85,6 +85,7 @@ class Settings:
     label_text: str = DEFAULT_LABEL
     safety_checker: str = "nudenet"  # "nudenet" | "none" (no output check: explicit only)
     safety_thresholds: tuple[str, ...] = ()  # CLASS=score overrides, e.g. BUTTOCKS_EXPOSED=0.5
+    production: bool = False  # refuse to run without an output checker unless it is "none"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:

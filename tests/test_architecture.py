@@ -44,7 +44,7 @@ def test_packages_import_only_downstream(package):
 def test_light_imports_do_not_load_heavy_libraries():
     code = (
         "import sys, api, api.cli, imagine.cli, imagine.settings, identity.enrollment, "
-        "identity.analyzer, llm_prompting, imagine.provenance, imagine.safety, imagine.output\n"
+        "identity.analyzer, llm_prompting, imagine.provenance, imagine.safety, imagine.outputs\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

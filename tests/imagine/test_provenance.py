@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchmarks.procedural import procedural_image
 from identity.errors import UnsupportedFormat
-from imagine.output import finish
+from imagine.outputs import finish
 from imagine.provenance import (
     TRAINED_ALGORITHMIC_MEDIA,
     C2paMisconfigured,
