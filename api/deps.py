@@ -40,17 +40,17 @@ class Caller:
     session_expires_at: datetime | None = None
 
 
-def get_caller(request: Request, services: ServicesDep) -> Caller:
+def get_caller(request: Request, services: ServicesDep, session: SessionDep) -> Caller:
     """The one place that decides who is calling: a bearer API key when the request
-    sends one, else the session cookie, whose state-changing requests need the CSRF token."""
+    sends one, else the session cookie, whose state-changing requests need the CSRF
+    token. Shares the request's database session (one transaction)."""
     authorization = request.headers.get("authorization")
     token = request.cookies.get(sessions.COOKIE)
-    with services.db.session() as session:
-        if authorization or not token:
-            caller = Caller(user_for_key(session, authorization))
-        else:
-            user, row = sessions.session_for_token(session, token)
-            caller = Caller(user, token, row.expires_at)
+    if authorization or not token:
+        caller = Caller(user_for_key(session, authorization))
+    else:
+        user, row = sessions.session_for_token(session, token)
+        caller = Caller(user, token, row.expires_at)
     if caller.session_token and request.method not in sessions.SAFE_METHODS:
         sessions.check_csrf(caller.session_token, request.headers.get(sessions.CSRF_HEADER))
     services.limiter.take(caller.user.id)

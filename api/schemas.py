@@ -137,6 +137,14 @@ class ImagePublic(BaseModel):
     created_at: datetime
 
 
+class WithheldImage(BaseModel):
+    """An image the output safety check refused: never stored, never shown."""
+
+    index: int
+    seed: int
+    code: str  # "unsafe_output"
+
+
 class GenerationPublic(BaseModel):
     id: str
     status: Status
@@ -150,6 +158,7 @@ class GenerationPublic(BaseModel):
     images: list[ImagePublic]
     error: ErrorBody | None
     warnings: list[str]
+    withheld: list[WithheldImage]
     profile_is_noise: bool  # True on the smoke profile: the images are noise
     created_at: datetime
     started_at: datetime | None

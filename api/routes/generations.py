@@ -78,6 +78,7 @@ def to_public(session: SessionDep, job: Generation, services: Services) -> Gener
         if job.error_code
         else None,
         warnings=(job.warnings or {}).get("items", []),
+        withheld=(job.warnings or {}).get("withheld", []),
         profile_is_noise=services.profile.is_noise,
         created_at=job.created_at,
         started_at=job.started_at,

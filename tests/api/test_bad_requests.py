@@ -291,6 +291,24 @@ def test_bad_requests_get_their_codes(world):
     assert not wrong, "\n".join(wrong)
 
 
+def test_region_refusals_carry_their_reason(world):
+    client, key, _, _ = world
+    version = client.get("/v1/consent").json()["version"]
+    for residence, reason in (("US", "residence_required"), ("US-IL", "region_denied")):
+        r = client.post(
+            "/v1/identities",
+            headers=auth(key),
+            files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
+            data={"consent": "true", "consent_version": version, "residence": residence},
+        )
+        assert r.status_code == 451
+        assert r.json()["error"] == {
+            "code": "region_unavailable",
+            "reason": reason,
+            "message": r.json()["error"]["message"],
+        }
+
+
 def test_idempotency_key(world):
     client, key, identity_id, _ = world
     body = {"identity_id": identity_id, "prompt": "me as a pirate", **SMALL}
