@@ -45,6 +45,8 @@ export const MESSAGES = {
   cancelled: "The generation was cancelled.",
   worker_lost: "The image maker stopped unexpectedly several times. Please try again.",
   generation_failed: "The images couldn't be made. Please try again.",
+  unsafe_output: "The images didn't pass our safety check, so none was kept. Try describing the scene differently.",
+  watermark_failed: "The images couldn't be marked as AI-generated, so none was kept. Please try again.",
   idempotency_conflict: "This request was already sent with different details. Reload the page and try again.",
   // Sessions and everything else
   unauthorized: "That API key isn't valid. Check it and try again.",

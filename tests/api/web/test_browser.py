@@ -157,7 +157,8 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(page.locator("#added")).to_contain_text("film grain")
     seen = watch_progress(page)
     assert seen[-1] == 100 and seen == sorted(seen), seen
-    expect(page.locator("#progress-text")).to_have_text("Done: 100%.")
+    # after the last step come the safety check and the provenance marks
+    expect(page.locator("#progress-text")).to_have_text("Done: 100%.", timeout=120_000)
     assert any(url.endswith("/events") for url in watch.requests)
     outcome = page.locator("#outcome")
     expect(outcome.get_by_role("note")).to_contain_text(
@@ -184,7 +185,11 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(page.locator("#fact-expanded")).to_contain_text("film grain")
     expect(page.locator("#fact-seed")).to_have_text(alts[0].split("seed ")[1].rstrip(")"))
     expect(page.locator("#fact-similarity")).not_to_be_empty()
-    expect(page.locator("#fact-provenance")).to_contain_text("Not checked")
+    expect(page.locator("#fact-provenance")).to_contain_text("Marked as AI-generated")
+    page.get_by_role("button", name="Check the marks now").click()
+    expect(page.locator("#provenance-check")).to_contain_text(
+        "marked as AI-generated; the watermark reads back with this image's id", timeout=30_000
+    )
     expect(page.get_by_role("note")).to_contain_text("smoke profile", ignore_case=True)
     shot("6-image")
     with page.expect_download() as download:

@@ -162,6 +162,8 @@ GENERATION_CODES = {
     "cancelled",
     "worker_lost",
     "not_found",
+    "unsafe_output",
+    "watermark_failed",
 }
 
 

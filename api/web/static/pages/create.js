@@ -89,9 +89,10 @@ function follow(section, job) {
     const percent = Math.round((state.progress || 0) * 100);
     progress.value = percent;
     const steps = state.total_steps ? ` (step ${state.step} of ${state.total_steps})` : "";
+    const finishing = state.status === "running" && state.total_steps && state.step >= state.total_steps;
     text.textContent = {
       queued: "Queued: waiting for the image maker…",
-      running: `Making your images: ${percent}%${steps}`,
+      running: finishing ? "Finishing: safety check and provenance marks…" : `Making your images: ${percent}%${steps}`,
       succeeded: "Done: 100%.",
       cancelled: "Cancelled.",
       failed: "Failed.",
@@ -153,6 +154,10 @@ function result(job) {
   }
   if (job.status === "cancelled") return [h("p", {}, "The generation was cancelled. Nothing was kept.")];
   const parts = [];
+  if (job.withheld.length) {
+    const count = job.withheld.length === 1 ? "One image was" : `${job.withheld.length} images were`;
+    parts.push(h("p", { class: "info", role: "note" }, `${count} withheld by the safety check and not kept.`));
+  }
   if (job.profile_is_noise) parts.push(h("p", { class: "notice", role: "note" }, SMOKE_NOTICE));
   parts.push(h("ul", { class: "grid", "aria-label": "Images just made" }, job.images.map((i) => thumbnail({ ...i, prompt: job.prompt }))));
   parts.push(h("p", {}, h("a", { href: "/gallery" }, "See all your images in the gallery")));

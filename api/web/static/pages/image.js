@@ -1,7 +1,7 @@
 // One image: the picture, how it was made, how much it looks like you, its provenance;
 // download and delete.
 
-import { api, downloadUrl } from "../api.js";
+import { ApiProblem, api, downloadUrl } from "../api.js";
 import { append, confirmDialog, h } from "../dom.js";
 import { explain } from "../messages.js";
 import { SMOKE_NOTICE } from "./gallery.js";
@@ -19,6 +19,19 @@ export async function render(root, { params, navigate }) {
   }
   const meta = record.metadata;
   const status = h("p", { role: "status", id: "image-status" });
+  const checked = h("p", { role: "status", id: "provenance-check" });
+  const check = h("button", { type: "button", class: "secondary", id: "check-marks" }, "Check the marks now");
+  check.addEventListener("click", async () => {
+    check.disabled = true;
+    checked.textContent = "Reading the marks in the stored file…";
+    try {
+      checked.textContent = await verifyMarks(id, meta.provenance);
+    } catch (err) {
+      checked.textContent = explain(err);
+    } finally {
+      check.disabled = false;
+    }
+  });
   const remove = h("button", { type: "button", class: "danger", id: "delete-image" }, "Delete image");
   remove.addEventListener("click", async () => {
     const sure = await confirmDialog({
@@ -50,7 +63,7 @@ export async function render(root, { params, navigate }) {
       fact("Seed", String(meta.seed), "fact-seed"),
       fact("Size and steps", `${meta.size} pixels, ${meta.steps} steps, ${meta.profile} profile`, "fact-size"),
       fact("Identity similarity", similarity(meta), "fact-similarity"),
-      fact("Provenance", provenance(meta.provenance), "fact-provenance"),
+      fact("Provenance", [provenance(meta.provenance), meta.provenance ? h("div", { class: "actions" }, check, checked) : null], "fact-provenance"),
       fact("Made", new Date(meta.created_at).toLocaleString(), "fact-created"),
     ),
     h("div", { class: "actions" },
@@ -74,10 +87,27 @@ function similarity(meta) {
   return `${score} (cosine similarity between the face in the image and yours; 1 is identical)`;
 }
 
-// The provenance library (watermark, C2PA manifest) fills `provenance` in the image's record;
-// until it does, images carry no marks and this says so.
+// What was put into the file when it was made (the image's record, `provenance`).
 function provenance(record) {
-  if (!record) return "Not checked: this image carries no provenance marks yet.";
-  if (typeof record === "string") return record;
-  return record.status || record.summary || JSON.stringify(record);
+  if (!record) return "Not checked: no provenance marks were recorded for this image.";
+  const c2pa = record.c2pa_signed ? "a signed C2PA manifest" : "no C2PA manifest (the server has no signing key)";
+  const label = record.label ? ", and the visible “Imagined with AI” label" : "";
+  return h("p", { class: "plain" },
+    `Marked as AI-generated when it was made: an invisible watermark (${record.watermark_scheme}, id ${record.watermark_id}), the IPTC “trained algorithmic media” source type in its metadata, ${c2pa}${label}.`);
+}
+
+// Read the marks back from the stored file (POST /v1/provenance/verify).
+async function verifyMarks(id, record) {
+  const response = await fetch(`/v1/images/${encodeURIComponent(id)}`, { credentials: "same-origin" });
+  if (!response.ok) throw new ApiProblem(response.status, { code: "not_found", message: "the image is gone" });
+  const form = new FormData();
+  form.append("image", await response.blob(), `${id}.png`);
+  const found = await api("/v1/provenance/verify", { method: "POST", form });
+  const watermark = found.watermark.found
+    ? found.watermark.payload === record.watermark_id
+      ? "the watermark reads back with this image's id"
+      : `a watermark with another id (${found.watermark.payload})`
+    : "no watermark found";
+  const c2pa = !found.c2pa.present ? "no C2PA manifest" : found.c2pa.valid ? "a valid C2PA manifest" : "an invalid C2PA manifest";
+  return `Checked now: ${found.summary}; ${watermark}; ${c2pa}.`;
 }
