@@ -65,6 +65,21 @@ export function confirmDialog({ title, text, confirm }) {
   });
 }
 
+// A destructive button that asks first: `action` runs only once the dialog is confirmed.
+export function confirmingButton(label, { title, text }, action, attrs = {}) {
+  const button = h("button", { type: "button", class: "danger", ...attrs }, label);
+  button.addEventListener("click", async () => {
+    if (!(await confirmDialog({ title, text, confirm: label }))) return;
+    button.disabled = true;
+    try {
+      await action();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
 export function formatDate(iso) {
   return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
 }

@@ -2,7 +2,7 @@
 // data, which "Delete my face data" erases with everything made from it.
 
 import { api } from "../api.js";
-import { append, confirmDialog, formatDate, h } from "../dom.js";
+import { append, confirmingButton, formatDate, h } from "../dom.js";
 import { explain } from "../messages.js";
 
 export const title = "Gallery";
@@ -90,26 +90,24 @@ async function drawFaces(section, refresh) {
 }
 
 function identityItem(identity, status, refresh) {
-  const erase = h("button", { type: "button", class: "danger" }, "Delete my face data");
-  erase.addEventListener("click", async () => {
-    const sure = await confirmDialog({
+  const erase = confirmingButton(
+    "Delete my face data",
+    {
       title: "Delete your face data?",
       text: "This erases your face data (the encrypted face embedding) and every image made from it, and stops any image still being made. It cannot be undone.",
-      confirm: "Delete my face data",
-    });
-    if (!sure) return;
-    erase.disabled = true;
-    try {
-      await api(`/v1/identities/${identity.id}`, { method: "DELETE" });
-      await refresh();
-      document.getElementById("face-status").textContent =
-        "Your face data and every image made from it were deleted.";
-      document.getElementById("faces-title").focus();
-    } catch (err) {
-      status.textContent = explain(err);
-      erase.disabled = false;
-    }
-  });
+    },
+    async () => {
+      try {
+        await api(`/v1/identities/${identity.id}`, { method: "DELETE" });
+        await refresh();
+        document.getElementById("face-status").textContent =
+          "Your face data and every image made from it were deleted.";
+        document.getElementById("faces-title").focus();
+      } catch (err) {
+        status.textContent = explain(err);
+      }
+    },
+  );
   return h("li", {},
     h("p", {},
       `Enrolled ${formatDate(identity.created_at)} from ${identity.photos.length} photo${identity.photos.length === 1 ? "" : "s"} · residence ${identity.residence} · consent ${identity.consent_version} · erased automatically on ${formatDate(identity.retention_until)} unless you use it again`,

@@ -2,7 +2,7 @@
 // download and delete.
 
 import { ApiProblem, api, downloadUrl } from "../api.js";
-import { append, confirmDialog, h } from "../dom.js";
+import { append, confirmingButton, h } from "../dom.js";
 import { explain } from "../messages.js";
 import { SMOKE_NOTICE } from "./gallery.js";
 
@@ -32,21 +32,22 @@ export async function render(root, { params, navigate }) {
       check.disabled = false;
     }
   });
-  const remove = h("button", { type: "button", class: "danger", id: "delete-image" }, "Delete image");
-  remove.addEventListener("click", async () => {
-    const sure = await confirmDialog({
+  const remove = confirmingButton(
+    "Delete image",
+    {
       title: "Delete this image?",
       text: "The image is deleted for good. Your face data and your other images stay.",
-      confirm: "Delete image",
-    });
-    if (!sure) return;
-    try {
-      await api(`/v1/images/${encodeURIComponent(id)}`, { method: "DELETE" });
-      navigate("/gallery", { message: "The image was deleted." });
-    } catch (err) {
-      status.textContent = explain(err);
-    }
-  });
+    },
+    async () => {
+      try {
+        await api(`/v1/images/${encodeURIComponent(id)}`, { method: "DELETE" });
+        navigate("/gallery", { message: "The image was deleted." });
+      } catch (err) {
+        status.textContent = explain(err);
+      }
+    },
+    { id: "delete-image" },
+  );
 
   append(root, [
     h("p", {}, h("a", { href: "/gallery" }, "← Back to the gallery")),
