@@ -39,6 +39,7 @@ class ServiceSettings(Settings):
     max_queued_jobs: int = 4  # queued or running generations per user
     lease_seconds: float = 30.0  # a running job's lease, renewed by heartbeat
     max_attempts: int = 3  # a job whose worker died this often fails with worker_lost
+    download_label: bool = True  # gallery downloads carry the visible "Imagined with AI" label
     executor: str = "inprocess"  # "inprocess" (the worker owns the pipeline in this process)
     session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import io
 import json
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from PIL import Image
 from sqlalchemy import and_, or_, select
 
 from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
@@ -16,6 +19,7 @@ from api.errors import ApiError, NotFound
 from api.routes.generations import image_public
 from api.schemas import GalleryPage, ImageMetadata, error_responses
 from api.tables import ImageRow
+from imagine.provenance import ProvenanceConfig, mark
 
 router = APIRouter(tags=["images"])
 ERRORS = error_responses(400, 401, 404, 422, 429, 451)
@@ -24,6 +28,15 @@ IMAGE_HEADERS = {
     "Cache-Control": "private, max-age=3600",
     "Content-Security-Policy": "default-src 'none'",
 }
+
+
+def labelled_download(data: bytes, image_id: str, config: ProvenanceConfig) -> bytes:
+    """The stored image with the visible label drawn on, then marked again with its own id:
+    the label can cover much of a small image, so the watermark is embedded over it once
+    more (the same payload, so the two layers agree), and a fresh C2PA manifest is signed."""
+    with Image.open(io.BytesIO(data)) as stored:
+        pixels = stored.convert("RGB")
+    return mark(pixels, image_id, dataclasses.replace(config, label=True)).data
 
 
 def owned_image(session: SessionDep, user_id: str, image_id: str) -> ImageRow:
@@ -49,11 +62,12 @@ def read_image(
     services.gate.require("gallery", address)
     row = owned_image(session, user.id, image_id)
     headers = dict(IMAGE_HEADERS)
+    data = services.storage.get(row.storage_key)
     if download:
-        # Downloads are where the visible "Imagined with AI" label will be added, once the
-        # provenance library lands: the bytes below are then the labelled copy.
         headers["Content-Disposition"] = f'attachment; filename="imagine-{row.id}.png"'
-    return Response(services.storage.get(row.storage_key), media_type="image/png", headers=headers)
+        if services.settings.download_label:  # a file that leaves the gallery says what it is
+            data = labelled_download(data, row.id, services.settings.provenance())
+    return Response(data, media_type="image/png", headers=headers)
 
 
 @router.get("/v1/images/{image_id}/metadata", response_model=ImageMetadata, responses=ERRORS)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
+from PIL import Image
+
+from imagine.provenance import ProvenanceConfig, verify, watermark_id
 from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
 
 
@@ -37,7 +43,16 @@ def test_enroll_generate_fetch_delete(client, user_key):
     assert png.headers["content-security-policy"] == "default-src 'none'"
     assert "content-disposition" not in png.headers
     saved = client.get(image["url"], params={"download": "true"}, headers=auth(key))
-    assert saved.content == png.content
+    # Downloads carry the visible label over the stored, already watermarked pixels.
+    stored = np.asarray(Image.open(io.BytesIO(png.content)), dtype=int)
+    labelled = np.asarray(Image.open(io.BytesIO(saved.content)), dtype=int)
+    change = np.abs(stored - labelled).mean(axis=2)
+    h, w = change.shape
+    assert (
+        change[h // 2 :, w // 2 :].mean() > 3 * change[: h // 2].mean()
+    )  # the label, bottom right
+    findings = verify(saved.content, ProvenanceConfig())
+    assert findings.ai_generated and findings.matches(watermark_id(image["id"]))
     assert (
         saved.headers["content-disposition"] == f'attachment; filename="imagine-{image["id"]}.png"'
     )
