@@ -31,5 +31,6 @@ def load_runtime(settings: Settings) -> Runtime:
         scorer=FaceSimilarityScorer(analyzer),
         limits=settings.generation_limits(),
         max_batch=settings.max_batch,
+        prompt_cache_size=settings.prompt_cache_size,
     )
     return Runtime(settings=settings, analyzer=analyzer, pipeline=pipeline)
