@@ -94,6 +94,48 @@ class GenerationResult:
         return [g.seed for g in self.images]
 
 
+def check_request(
+    lim: GenerationLimits,
+    prompt: str,
+    n: int,
+    seed: int | None,
+    steps: int,
+    width: int,
+    height: int,
+    best_of: int = 1,
+    adapter_scale: float = 0.8,
+) -> None:
+    """Validate a generation request; ``InvalidArgument`` names the argument and the bad value.
+
+    Shared by the pipeline and the service, which checks before queueing.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidArgument("prompt must be a non-empty string", code="invalid_prompt")
+    if not 1 <= n <= lim.max_images:
+        raise InvalidArgument(f"n must be 1-{lim.max_images}, got {n!r}", code="invalid_n")
+    if not 1 <= steps <= lim.max_steps:
+        raise InvalidArgument(
+            f"steps must be 1-{lim.max_steps}, got {steps!r}", code="invalid_steps"
+        )
+    if seed is not None and not 0 <= seed < 2**32:
+        raise InvalidArgument(f"seed must be 0-{2**32 - 1}, got {seed!r}", code="invalid_seed")
+    for name, side in (("width", width), ("height", height)):
+        if not lim.min_side <= side <= lim.max_side or side % lim.side_multiple:
+            raise InvalidArgument(
+                f"{name} must be a multiple of {lim.side_multiple} in "
+                f"{lim.min_side}-{lim.max_side}, got {side!r}",
+                code="invalid_size",
+            )
+    if not 1 <= best_of <= lim.max_best_of:
+        raise InvalidArgument(
+            f"best_of must be 1-{lim.max_best_of}, got {best_of!r}", code="invalid_best_of"
+        )
+    if not 0.0 <= adapter_scale <= 2.0:
+        raise InvalidArgument(
+            f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
+        )
+
+
 class PersonalizedPipeline:
     def __init__(
         self,
@@ -127,6 +169,7 @@ class PersonalizedPipeline:
         guidance_scale: float | None = None,
         adapter_scale: float | None = None,
         best_of: int = 1,
+        text: PromptText | None = None,
         progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
     ) -> GenerationResult:
@@ -155,8 +198,8 @@ class PersonalizedPipeline:
         base_seed = secrets.randbelow(2**31) if seed is None else seed
         seeds = [base_seed + k for k in range(n * best_of)]
 
-        # 2. Expand the prompt.
-        text = self.expand(prompt, style)
+        # 2. Expand the prompt (unless the caller already did, as the service does at submission).
+        text = self.expand(prompt, style) if text is None else text
         lap("expand")
 
         # 3. Encode the prompt once; every batch reuses it, and so does a later
@@ -262,32 +305,7 @@ class PersonalizedPipeline:
         best_of: int,
         adapter_scale: float,
     ) -> None:
-        lim = self.limits
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidArgument("prompt must be a non-empty string", code="invalid_prompt")
-        if not 1 <= n <= lim.max_images:
-            raise InvalidArgument(f"n must be 1-{lim.max_images}, got {n!r}", code="invalid_n")
-        if not 1 <= steps <= lim.max_steps:
-            raise InvalidArgument(
-                f"steps must be 1-{lim.max_steps}, got {steps!r}", code="invalid_steps"
-            )
-        if seed is not None and not 0 <= seed < 2**32:
-            raise InvalidArgument(f"seed must be 0-{2**32 - 1}, got {seed!r}", code="invalid_seed")
-        for name, side in (("width", width), ("height", height)):
-            if not lim.min_side <= side <= lim.max_side or side % lim.side_multiple:
-                raise InvalidArgument(
-                    f"{name} must be a multiple of {lim.side_multiple} in "
-                    f"{lim.min_side}-{lim.max_side}, got {side!r}",
-                    code="invalid_size",
-                )
-        if not 1 <= best_of <= lim.max_best_of:
-            raise InvalidArgument(
-                f"best_of must be 1-{lim.max_best_of}, got {best_of!r}", code="invalid_best_of"
-            )
-        if not 0.0 <= adapter_scale <= 2.0:
-            raise InvalidArgument(
-                f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
-            )
+        check_request(self.limits, prompt, n, seed, steps, width, height, best_of, adapter_scale)
         shape = np.shape(identity)
         if shape != (self.loaded.embedding_dim,):
             raise InvalidArgument(

@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
@@ -22,6 +22,7 @@ from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
 from imagine.models import ModelConfig
 from imagine.pipeline import GenerationLimits
+from llm_prompting.config import PromptingConfig, ServerConfig
 
 PREFIX = "IMAGINE_"
 
@@ -61,6 +62,22 @@ class Settings:
     max_side: int = GenerationLimits.max_side
     max_batch: int = 4  # images denoised together on the device
     prompt_cache_size: int = 64  # text-encoder outputs kept for repeated prompts; 0 is off
+    expander: str = "template"  # "template" | "openai" | "transformers"
+    prompt_style: str = PromptingConfig.style
+    prompt_subject: str = PromptingConfig.subject
+    openai_base_url: str = ServerConfig.base_url
+    openai_model: str = ServerConfig.model
+    openai_api_key: str = field(default="", repr=False)
+    openai_timeout: float = ServerConfig.timeout
+    openai_retries: int = ServerConfig.retries
+    openai_json_mode: str = ServerConfig.json_mode  # "json_schema" | "json_object" | "none"
+    llama_model_dir: Path | None = None  # Llama 3.1 Instruct folder for the transformers expander
+    llm_max_new_tokens: int = PromptingConfig.max_new_tokens
+    moderator: str = "rules"  # "rules" | "llama_guard"
+    guard_base_url: str = ""  # Llama Guard server; empty: the openai server
+    guard_model: str = PromptingConfig.guard_model
+    max_prompt_chars: int = PromptingConfig.max_prompt_chars
+    expansion_cache_size: int = PromptingConfig.cache_size
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
@@ -130,6 +147,35 @@ class Settings:
             max_images=self.max_images,
             max_steps=self.max_steps,
             max_side=self.max_side,
+        )
+
+    def prompting(self) -> PromptingConfig:
+        server = ServerConfig(
+            base_url=self.openai_base_url,
+            model=self.openai_model,
+            api_key=self.openai_api_key,
+            timeout=self.openai_timeout,
+            retries=self.openai_retries,
+            json_mode=self.openai_json_mode,
+        )
+        guard = (
+            dataclasses.replace(server, base_url=self.guard_base_url)
+            if self.guard_base_url
+            else None
+        )
+        return PromptingConfig(
+            expander=self.expander,
+            style=self.prompt_style,
+            subject=self.prompt_subject,
+            server=server,
+            model_dir=self.llama_model_dir,
+            device=self.device,
+            max_new_tokens=self.llm_max_new_tokens,
+            moderator=self.moderator,
+            guard=guard,
+            guard_model=self.guard_model,
+            max_prompt_chars=self.max_prompt_chars,
+            cache_size=self.expansion_cache_size,
         )
 
 
