@@ -39,12 +39,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,9 +50,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.environment import describe
+
 T0 = time.monotonic()
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 PROMPT = "me as an astronaut on Mars, photorealistic, detailed"
 GUIDANCE = 5.0
@@ -121,8 +121,7 @@ class Harness:
         self.dtype = torch.bfloat16 if self.cuda else torch.float32
         self.report: dict[str, Any] = {
             "benchmark": "pipeline_gpu",
-            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "env": environment(torch, self.device),
+            "env": describe(torch, self.device),
             "settings": {
                 "architecture": "sdxl-base-1.0" if self.cuda else "smoke",
                 "device": self.device,
@@ -397,13 +396,8 @@ class Results:
     def __init__(
         self, report: dict, save: Callable[[], None], device: str, steps: int, peak: float
     ):
-        self.report, self.save, self.device, self.steps, self.peak = (
-            report,
-            save,
-            device,
-            steps,
-            peak,
-        )
+        self.report, self.save = report, save
+        self.device, self.steps, self.peak = device, steps, peak
         self.flops: dict[str, Any] = {}
         self.compile_s = dict(COMPILE_GUESS[device])  # seconds per compile scope, then measured
 
@@ -443,8 +437,8 @@ class Results:
                 row["speedup_vs_stock_x1"] = round(stock1[0]["s_per_image"] / row["s_per_image"], 3)
             if self.flops.get("per_image"):
                 tflops = self.flops["per_image"] / row["s_per_image"] / 1e12
-                row["tflops"] = round(tflops, 1)
-                row["share_of_peak"] = round(tflops / self.peak, 4)
+                row["tflops"] = float(f"{tflops:.4g}")
+                row["share_of_peak"] = float(f"{tflops / self.peak:.4g}")
             if "compile_warmup_s" in row:
                 self.compile_s[row["switches"]["compile"]] = row["compile_warmup_s"]
         self.rows.append(row)
@@ -489,12 +483,12 @@ class Results:
 
     def line(self, r: dict) -> str:
         if r["status"] != "ok":
-            return f"{r['name']:48s} {r['status']}: {r.get('reason') or r.get('error', '')}"
-        text = f"{r['name']:48s} {r['s_per_image']:8.3f} s/img {r['images_per_hour']:9.0f} img/h"
+            return f"{r['name']:58s} {r['status']}: {r.get('reason') or r.get('error', '')}"
+        text = f"{r['name']:58s} {r['s_per_image']:8.3f} s/img {r['images_per_hour']:9.0f} img/h"
         if "speedup_vs_stock" in r:
             text += f"  x{r['speedup_vs_stock']:.2f} vs stock"
         if "tflops" in r:
-            text += f"  {r['tflops']:6.1f} TFLOP/s ({r['share_of_peak']:.1%} of {self.peak:.0f})"
+            text += f"  {r['tflops']:6.4g} TFLOP/s ({r['share_of_peak']:.1%} of {self.peak:.0f})"
         if "compile_warmup_s" in r:
             text += f"  compile warm-up {r['compile_warmup_s']:.0f}s"
         return text
@@ -579,60 +573,12 @@ def count_flops(torch: Any, configs: dict, size: int) -> tuple[int, int]:
         return unet_pair, counter.get_total_flops()
 
 
-def environment(torch: Any, device: str) -> dict[str, Any]:
-    import importlib.metadata as metadata
-
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    for name in ("torch", "diffusers", "transformers", "accelerate", "safetensors", "xformers"):
-        try:
-            env[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            env[name] = None
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        env["gpu"] = props.name
-        env["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
-        env["sm_count"] = props.multi_processor_count
-        env["cuda"] = torch.version.cuda
-        env["cudnn"] = torch.backends.cudnn.version()
-        try:
-            smi = subprocess.run(
-                [
-                    "nvidia-smi",
-                    "--query-gpu=driver_version,clocks.max.sm,power.limit",
-                    "--format=csv,noheader",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            env["nvidia_smi"] = smi.stdout.strip()
-        except Exception as exc:
-            env["nvidia_smi"] = f"unavailable: {exc}"
-    return env
-
-
 def xformers_problem() -> str | None:
     try:
         import xformers.ops  # noqa: F401
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:300]
     return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

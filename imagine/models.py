@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from imagine.errors import ImagineError
 
@@ -412,8 +412,8 @@ def fuse_self_attention(unet: Any, fuse: bool) -> None:
         fused = isinstance(module.processor, FusedAttnProcessor2_0)
         if fuse and not fused:
             module.fuse_projections(fuse=True)  # adds to_qkv; to_q/k/v stay for unfusing
-            module.set_processor(FusedAttnProcessor2_0())
+            module.set_processor(cast(Any, FusedAttnProcessor2_0()))
         elif fused and not fuse:
             del module.to_qkv
             module.fused_projections = False
-            module.set_processor(AttnProcessor2_0())
+            module.set_processor(cast(Any, AttnProcessor2_0()))

@@ -190,7 +190,7 @@ def build_pipeline(
         scheduler=EulerDiscreteScheduler.from_config(configs["scheduler"]),
         add_watermarker=False,  # provenance marks images after decoding (imagine/provenance)
     )
-    return pipe.to(dtype=dtype)
+    return pipe.to(dtype=dtype)  # type: ignore[attr-defined]
 
 
 def _save_pipeline(folder: Path) -> None:
