@@ -21,7 +21,7 @@ from PIL import Image
 from imagine.errors import ImagineError
 from imagine.models import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
-from imagine.prompt_cache import PromptCache
+from llm_prompting.cache import LRUCache
 
 ProgressFn = Callable[[int, int], None]  # (denoising steps done, steps in total)
 
@@ -153,7 +153,9 @@ class PersonalizedPipeline:
         self.scorer = scorer
         self.limits = limits or GenerationLimits()
         self.max_batch = max_batch
-        self.prompt_cache = PromptCache(prompt_cache_size)
+        # Text-encoder outputs of repeated prompts, keyed on the exact text sent, the negative
+        # prompt and guidance on/off (SDXL: about 0.6 MB of device memory per entry).
+        self.prompt_cache: LRUCache[tuple] = LRUCache(prompt_cache_size)
 
     def __call__(
         self,

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from imagine.pipeline import PersonalizedPipeline, PromptText
-from imagine.prompt_cache import PromptCache
 from tests.imagine.conftest import unit
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 5}
@@ -54,6 +53,20 @@ def test_a_repeated_prompt_is_encoded_once(smoke, calls):
     assert not np.array_equal(pixels(first), pixels(again))
 
 
+def test_the_cache_is_bounded_and_can_be_off(smoke, calls):
+    small = PersonalizedPipeline(smoke, prompt_cache_size=1)
+    small("me as an astronaut", unit(1), **SMALL)
+    small("me as a jazz singer", unit(1), **SMALL)  # evicts the astronaut
+    base = calls.count
+    small("me as an astronaut", unit(1), **SMALL)
+    assert calls.count > base and len(small.prompt_cache) == 1
+    off = PersonalizedPipeline(smoke, prompt_cache_size=0)
+    off("me", unit(1), **SMALL)
+    base = calls.count
+    off("me", unit(1), **SMALL)
+    assert calls.count > base and len(off.prompt_cache) == 0
+
+
 def test_other_words_or_negative_prompt_are_encoded_again(smoke, calls):
     cached = PersonalizedPipeline(smoke)
     cached("me as an astronaut", unit(1), **SMALL)
@@ -67,18 +80,3 @@ def test_other_words_or_negative_prompt_are_encoded_again(smoke, calls):
     base = calls.count
     cached("me as an astronaut", unit(1), guidance_scale=1.0, **SMALL)  # no negative half
     assert calls.count > base
-
-
-def test_the_cache_keeps_the_most_recently_used():
-    cache = PromptCache(2)
-    cache.put("a", 1)
-    cache.put("b", 2)
-    assert cache.get("a") == 1  # "a" is now the most recent
-    cache.put("c", 3)
-    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
-    assert len(cache) == 2
-    off = PromptCache(0)
-    off.put("a", 1)
-    assert off.get("a") is None and len(off) == 0
-    with pytest.raises(ValueError, match="size"):
-        PromptCache(-1)
