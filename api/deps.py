@@ -30,9 +30,9 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(request: Request, services: ServicesDep) -> User:
-    with services.db.session() as session:
-        user = user_for_key(session, request.headers.get("authorization"))
+def get_current_user(request: Request, services: ServicesDep, session: SessionDep) -> User:
+    """The caller, from the bearer key; shares the request's session (one transaction)."""
+    user = user_for_key(session, request.headers.get("authorization"))
     services.limiter.take(user.id)
     return user
 

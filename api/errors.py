@@ -84,4 +84,6 @@ STATUS_BY_CODE = {
     "model_not_found": 503,
     "invalid_model_config": 503,
     "invalid_setting": 503,
+    "expander_unavailable": 503,
+    "moderation_unavailable": 503,
 }

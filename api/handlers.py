@@ -10,14 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import STATUS_BY_CODE, ApiError
+from api.errors import STATUS_BY_CODE, ApiError, RegionUnavailable
 from api.limits import TooManyRequests
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
+from llm_prompting import PromptingError
 
 log = logging.getLogger("api")
 
-LIBRARY_ERRORS: tuple[type[Exception], ...] = (IdentityError, ImagineError)
+LIBRARY_ERRORS: tuple[type[Exception], ...] = (IdentityError, ImagineError, PromptingError)
 HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -29,11 +30,10 @@ HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict | None = None
+    status: int, code: str, message: str, headers: dict | None = None, **extra: Any
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    body = {"error": {"code": code, "message": message, **extra}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -42,7 +42,8 @@ def install(app: FastAPI) -> None:
         headers = (
             {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
         )
-        return error_response(exc.status, exc.code, exc.message, headers)
+        extra = {"reason": exc.reason} if isinstance(exc, RegionUnavailable) else {}
+        return error_response(exc.status, exc.code, exc.message, headers, **extra)
 
     for cls in LIBRARY_ERRORS:
         app.add_exception_handler(cls, _library_error)

@@ -107,16 +107,13 @@ def report_progress(db: Database, claim: Claim, step: int, total: int) -> bool:
     return row is None or bool(row.cancel_requested) or row.lease_owner != claim.owner
 
 
-def set_expanded(db: Database, claim: Claim, expanded: dict[str, Any], warnings: list[str]) -> None:
-    with db.session() as s:
-        s.execute(
-            update(Generation)
-            .where(_owned(claim))
-            .values(expanded=expanded, warnings={"items": warnings})
-        )
-
-
-def complete(db: Database, claim: Claim, images: list[ImageRow], warnings: list[str]) -> bool:
+def complete(
+    db: Database,
+    claim: Claim,
+    images: list[ImageRow],
+    warnings: list[str],
+    withheld: list[dict] | None = None,
+) -> bool:
     """Publish the images and mark the job succeeded, atomically; False if no longer ours."""
     with db.session() as s:
         done = _changed(
@@ -129,7 +126,7 @@ def complete(db: Database, claim: Claim, images: list[ImageRow], warnings: list[
                 finished_at=utcnow(),
                 lease_owner=None,
                 lease_expires_at=None,
-                warnings={"items": warnings},
+                warnings={"items": warnings, "withheld": withheld or []},
             ),
         )
         if not done:
@@ -138,7 +135,14 @@ def complete(db: Database, claim: Claim, images: list[ImageRow], warnings: list[
     return True
 
 
-def finish(db: Database, claim: Claim, status: str, code: str | None, message: str | None) -> bool:
+def finish(
+    db: Database,
+    claim: Claim,
+    status: str,
+    code: str | None,
+    message: str | None,
+    withheld: list[dict] | None = None,
+) -> bool:
     """End a running job as failed or cancelled."""
     assert status in ("failed", "cancelled")
     with db.session() as s:
@@ -154,6 +158,7 @@ def finish(db: Database, claim: Claim, status: str, code: str | None, message: s
                     finished_at=utcnow(),
                     lease_owner=None,
                     lease_expires_at=None,
+                    **({"warnings": {"items": [], "withheld": withheld}} if withheld else {}),
                 ),
             )
         )

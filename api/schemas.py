@@ -79,11 +79,12 @@ class GenerationAccepted(BaseModel):
 
 
 class ExpandedPublic(BaseModel):
-    prompt: str
+    prompt: str  # what the image model sees
     negative_prompt: str
-    style: str | None
-    added: list[str]
-    backend: str
+    style: str
+    added: list[str]  # phrases the expander added to the user's words
+    backend: str  # the expander that wrote it ("template" after a fallback)
+    model: str
     warnings: list[str]
 
 
@@ -99,6 +100,14 @@ class ImagePublic(BaseModel):
     created_at: datetime
 
 
+class WithheldImage(BaseModel):
+    """An image the output safety check refused: never stored, never shown."""
+
+    index: int
+    seed: int
+    code: str  # "unsafe_output"
+
+
 class GenerationPublic(BaseModel):
     id: str
     status: Status
@@ -112,6 +121,7 @@ class GenerationPublic(BaseModel):
     images: list[ImagePublic]
     error: ErrorBody | None
     warnings: list[str]
+    withheld: list[WithheldImage]
     profile_is_noise: bool  # True on the smoke profile: the images are noise
     created_at: datetime
     started_at: datetime | None

@@ -17,6 +17,9 @@ from api.storage import FileStorage
 from api.worker import EXECUTORS, Executor, WorkerContext
 from identity.analyzer import ANALYZERS, FaceAnalyzer
 from imagine.models import DEFAULTS, ProfileDefaults
+from imagine.provenance import signing_status
+from imagine.runtime import load_checker
+from llm_prompting import PromptingConfig
 
 
 @dataclass
@@ -32,6 +35,9 @@ class Services:
     executor: Executor
     _analyzer: FaceAnalyzer | None = None
     enroll_lock: threading.Lock = field(default_factory=threading.Lock)
+    prompting: PromptingConfig = field(default_factory=PromptingConfig)
+    c2pa_signing: str = "off"  # "on", or "off: <why>" (readiness output)
+    output_checks: str = "off"  # the output safety checker in use, or why there is none
 
     @property
     def profile(self) -> ProfileDefaults:
@@ -56,6 +62,10 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     migrate(db.engine)
     storage = FileStorage(settings.images_dir)
     cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.home / "embedding.key"))
+    # Refuse to start rather than store images unchecked or unsigned by mistake: a C2PA key
+    # that cannot sign, or (in production) no output checker, is an operator error.
+    c2pa_signing = signing_status(settings.provenance())
+    checker, notes = load_checker(settings)
     ctx = WorkerContext(
         db=db,
         storage=storage,
@@ -78,6 +88,9 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         limiter=RateLimiter(settings.rate_limit_per_minute),
         trusted=settings.trusted_networks(),
         executor=EXECUTORS[name](ctx, lambda: _load_runtime(settings)),
+        prompting=settings.prompting(),
+        c2pa_signing=c2pa_signing,
+        output_checks="; ".join(notes) if notes else checker.name,
     )
 
 

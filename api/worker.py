@@ -30,9 +30,10 @@ from api.storage import FileStorage
 from api.tables import Generation, Identity, ImageRow, new_id
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
-from imagine.outputs import png_bytes, sidecar
-from imagine.pipeline import Cancelled, GenerationResult, PromptText
+from imagine.outputs import finalize
+from imagine.pipeline import Cancelled, GenerationResult
 from imagine.runtime import Runtime
+from llm_prompting import ExpandedPrompt, PromptingError
 
 log = logging.getLogger("api.worker")
 
@@ -166,68 +167,94 @@ def run_job(
             width=request.get("width"),
             height=request.get("height"),
             style=request.get("style"),
-            text=PromptText(
-                **{
-                    **expanded,
-                    "added": tuple(expanded.get("added", ())),
-                    "warnings": tuple(expanded.get("warnings", ())),
-                }
-            )
-            if expanded
-            else None,
+            text=stored_expansion(expanded),
             progress=progress,
             is_cancelled=cancelled,
         )
+        store_outputs(ctx, runtime, claim, result, identity_id, backend)
     except _Stopping:
         return  # shutting down or lease lost: the sweeper requeues it
     except Cancelled as exc:
         finish(ctx.db, claim, "cancelled", exc.code, exc.message)
-        return
-    except (ImagineError, IdentityError) as exc:
+    except (ImagineError, IdentityError, PromptingError) as exc:
         finish(ctx.db, claim, "failed", exc.code, exc.message)
-        return
-    except Exception:
+    except Exception:  # a bug: the job fails with a reason, the worker lives on
         log.exception("job %s failed", claim.job_id)
         finish(ctx.db, claim, "failed", "internal_error", "generation failed; see server logs")
-        return
-    store_outputs(ctx, claim, result, request, identity_id, backend)
+
+
+def stored_expansion(expanded: dict) -> ExpandedPrompt | None:
+    """The expansion made (and moderated) at submission, as the job row keeps it."""
+    if not expanded:
+        return None
+    return ExpandedPrompt(
+        **{
+            **expanded,
+            "added": tuple(expanded.get("added", ())),
+            "warnings": tuple(expanded.get("warnings", ())),
+        }
+    )
 
 
 def store_outputs(
     ctx: WorkerContext,
+    runtime: Runtime,
     claim: Claim,
     result: GenerationResult,
-    request: dict,
     identity_id: str,
     backend: str,
 ) -> None:
-    """Write image files first, then publish rows and status in one transaction."""
-    rows, keys = [], []
+    """Check and mark each image, write the files, then publish rows and status in one
+    transaction. Images that fail the output check are never written; the job lists them."""
     with ctx.db.session() as s:
         job = s.get(Generation, claim.job_id)
         user_id = job.user_id if job else None
     if user_id is None:
         return
-    for index, item in enumerate(result.images):
+    image_ids = [new_id("img") for _ in result.images]  # each watermark leads to its image
+    rows, keys, withheld = [], [], []
+    for done in finalize(
+        result,
+        claim.job_id,
+        checker=runtime.checker,
+        provenance=runtime.provenance,
+        face_backend=backend,
+        notes=runtime.notes,
+        mark_ids=image_ids,
+    ):
+        if done.data is None:
+            withheld.append({"index": done.index, "seed": done.item.seed, "code": done.withheld})
+            continue
         key = ctx.storage.new_key()
-        ctx.storage.put(key, png_bytes(item.image))
+        ctx.storage.put(key, done.data)
         keys.append(key)
         rows.append(
             ImageRow(
-                id=new_id("img"),
+                id=image_ids[done.index],
                 user_id=user_id,
                 generation_id=claim.job_id,
                 identity_id=identity_id,
-                index=index,
+                index=done.index,
                 storage_key=key,
-                seed=item.seed,
-                width=item.image.width,
-                height=item.image.height,
-                identity_similarity=item.identity.similarity,
-                meta=sidecar(result, item, index, claim.job_id, backend),
+                seed=done.item.seed,
+                width=done.item.image.width,
+                height=done.item.image.height,
+                identity_similarity=done.item.identity.similarity,
+                meta=done.meta,
             )
         )
-    if not complete(ctx.db, claim, rows, result.warnings):
+    warnings = [*result.warnings, *runtime.notes]
+    if not rows:
+        finish(
+            ctx.db,
+            claim,
+            "failed",
+            "unsafe_output",
+            "every image was withheld: none passed the output safety check",
+            withheld,
+        )
+        return
+    if not complete(ctx.db, claim, rows, warnings, withheld):
         for key in keys:  # cancelled, erased or requeued meanwhile: publish nothing
             ctx.storage.delete(key)
 

@@ -21,6 +21,7 @@ from PIL import Image
 from imagine.errors import ImagineError
 from imagine.models import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
+from llm_prompting import ExpandedPrompt, PromptingConfig, expand
 from llm_prompting.cache import LRUCache
 
 ProgressFn = Callable[[int, int], None]  # (denoising steps done, steps in total)
@@ -46,23 +47,7 @@ class GenerationLimits:
     max_best_of: int = 4
 
 
-@dataclass(frozen=True)
-class PromptText:
-    """What goes to the text encoders, and how it came from the user's words."""
-
-    prompt: str
-    negative_prompt: str = ""
-    style: str | None = None
-    added: tuple[str, ...] = ()  # phrases the expander added to the user's words
-    backend: str = "none"
-    warnings: tuple[str, ...] = ()
-
-
-ExpandFn = Callable[[str, str | None], PromptText]
-
-
-def pass_through(prompt: str, style: str | None) -> PromptText:
-    return PromptText(prompt=prompt, style=style)
+ExpandFn = Callable[[str, str | None], ExpandedPrompt]
 
 
 @dataclass
@@ -76,7 +61,7 @@ class GeneratedImage:
 class GenerationResult:
     images: list[GeneratedImage]
     prompt: str  # the user's words
-    text: PromptText  # what the model saw
+    text: ExpandedPrompt  # what the model saw
     steps: int
     width: int
     height: int
@@ -141,7 +126,8 @@ class PersonalizedPipeline:
         self,
         loaded: LoadedPipeline,
         *,
-        expand: ExpandFn = pass_through,
+        prompting: PromptingConfig | None = None,
+        expand: ExpandFn | None = None,
         scorer: IdentityScorer | None = None,
         limits: GenerationLimits | None = None,
         max_batch: int = 4,
@@ -149,7 +135,8 @@ class PersonalizedPipeline:
     ):
         self.loaded = loaded
         self.pipe = loaded.pipe
-        self.expand = expand
+        self.prompting = prompting or PromptingConfig()
+        self.expand = expand or self.expand_prompt
         self.scorer = scorer
         self.limits = limits or GenerationLimits()
         self.max_batch = max_batch
@@ -171,7 +158,7 @@ class PersonalizedPipeline:
         guidance_scale: float | None = None,
         adapter_scale: float | None = None,
         best_of: int = 1,
-        text: PromptText | None = None,
+        text: ExpandedPrompt | None = None,
         progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
     ) -> GenerationResult:
@@ -319,6 +306,17 @@ class PersonalizedPipeline:
             raise InvalidArgument(
                 "identity contains NaN or infinite values", code="embedding_mismatch"
             )
+
+    def expand_prompt(self, prompt: str, style: str | None) -> ExpandedPrompt:
+        """Moderate and expand with llm_prompting, budgeted with this pipeline's own tokenizers."""
+        return expand(prompt, style, self.prompting, count_tokens=self.count_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        """Token positions ``text`` takes in the longer of the two CLIP tokenizations."""
+        return max(
+            len(tok(text, truncation=False).input_ids)
+            for tok in (self.pipe.tokenizer, self.pipe.tokenizer_2)
+        )
 
     def decode(self, latents: Any) -> list[Image.Image]:
         """[B, 4, h, w] latents -> B RGB images, through the VAE in its own dtype."""

@@ -22,6 +22,8 @@ from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
 from imagine.models import ModelConfig
 from imagine.pipeline import GenerationLimits
+from imagine.provenance.config import DEFAULT_LABEL, ProvenanceConfig
+from imagine.safety import DEFAULT_THRESHOLDS, SafetyConfig, parse_thresholds
 from llm_prompting.config import PromptingConfig, ServerConfig
 
 PREFIX = "IMAGINE_"
@@ -78,6 +80,17 @@ class Settings:
     guard_model: str = PromptingConfig.guard_model
     max_prompt_chars: int = PromptingConfig.max_prompt_chars
     expansion_cache_size: int = PromptingConfig.cache_size
+    # Provenance (README "Provenance and output safety")
+    c2pa_cert: Path | None = None  # PEM chain: signing certificate first; unset = no C2PA
+    c2pa_key: Path | None = None  # PEM private key of that certificate
+    c2pa_alg: str = "es256"
+    c2pa_tsa_url: str | None = None  # RFC 3161 time-stamp authority
+    c2pa_trust_anchors: Path | None = None  # extra PEM roots trusted when verifying
+    visible_label: bool = False  # draw the label on every image `imagine generate` writes
+    label_text: str = DEFAULT_LABEL
+    safety_checker: str = "nudenet"  # "nudenet" | "none" (no output check: explicit only)
+    safety_thresholds: tuple[str, ...] = ()  # CLASS=score overrides, e.g. BUTTOCKS_EXPOSED=0.5
+    production: bool = False  # refuse to run without an output checker unless it is "none"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
@@ -176,6 +189,28 @@ class Settings:
             guard_model=self.guard_model,
             max_prompt_chars=self.max_prompt_chars,
             cache_size=self.expansion_cache_size,
+        )
+
+    def provenance(self) -> ProvenanceConfig:
+        return ProvenanceConfig(
+            c2pa_cert=self.c2pa_cert,
+            c2pa_key=self.c2pa_key,
+            c2pa_alg=self.c2pa_alg,
+            c2pa_tsa_url=self.c2pa_tsa_url,
+            c2pa_trust_anchors=self.c2pa_trust_anchors,
+            label=self.visible_label,
+            label_text=self.label_text,
+            limits=self.enrollment().limits,
+        )
+
+    def safety(self) -> SafetyConfig:
+        try:
+            overrides = parse_thresholds(self.safety_thresholds)
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}SAFETY_THRESHOLDS: {exc}") from None
+        return SafetyConfig(
+            checker=self.safety_checker,
+            thresholds=tuple(sorted({**DEFAULT_THRESHOLDS, **overrides}.items())),
         )
 
 

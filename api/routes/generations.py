@@ -31,7 +31,8 @@ from api.schemas import (
 )
 from api.services import Services
 from api.tables import Generation, ImageRow, new_id, utcnow
-from imagine.pipeline import check_request, pass_through
+from imagine.pipeline import check_request
+from llm_prompting import expand
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 ERRORS = error_responses(401, 404, 409, 422, 429, 451)
@@ -67,12 +68,13 @@ def to_public(session: SessionDep, job: Generation, services: Services) -> Gener
         progress=round(job.progress, 4),
         step=job.step,
         total_steps=job.total_steps,
-        expanded=ExpandedPublic(**job.expanded) if job.expanded else None,
+        expanded=ExpandedPublic.model_validate(job.expanded) if job.expanded else None,
         images=images,
         error=ErrorBody(code=job.error_code, message=job.error_message or "")
         if job.error_code
         else None,
         warnings=(job.warnings or {}).get("items", []),
+        withheld=(job.warnings or {}).get("withheld", []),
         profile_is_noise=services.profile.is_noise,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -150,7 +152,7 @@ def _submit(
                 code="identity_incompatible",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
-        text = pass_through(body.prompt, body.style)
+        text = expand(body.prompt, body.style, services.prompting)  # moderation: 422
         active = session.scalar(
             select(func.count())
             .select_from(Generation)
@@ -171,14 +173,7 @@ def _submit(
             request=request,
             request_sha256=digest,
             idempotency_key=idempotency_key,
-            expanded={
-                "prompt": text.prompt,
-                "negative_prompt": text.negative_prompt,
-                "style": text.style,
-                "added": list(text.added),
-                "backend": text.backend,
-                "warnings": list(text.warnings),
-            },
+            expanded=text.to_dict(),
             total_steps=request["n"] * request["steps"],
         )
         identity.last_used_at = utcnow()

@@ -30,7 +30,12 @@ def read_readiness(services: ServicesDep) -> JSONResponse:
         database=database,
         worker=worker,
         profile=services.settings.profile,
-        details={"profile_is_noise": services.profile.is_noise, "executor": services.executor.name},
+        details={
+            "profile_is_noise": services.profile.is_noise,
+            "executor": services.executor.name,
+            "c2pa_signing": services.c2pa_signing,
+            "output_checks": services.output_checks,
+        },
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from identity.errors import IdentityError
 from imagine import __version__
-from imagine.cli import enroll, expand, generate
+from imagine.cli import enroll, expand, generate, provenance
 from imagine.errors import ImagineError
 from imagine.settings import Settings
 from llm_prompting.errors import PromptingError
 
-LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, expand, generate)
+LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, expand, generate, provenance)
 
 # Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError, PromptingError)

@@ -51,6 +51,7 @@ def settings(tmp_path, database_url, model_cache) -> ServiceSettings:
         local_region="US-CA",
         lease_seconds=2.0,
         max_queued_jobs=4,
+        rate_limit_per_minute=100_000,  # tests poll fast; the limit has its own test
     )
 
 

@@ -177,6 +177,24 @@ def test_bad_requests_get_their_codes(world):
         ("height too large", lambda: generate({**ok, "height": 8192}), 422, "invalid_size"),
         ("negative seed", lambda: generate({**ok, "seed": -1}), 422, "invalid_request"),
         ("seed too large", lambda: generate({**ok, "seed": 2**40}), 422, "invalid_request"),
+        (
+            "harmful prompt",
+            lambda: generate({**ok, "prompt": "me holding a bloody severed head"}),
+            422,
+            "prompt_rejected",
+        ),
+        (
+            "public figure",
+            lambda: generate({**ok, "prompt": "Taylor Swift on a beach"}),
+            422,
+            "prompt_rejected",
+        ),
+        (
+            "unknown style",
+            lambda: generate({**ok, "style": "vaporwave-noir"}),
+            422,
+            "unknown_style",
+        ),
         ("unknown identity", lambda: generate({**ok, "identity_id": "idn_nope"}), 404, "not_found"),
         (
             "body not JSON",
@@ -271,6 +289,24 @@ def test_bad_requests_get_their_codes(world):
                 f"{description}: expected {status} {code}, got {got}: {response.text[:200]}"
             )
     assert not wrong, "\n".join(wrong)
+
+
+def test_region_refusals_carry_their_reason(world):
+    client, key, _, _ = world
+    version = client.get("/v1/consent").json()["version"]
+    for residence, reason in (("US", "residence_required"), ("US-IL", "region_denied")):
+        r = client.post(
+            "/v1/identities",
+            headers=auth(key),
+            files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
+            data={"consent": "true", "consent_version": version, "residence": residence},
+        )
+        assert r.status_code == 451
+        assert r.json()["error"] == {
+            "code": "region_unavailable",
+            "reason": reason,
+            "message": r.json()["error"]["message"],
+        }
 
 
 def test_idempotency_key(world):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import Cancelled, InvalidArgument, PersonalizedPipeline, PromptText
+from imagine.pipeline import Cancelled, InvalidArgument, PersonalizedPipeline
 from imagine.postprocess import IdentityScore
+from llm_prompting import ExpandedPrompt, PromptRejected
 from tests.imagine.conftest import unit
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
@@ -96,13 +97,28 @@ def test_cancellation_stops_mid_denoise(pipeline):
 
 
 def test_expander_output_reaches_the_model(smoke):
-    def expand(prompt: str, style: str | None) -> PromptText:
-        return PromptText(
-            prompt=f"{prompt}, watercolor", style=style, added=("watercolor",), backend="test"
+    def expand(prompt: str, style: str | None) -> ExpandedPrompt:
+        return ExpandedPrompt(
+            prompt=f"{prompt}, watercolor",
+            negative_prompt="",
+            style=style or "",
+            added=("watercolor",),
+            backend="test",
+            model="test",
         )
 
     result = PersonalizedPipeline(smoke, expand=expand)("me", unit(1), style="watercolor", **SMALL)
     assert result.text.prompt == "me, watercolor" and result.text.added == ("watercolor",)
+
+
+def test_prompts_are_expanded_and_moderated_by_default(pipeline):
+    result = pipeline("moi en astronaute", unit(1), style="watercolor", **SMALL)
+    assert result.text.backend == "template" and result.text.style == "watercolor"
+    assert result.text.added and "watercolor" in result.text.prompt
+    assert pipeline.count_tokens(result.text.prompt) <= 77
+    with pytest.raises(PromptRejected) as err:
+        pipeline("me holding a bloody severed head", unit(1), **SMALL)
+    assert err.value.code == "prompt_rejected"
 
 
 class FixedScorer:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import PersonalizedPipeline, PromptText
+from imagine.pipeline import PersonalizedPipeline
+from llm_prompting import ExpandedPrompt
 from tests.imagine.conftest import unit
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 5}
@@ -74,7 +75,14 @@ def test_other_words_or_negative_prompt_are_encoded_again(smoke, calls):
     cached("me as a jazz singer", unit(1), **SMALL)
     assert calls.count > base
     base = calls.count
-    text = PromptText(prompt="me as an astronaut", negative_prompt="blurry")
+    text = ExpandedPrompt(
+        prompt="me as an astronaut",
+        negative_prompt="blurry",
+        style="",
+        added=(),
+        backend="test",
+        model="test",
+    )
     cached("me as an astronaut", unit(1), text=text, **SMALL)
     assert calls.count > base
     base = calls.count
