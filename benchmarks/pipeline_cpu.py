@@ -1,18 +1,26 @@
 """PersonalizedPipeline vs the stock diffusers StableDiffusionXLPipeline call, on smoke weights.
 
-Same weights, same identity embeds, same prompt, steps, size and seeds; the two
-are timed alternately in one run and compared by the ratio of medians, since
-absolute timings on a shared CPU are noisy. Ours is timed twice: doing the
-same work as the stock call, and with identity scoring (dlib on every output)
-switched on, which the stock pipeline does not do.
+Same weights, same identity embeds, same prompt, steps, size and seeds; the
+runners are timed in turn within each repeat and compared by the ratio of the
+best of the repeats. The process runs on one core with one torch thread and is
+timed by its CPU time (``time.process_time``), which other processes on a
+shared machine do not inflate; the median wall clock is printed beside it. Ours is
+timed doing the same work as the stock call (its prompt-embedding cache hits
+after the warm-up, as it does for a repeated prompt), with each eager speed
+switch on (to decide the CPU defaults: ``auto`` is off on CPU unless one helps
+here), and with identity scoring (dlib on every output), which the stock
+pipeline does not do. Stage timings of ours are printed. Exit status 1 when
+ours is more than 10% slower than stock: a regression in our overhead.
 
-    .venv/bin/python benchmarks/pipeline_cpu.py [--repeats 7] [--size 256] [--steps 4] [--n 1 4]
+    .venv/bin/python benchmarks/pipeline_cpu.py [--repeats 5] [--size 128] [--steps 4] \\
+        [--n 1 4] [--json benchmarks/results/pipeline_cpu.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -23,13 +31,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.environment import describe
+
+TARGET = 0.10  # ours may be at most this much slower than stock
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--n", type=int, nargs="+", default=[1, 4])
     parser.add_argument(
@@ -38,14 +50,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})  # one core: the figure a single worker gets
     import torch
 
+    torch.set_num_threads(1)
+
     from identity.analyzer import FaceSettings, get_analyzer
-    from imagine.models import ModelConfig, load_pipeline
+    from imagine.models import ModelConfig, SpeedSwitches, apply_speed_switches, load_pipeline
     from imagine.pipeline import PersonalizedPipeline
     from imagine.postprocess import FaceSimilarityScorer
 
-    torch.set_num_threads(torch.get_num_threads())
     loaded = load_pipeline(ModelConfig(profile="smoke", cache=args.cache, embedding_dim=128))
     pipe = loaded.pipe
     ours = PersonalizedPipeline(loaded, max_batch=max(args.n))
@@ -55,12 +70,20 @@ def main() -> int:
     face = np.random.default_rng(0).normal(size=128).astype(np.float32)
     face /= np.linalg.norm(face)
     prompt, size, steps = "me as an astronaut on Mars", args.size, args.steps
+    plain = SpeedSwitches()
+    switched = {
+        "ours": plain,
+        "ours+channels_last": SpeedSwitches(channels_last=True),
+        "ours+fuse_qkv": SpeedSwitches(fuse_qkv=True),
+        "ours+scoring": plain,
+    }
 
     def stock(n: int) -> None:
-        embeds = torch.from_numpy(face).reshape(1, 1, -1).expand(n, 1, -1)
+        embeds = torch.from_numpy(face).reshape(1, 1, -1)
         with torch.inference_mode():
             pipe(
-                prompt=[prompt] * n,
+                prompt=prompt,
+                num_images_per_prompt=n,
                 ip_adapter_image_embeds=[torch.cat([torch.zeros_like(embeds), embeds])],
                 num_inference_steps=steps,
                 width=size,
@@ -70,57 +93,72 @@ def main() -> int:
                 output_type="pil",
             )
 
+    def run(name: str, n: int) -> dict[str, float]:
+        """One request; our stage timings (none for stock)."""
+        if name == "stock":
+            stock(n)
+            return {}
+        pipeline = scored if name == "ours+scoring" else ours
+        kwargs = {"n": n, "seed": 0, "steps": steps, "width": size, "height": size}
+        return pipeline(prompt, face, **kwargs).timings
+
     results = []
     for n in args.n:
-        runners = {
-            "stock": lambda n=n: stock(n),
-            "ours": lambda n=n: ours(
-                prompt, face, n=n, seed=0, steps=steps, width=size, height=size
-            ),
-            "ours+scoring": lambda n=n: scored(
-                prompt, face, n=n, seed=0, steps=steps, width=size, height=size
-            ),
-        }
-        for run in runners.values():
-            run()  # warm-up: first calls allocate and fill caches
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.repeats):
-            for name, run in runners.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-        stages = ours(prompt, face, n=n, seed=0, steps=steps, width=size, height=size).timings
-        # Best-of-repeats is the figure least disturbed by other load on a shared CPU;
-        # medians are printed beside it.
+        names = ["stock", *switched]
+        times: dict[str, list[float]] = {name: [] for name in names}  # CPU seconds
+        walls: dict[str, list[float]] = {name: [] for name in names}
+        stages: dict[str, float] = {}
+        for repeat in range(args.repeats + 1):  # the first round warms up: allocations, caches
+            for name in names:
+                apply_speed_switches(pipe, switched.get(name, plain))
+                start, start_wall = time.process_time(), time.perf_counter()
+                timings = run(name, n)
+                if repeat:
+                    times[name].append(time.process_time() - start)
+                    walls[name].append(time.perf_counter() - start_wall)
+                if name == "ours":
+                    stages = timings
+        apply_speed_switches(pipe, plain)
+        # Best-of-repeats is the figure least disturbed by other load; medians beside it.
         best = {name: min(t) for name, t in times.items()}
         med = {name: statistics.median(t) for name, t in times.items()}
+        wall = {name: statistics.median(t) for name, t in walls.items()}
         row = {
             "n": n,
             "size": size,
             "steps": steps,
             "best_s": best,
             "median_s": med,
+            "median_wall_s": wall,
+            "vs_stock": {name: best[name] / best["stock"] - 1.0 for name in names},
             "overhead": best["ours"] / best["stock"] - 1.0,
             "overhead_median": med["ours"] / med["stock"] - 1.0,
-            "overhead_with_scoring": best["ours+scoring"] / best["stock"] - 1.0,
             "stages_s": stages,
         }
         results.append(row)
-        print(f"n={n} {size}x{size} {steps} steps, best (median) of {args.repeats}:")
-        for name in runners:
+        print(
+            f"n={n} {size}x{size} {steps} steps, CPU seconds on one core, best (median) of "
+            f"{args.repeats}, median wall clock:"
+        )
+        for name in names:
             ratio = best[name] / best["stock"] - 1.0
-            print(f"   {name:13s} {best[name]:.3f}s ({med[name]:.3f}s)  {ratio:+.1%} vs stock")
+            print(
+                f"   {name:19s} {best[name]:.3f}s ({med[name]:.3f}s)  {ratio:+.1%} vs stock  "
+                f"wall {wall[name]:.3f}s"
+            )
         print(
             "   stages of ours: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items())
         )
     worst = max(r["overhead"] for r in results)
-    verdict = "PASS" if worst < 0.10 else "FAIL"
+    verdict = "PASS" if worst < TARGET else "FAIL"
     print(
-        f"{verdict}: worst overhead of PersonalizedPipeline over stock {worst:+.1%} (target < +10%)"
+        f"{verdict}: worst overhead of PersonalizedPipeline over stock {worst:+.1%} "
+        f"(target < +{TARGET:.0%})"
     )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 0 if worst < 0.10 else 1
+        report = {"benchmark": "pipeline_cpu", "env": describe(torch, "cpu"), "results": results}
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0 if worst < TARGET else 1
 
 
 if __name__ == "__main__":

@@ -7,20 +7,26 @@ Profiles:
   checkpoint, plus an IP-Adapter FaceID SDXL weight file, all local.
 
 ``load_pipeline`` reads top to bottom: find files, load components, pick
-device and dtype, then each speed switch as its own ``if`` block.
+device and dtype, then each speed switch as its own ``if`` block
+(``apply_speed_switches``, after diffusion-fast's loader). The benchmarks build
+random full-size weights in memory and enter at ``prepare_pipeline``, so they
+time exactly what the service runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from imagine.errors import ImagineError
 
 PROFILES = ("smoke", "sdxl")
 SCHEDULERS = ("euler", "euler_a", "dpmpp_2m_karras", "ddim")
 ATTENTION = ("sdpa", "xformers")
+SWITCH = ("auto", "on", "off")  # auto: on where measured to help (CUDA), off on CPU
+COMPILE = ("off", "unet", "blocks")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # Files a diffusers SDXL folder must hold (weights may be .safetensors, .bin, or fp16 variants).
 SDXL_LAYOUT = (
@@ -76,6 +82,27 @@ class ModelConfig:
     attention: str = "sdpa"  # "sdpa" | "xformers" (CUDA only)
     scheduler: str = "euler"
     vae_tiling: str = "auto"  # "auto" (above 1 megapixel) | "on" | "off"
+    # Speed switches (README "Performance"); "auto" means on for CUDA, off on CPU.
+    channels_last: str = "auto"  # UNet and VAE convolutions in NHWC
+    fuse_qkv: str = "auto"  # one q/k/v projection per self-attention
+    compile: str = "off"  # "off" | "unet" (whole UNet) | "blocks" (each transformer block)
+    compile_mode: str = "default"  # torch.compile mode; "reduce-overhead" adds CUDA graphs
+
+
+@dataclass(frozen=True)
+class SpeedSwitches:
+    """The speed switches as applied: ``auto`` resolved for the device."""
+
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: str = "off"
+    compile_mode: str = "default"
+
+    def describe(self) -> str:
+        on = [name for name in ("channels_last", "fuse_qkv") if getattr(self, name)]
+        if self.compile != "off":
+            on.append(f"compile={self.compile}:{self.compile_mode}")
+        return "+".join(on) or "none"
 
 
 @dataclass
@@ -92,6 +119,7 @@ class LoadedPipeline:
     scheduler: str
     defaults: ProfileDefaults
     vae_tiling: str
+    switches: SpeedSwitches = SpeedSwitches()
 
 
 def check_config(config: ModelConfig) -> None:
@@ -103,6 +131,10 @@ def check_config(config: ModelConfig) -> None:
         ("device", config.device, ("auto", "cpu", "cuda")),
         ("dtype", config.dtype, ("auto", "float32", "bfloat16", "float16")),
         ("vae_tiling", config.vae_tiling, ("auto", "on", "off")),
+        ("channels_last", config.channels_last, SWITCH),
+        ("fuse_qkv", config.fuse_qkv, SWITCH),
+        ("compile", config.compile, COMPILE),
+        ("compile_mode", config.compile_mode, COMPILE_MODES),
     ):
         if value not in allowed:
             raise ModelConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
@@ -198,22 +230,21 @@ def _quiet_loaders() -> None:
 
 
 def load_pipeline(config: ModelConfig) -> LoadedPipeline:
-    """Load the profile's weights from local files only, then apply the speed switches."""
+    """Load the profile's weights from local files only, then prepare them for serving."""
     check_config(config)
     _quiet_loaders()
     import torch
     from diffusers import StableDiffusionXLPipeline
 
     device = resolve_device(config.device)
-    dtype_name = resolve_dtype(config.dtype, device)
-    dtype = getattr(torch, dtype_name)
+    dtype = getattr(torch, resolve_dtype(config.dtype, device))
 
-    # 1. Find the files (smoke: build them once into the cache).
+    # 1. Find the files (smoke: build them once into the cache) and load the weights.
     if config.profile == "smoke":
         from imagine.smoke import SMOKE_VERSION, ensure_smoke_models
 
         folder, adapter = ensure_smoke_models(config.cache, config.embedding_dim)
-        model_id, adapter_id = SMOKE_VERSION, adapter.name
+        model_id = SMOKE_VERSION
         pipe = StableDiffusionXLPipeline.from_pretrained(
             folder,
             dtype=dtype,
@@ -223,7 +254,7 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
         )
     else:
         weights, adapter = find_sdxl_files(config)
-        model_id, adapter_id = weights.name, adapter.name
+        model_id = weights.name
         if weights.is_dir():
             pipe = StableDiffusionXLPipeline.from_pretrained(
                 weights, dtype=dtype, local_files_only=True, add_watermarker=False
@@ -236,6 +267,23 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
                 local_files_only=True,
                 add_watermarker=False,
             )
+    return prepare_pipeline(pipe, adapter, config, model_id=model_id)
+
+
+def prepare_pipeline(
+    pipe: Any, adapter: Path, config: ModelConfig, *, model_id: str
+) -> LoadedPipeline:
+    """Attach the FaceID adapter to loaded SDXL weights and apply every switch of ``config``.
+
+    ``pipe`` is a ``StableDiffusionXLPipeline`` already in the configured dtype;
+    ``adapter`` an IP-Adapter FaceID weight file.
+    """
+    check_config(config)
+    _quiet_loaders()
+    import torch
+
+    device = resolve_device(config.device)
+    dtype_name = resolve_dtype(config.dtype, device)
 
     # 2. Attention backend, before the adapter: diffusers picks the IP-Adapter
     #    processor class (SDPA or xFormers) from the processors in place.
@@ -273,15 +321,99 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
     if config.vae_tiling == "on":
         pipe.vae.enable_tiling()
 
+    # 6. Speed switches (README "Performance" has each one's measured effect).
+    switches = resolve_switches(config, device)
+    apply_speed_switches(pipe, switches)
+
     return LoadedPipeline(
         pipe=pipe,
         profile=config.profile,
         model_id=model_id,
-        adapter_id=adapter_id,
+        adapter_id=adapter.name,
         embedding_dim=embedding_dim,
         device=device,
         dtype=dtype_name,
         scheduler=config.scheduler,
         defaults=DEFAULTS[config.profile],
         vae_tiling=config.vae_tiling,
+        switches=switches,
     )
+
+
+def resolve_switches(config: ModelConfig, device: str) -> SpeedSwitches:
+    """``auto`` is on for CUDA and off on CPU, where neither switch measured faster
+    (benchmarks/results/)."""
+
+    def resolve(value: str) -> bool:
+        return device == "cuda" if value == "auto" else value == "on"
+
+    fuse_qkv = resolve(config.fuse_qkv)
+    if config.attention == "xformers" and fuse_qkv:
+        if config.fuse_qkv == "on":
+            raise ModelConfigError(
+                "fuse_qkv='on' runs self-attention through PyTorch SDPA; it cannot be combined "
+                "with attention='xformers'"
+            )
+        fuse_qkv = False
+    return SpeedSwitches(
+        channels_last=resolve(config.channels_last),
+        fuse_qkv=fuse_qkv,
+        compile=config.compile,
+        compile_mode=config.compile_mode,
+    )
+
+
+def apply_speed_switches(pipe: Any, switches: SpeedSwitches) -> None:
+    """Put ``pipe``'s UNet and VAE into exactly the state ``switches`` describes.
+
+    Each switch is applied or undone, so the benchmarks can turn them on and
+    off in turn on one set of weights; the service calls this once.
+    """
+    import torch
+
+    unet, vae = pipe.unet, pipe.vae
+    # Undo an earlier compile first: the switches below change the modules it traced.
+    for module in unet.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            module._compiled_call_impl = None  # what nn.Module.compile sets; None runs eager
+
+    # channels_last: convolutions in NHWC, the layout cuDNN's tensor-core kernels
+    # prefer; activations follow the weights' layout from conv_in on.
+    layout = torch.channels_last if switches.channels_last else torch.contiguous_format
+    unet.to(memory_format=layout)
+    vae.to(memory_format=layout)
+
+    # fuse_qkv: one [C, 3C] GEMM per self-attention instead of three [C, C] ones.
+    # Self-attention only: the cross-attention processors hold the FaceID
+    # adapter's to_k_ip / to_v_ip, and diffusers' own fuse_qkv_projections()
+    # would replace them with FusedAttnProcessor2_0 and silently drop the face.
+    fuse_self_attention(unet, switches.fuse_qkv)
+
+    # compile: torch.compile of the whole UNet, or of each transformer block
+    # (regional compilation: the 70 SDXL blocks share a few compiled graphs, so
+    # warm-up takes far less time). The first call of each new shape compiles.
+    if switches.compile == "unet":
+        unet.compile(mode=switches.compile_mode)
+    elif switches.compile == "blocks":
+        unet.compile_repeated_blocks(mode=switches.compile_mode)
+
+
+def fuse_self_attention(unet: Any, fuse: bool) -> None:
+    """Fuse (or unfuse) the q/k/v projections of every self-attention layer of ``unet``."""
+    from diffusers.models.attention_processor import (
+        Attention,
+        AttnProcessor2_0,
+        FusedAttnProcessor2_0,
+    )
+
+    for module in unet.modules():
+        if not isinstance(module, Attention) or module.is_cross_attention:
+            continue
+        fused = isinstance(module.processor, FusedAttnProcessor2_0)
+        if fuse and not fused:
+            module.fuse_projections(fuse=True)  # adds to_qkv; to_q/k/v stay for unfusing
+            module.set_processor(cast(Any, FusedAttnProcessor2_0()))
+        elif fused and not fuse:
+            del module.to_qkv
+            module.fused_projections = False
+            module.set_processor(cast(Any, AttnProcessor2_0()))

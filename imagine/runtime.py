@@ -52,5 +52,6 @@ def load_runtime(settings: Settings, analyzer: FaceAnalyzer | None = None) -> Ru
         scorer=FaceSimilarityScorer(analyzer),
         limits=settings.generation_limits(),
         max_batch=settings.max_batch,
+        prompt_cache_size=settings.prompt_cache_size,
     )
     return Runtime(settings, analyzer, pipeline, checker, settings.provenance(), notes)

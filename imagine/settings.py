@@ -55,10 +55,15 @@ class Settings:
     attention: str = "sdpa"  # "sdpa" | "xformers"
     scheduler: str = "euler"  # "euler" | "euler_a" | "dpmpp_2m_karras" | "ddim"
     vae_tiling: str = "auto"  # "auto" | "on" | "off"
+    channels_last: str = "auto"  # "auto" (on for CUDA) | "on" | "off"
+    fuse_qkv: str = "auto"  # "auto" (on for CUDA) | "on" | "off"
+    compile: str = "off"  # "off" | "unet" | "blocks"
+    compile_mode: str = "default"  # torch.compile mode; "reduce-overhead" adds CUDA graphs
     max_images: int = GenerationLimits.max_images
     max_steps: int = GenerationLimits.max_steps
     max_side: int = GenerationLimits.max_side
     max_batch: int = 4  # images denoised together on the device
+    prompt_cache_size: int = 64  # text-encoder outputs kept for repeated prompts; 0 is off
     expander: str = "template"  # "template" | "openai" | "transformers"
     prompt_style: str = PromptingConfig.style
     prompt_subject: str = PromptingConfig.subject
@@ -143,6 +148,10 @@ class Settings:
             attention=self.attention,
             scheduler=self.scheduler,
             vae_tiling=self.vae_tiling,
+            channels_last=self.channels_last,
+            fuse_qkv=self.fuse_qkv,
+            compile=self.compile,
+            compile_mode=self.compile_mode,
         )
 
     def generation_limits(self) -> GenerationLimits:

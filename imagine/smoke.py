@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -82,85 +83,128 @@ def byte_level_vocab() -> dict[str, int]:
     return vocab  # 514 entries
 
 
-def _save_pipeline(folder: Path) -> None:
+TEXT_CONFIG = {
+    "vocab_size": 514,  # len(byte_level_vocab())
+    "hidden_size": TEXT_HIDDEN,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+    "projection_dim": TEXT_HIDDEN,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+    "pad_token_id": 1,
+    "hidden_act": "gelu",
+}
+
+SMOKE_CONFIGS = {
+    "unet": {
+        "sample_size": 32,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": (32, 64),
+        "layers_per_block": 1,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "attention_head_dim": (2, 4),
+        "transformer_layers_per_block": (1, 1),
+        "use_linear_projection": True,
+        "cross_attention_dim": 2 * TEXT_HIDDEN,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": ADDITION_TIME_DIM,
+        # 6 size/crop conditioning numbers, each embedded, plus the pooled text embedding
+        "projection_class_embeddings_input_dim": 6 * ADDITION_TIME_DIM + TEXT_HIDDEN,
+        "norm_num_groups": 16,
+    },
+    "vae": {
+        "in_channels": 3,
+        "out_channels": 3,
+        "block_out_channels": (16, 16, 32, 32),  # four blocks: the same 8x downscale as SDXL's
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "latent_channels": 4,
+        "norm_num_groups": 16,
+        "sample_size": 256,
+        "scaling_factor": 0.13025,  # SDXL's
+    },
+    "text_encoder": TEXT_CONFIG,
+    "text_encoder_2": TEXT_CONFIG,
+    "scheduler": {
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "timestep_spacing": "leading",
+        "steps_offset": 1,
+    },
+}
+
+
+def byte_level_tokenizer():
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(vocab=byte_level_vocab(), merges=[], model_max_length=77)
+
+
+def build_pipeline(
+    configs: dict[str, dict],
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = SEED,
+) -> Any:  # diffusers.StableDiffusionXLPipeline
+    """An SDXL-architecture pipeline with random weights, built directly on ``device``.
+
+    ``configs`` holds ``unet``, ``vae``, ``text_encoder``, ``text_encoder_2`` and
+    ``scheduler`` (EulerDiscreteScheduler) config dicts, as in a diffusers
+    folder's ``*/config.json``. Modules are constructed under ``device``, so a
+    full-size SDXL (2.6 B UNet parameters) is initialised on the GPU in seconds
+    and its weights never exist on the CPU. Both encoders share the byte-level
+    tokenizer: token ids then differ from CLIP's, compute does not.
+    """
     from diffusers import (
         AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTextModelWithProjection,
-        CLIPTokenizer,
-    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    torch.manual_seed(SEED)
-    vocab = byte_level_vocab()
-    text_config = CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=TEXT_HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        projection_dim=TEXT_HIDDEN,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        hidden_act="gelu",
-    )
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        transformer_layers_per_block=(1, 1),
-        use_linear_projection=True,
-        cross_attention_dim=2 * TEXT_HIDDEN,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=ADDITION_TIME_DIM,
-        # 6 size/crop conditioning numbers, each embedded, plus the pooled text embedding
-        projection_class_embeddings_input_dim=6 * ADDITION_TIME_DIM + TEXT_HIDDEN,
-        norm_num_groups=16,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(16, 16, 32, 32),  # four blocks: the same 8x downscale as SDXL's VAE
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=256,
-        scaling_factor=0.13025,  # SDXL's
-    )
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    def text_config(name: str) -> CLIPTextConfig:
+        return CLIPTextConfig(**{k: v for k, v in configs[name].items() if k != "architectures"})
+
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA generator
+    # Construction order fixes the random weights: unet, vae, text_encoder, text_encoder_2.
+    with torch.device(device):
+        unet = UNet2DConditionModel.from_config(configs["unet"])
+        vae = AutoencoderKL.from_config(configs["vae"])
+        text_encoder = CLIPTextModel(text_config("text_encoder"))
+        text_encoder_2 = CLIPTextModelWithProjection(text_config("text_encoder_2"))
+    tokenizer = byte_level_tokenizer()
     pipe = StableDiffusionXLPipeline(
         vae=vae,
-        text_encoder=CLIPTextModel(text_config),
-        text_encoder_2=CLIPTextModelWithProjection(text_config),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            timestep_spacing="leading",
-            steps_offset=1,
-        ),
+        scheduler=EulerDiscreteScheduler.from_config(configs["scheduler"]),
+        add_watermarker=False,  # provenance marks images after decoding (imagine/provenance)
     )
-    pipe.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
+    return pipe.to(dtype=dtype)  # type: ignore[attr-defined]
 
 
-def faceid_state_dict(unet_config: dict, embedding_dim: int) -> dict[str, torch.Tensor]:
+def _save_pipeline(folder: Path) -> None:
+    pipe = build_pipeline(SMOKE_CONFIGS)
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+def faceid_state_dict(
+    unet_config: dict, embedding_dim: int, *, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
     """A random IP-Adapter FaceID state dict in the original (non-diffusers) key layout.
+
+    float32 on ``device``; the values depend on it (each device has its own random
+    stream). A full-size SDXL adapter has 350 M parameters: draw those on a GPU.
 
     ``image_proj``: ``proj.0`` [D*mult, D], ``proj.2`` [tokens*cross, D*mult] and
     ``norm`` [cross] (diffusers recognises FaceID by ``norm.weight``).
@@ -169,21 +213,21 @@ def faceid_state_dict(unet_config: dict, embedding_dim: int) -> dict[str, torch.
     """
     from diffusers import UNet2DConditionModel
 
-    generator = torch.Generator().manual_seed(SEED + embedding_dim)
+    generator = torch.Generator(device).manual_seed(SEED + embedding_dim)
     cross = unet_config["cross_attention_dim"]
     hidden = embedding_dim * FACEID_MULT
 
     def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
         fan_in = shape[-1]
-        return torch.randn(*shape, generator=generator) * scale / fan_in**0.5
+        return torch.randn(*shape, generator=generator, device=device) * scale / fan_in**0.5
 
     state = {
         "image_proj.proj.0.weight": rand(hidden, embedding_dim),
-        "image_proj.proj.0.bias": torch.zeros(hidden),
+        "image_proj.proj.0.bias": torch.zeros(hidden, device=device),
         "image_proj.proj.2.weight": rand(FACEID_TOKENS * cross, hidden),
-        "image_proj.proj.2.bias": torch.zeros(FACEID_TOKENS * cross),
-        "image_proj.norm.weight": torch.ones(cross),
-        "image_proj.norm.bias": torch.zeros(cross),
+        "image_proj.proj.2.bias": torch.zeros(FACEID_TOKENS * cross, device=device),
+        "image_proj.norm.weight": torch.ones(cross, device=device),
+        "image_proj.norm.bias": torch.zeros(cross, device=device),
     }
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config)

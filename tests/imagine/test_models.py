@@ -69,6 +69,10 @@ def test_named_schedulers(smoke, name, cls):
         ({"scheduler": "fast"}, "scheduler='fast'"),
         ({"attention": "flash"}, "attention='flash'"),
         ({"dtype": "float8"}, "dtype='float8'"),
+        ({"channels_last": "yes"}, "channels_last='yes'"),
+        ({"fuse_qkv": "true"}, "fuse_qkv='true'"),
+        ({"compile": "all"}, "compile='all'"),
+        ({"compile_mode": "fast"}, "compile_mode='fast'"),
     ],
 )
 def test_bad_choices_name_the_setting(change, words, tmp_path):

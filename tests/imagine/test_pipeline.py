@@ -167,3 +167,18 @@ def test_every_input_is_checked_before_work(pipeline, kwargs, code, words):
     assert err.value.code == code
     assert words in err.value.message
     assert isinstance(err.value, ValueError)
+
+
+def test_decoded_pixels_match_diffusers_postprocess(pipeline):
+    """The 8-bit conversion runs on the device; its pixels are diffusers' to the bit."""
+    import torch
+
+    latents = torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(0))
+    ours = pipeline.decode(latents)
+    vae = pipeline.pipe.vae
+    with torch.inference_mode():
+        decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    reference = pipeline.pipe.image_processor.postprocess(decoded, output_type="pil")
+    assert [im.size for im in ours] == [(96, 64)] * 2
+    for a, b in zip(ours, reference, strict=True):
+        assert a.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
