@@ -68,18 +68,23 @@ class _Stopping(Exception):
     pass
 
 
-class InProcessExecutor:
-    name = "inprocess"
+class _WorkerThread:
+    """One thread that claims queued jobs and works on them; the database holds the state.
+
+    Subclasses say how to get ready (``_prepare``) and what to do with a claim (``_work``).
+    """
+
+    name = "worker"
 
     def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime]):
         self.ctx = ctx
         self._load = load
-        self.runtime: Runtime | None = None
-        self.owner = f"worker-{secrets.token_hex(4)}"
+        self.owner = f"{self.name}-{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="imagine-worker", daemon=True)
-        self._detail = "loading models"
+        self._thread = threading.Thread(target=self._main, name=f"imagine-{self.name}", daemon=True)
+        self._ready = False
+        self._detail = "starting"
 
     def start(self) -> None:
         self._thread.start()
@@ -93,14 +98,20 @@ class InProcessExecutor:
         self._wake.set()
 
     def status(self) -> tuple[bool, str]:
-        return self.runtime is not None and self._thread.is_alive(), self._detail
+        return self._ready and self._thread.is_alive(), self._detail
+
+    def _prepare(self) -> str:
+        return "ready"
+
+    def _work(self, claim: Claim) -> None:
+        raise NotImplementedError
 
     def _main(self) -> None:
         try:
-            self.runtime = self._load()
-            self._detail = "ready"
+            self._detail = self._prepare()
+            self._ready = True
         except Exception as exc:  # the service stays up and says why it is not ready
-            log.exception("loading the pipeline failed")
+            log.exception("the %s executor failed to start", self.name)
             self._detail = f"pipeline failed to load: {exc}"
             return
         last_sweep = 0.0
@@ -113,9 +124,21 @@ class InProcessExecutor:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
-            self._run(claim)
+            self._work(claim)
 
-    def _run(self, claim: Claim) -> None:
+
+class InProcessExecutor(_WorkerThread):
+    """The default: this thread owns the loaded pipeline and runs one job at a time."""
+
+    name = "inprocess"
+    runtime: Runtime | None = None
+
+    def _prepare(self) -> str:
+        self._detail = "loading models"
+        self.runtime = self._load()
+        return "ready"
+
+    def _work(self, claim: Claim) -> None:
         lost = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(claim, lost), daemon=True)
         beat.start()
@@ -259,42 +282,19 @@ def store_outputs(
             ctx.storage.delete(key)
 
 
-class NullExecutor:
+class NullExecutor(_WorkerThread):
     """Completes every job at once with no images: for API load tests and benchmarks only."""
 
     name = "null"
 
-    def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime]):
-        self.ctx = ctx
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="imagine-null-worker", daemon=True)
+    def _prepare(self) -> str:
+        return "null executor: jobs complete without images"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def status(self) -> tuple[bool, str]:
-        return self._thread.is_alive(), "null executor: jobs complete without images"
-
-    def _main(self) -> None:
-        while not self._stop.is_set():
-            claim = claim_next(self.ctx.db, "null", self.ctx.lease_s)
-            if claim is None:
-                self._wake.wait(timeout=0.5)
-                self._wake.clear()
-                continue
-            complete(self.ctx.db, claim, [], ["null executor: no images were made"])
+    def _work(self, claim: Claim) -> None:
+        complete(self.ctx.db, claim, [], ["null executor: no images were made"])
 
 
-EXECUTORS: dict[str, type[InProcessExecutor] | type[NullExecutor]] = {
+EXECUTORS: dict[str, type[_WorkerThread]] = {
     "inprocess": InProcessExecutor,
     "null": NullExecutor,
 }
