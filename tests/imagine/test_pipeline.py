@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import Cancelled, InvalidArgument, PersonalizedPipeline, PromptText
+from imagine.pipeline import (
+    Cancelled,
+    GenerationRequest,
+    InvalidArgument,
+    PersonalizedPipeline,
+    PromptText,
+)
 from imagine.postprocess import IdentityScore
 from tests.imagine.conftest import unit
 
@@ -151,3 +157,47 @@ def test_every_input_is_checked_before_work(pipeline, kwargs, code, words):
     assert err.value.code == code
     assert words in err.value.message
     assert isinstance(err.value, ValueError)
+
+
+def request(prompt: str, face: int, seeds: tuple[int, ...]) -> GenerationRequest:
+    return GenerationRequest(prompt, PromptText(prompt), unit(face), seeds)
+
+
+def test_generate_batch_gives_each_request_its_own_face_and_prompt(smoke):
+    """Other people and prompts in one device batch: each image is the one made alone."""
+    pipe = PersonalizedPipeline(smoke, max_batch=4)
+    astronaut, singer = request("me as an astronaut", 1, (7, 8)), request("me singing", 2, (9,))
+    results = pipe.generate_batch([astronaut, singer], **SMALL)
+    alone = [
+        pipe("me as an astronaut", unit(1), n=2, seed=7, **SMALL),
+        pipe("me singing", unit(2), n=1, seed=9, **SMALL),
+    ]
+    assert [r.seeds for r in results] == [[7, 8], [9]]
+    assert [r.prompt for r in results] == ["me as an astronaut", "me singing"]
+    for got, ref in zip(results, alone, strict=True):
+        for k in range(len(ref.images)):
+            # Batch composition changes float rounding only (at most one grey level);
+            # a face blended from the whole batch differs by tens of levels.
+            assert np.abs(pixels(got, k) - pixels(ref, k)).max() <= 2
+    assert set(results[0].timings) == {"encode", "denoise", "decode", "postprocess"}
+    assert any("noise" in w for w in results[1].warnings)
+
+
+def test_generate_batch_splits_rows_into_device_batches_and_can_be_cancelled(smoke):
+    pipe = PersonalizedPipeline(smoke, max_batch=2)
+    requests = [request("me", 1, (1, 2)), request("me", 2, (3,))]
+    results = pipe.generate_batch(requests, **SMALL)
+    assert [len(r.images) for r in results] == [2, 1]
+    calls = []
+    with pytest.raises(Cancelled):
+        pipe.generate_batch(
+            requests, is_cancelled=lambda: calls.append(1) or len(calls) >= 3, **SMALL
+        )
+    assert len(calls) == 3  # stopped at the first step of the second device batch
+
+
+def test_generate_batch_checks_every_request_before_work(pipeline):
+    bad = GenerationRequest("me", PromptText("me"), np.ones(512, np.float32), (1,))
+    with pytest.raises(InvalidArgument) as err:
+        pipeline.generate_batch([request("me", 1, (1,)), bad], **SMALL)
+    assert err.value.code == "embedding_mismatch"
