@@ -1,4 +1,4 @@
-"""The library's CLI commands (enroll, ...) and the runner that both command sets share.
+"""The library's CLI commands (enroll, generate, batch) and the runner that both command sets share.
 
 Each command is a module with ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args, settings) -> int``. ``api.cli`` mounts these next to the service's
@@ -17,11 +17,11 @@ from typing import Any
 
 from identity.errors import IdentityError
 from imagine import __version__
-from imagine.cli import enroll, generate
+from imagine.cli import batch, enroll, generate
 from imagine.errors import ImagineError
 from imagine.settings import Settings
 
-LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, generate)
+LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, generate, batch)
 
 # Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError)
