@@ -9,6 +9,7 @@ stage with its own timing.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -271,24 +272,9 @@ class PersonalizedPipeline:
         keep = rank_by_similarity(scores, n) if best_of > 1 else list(range(n))
         lap("postprocess")
 
-        warnings = list(text.warnings)
-        if self.loaded.defaults.is_noise:
-            warnings.append("smoke profile: tiny random-weight models; these images are noise")
-        return GenerationResult(
-            images=[GeneratedImage(images[i], seeds[i], scores[i]) for i in keep],
-            prompt=prompt,
-            text=text,
-            steps=steps,
-            width=width,
-            height=height,
-            guidance_scale=guidance_scale,
-            adapter_scale=adapter_scale,
-            scheduler=self.loaded.scheduler,
-            profile=self.loaded.profile,
-            model_id=self.loaded.model_id,
-            adapter_id=self.loaded.adapter_id,
-            timings=timings,
-            warnings=warnings,
+        kept = [GeneratedImage(images[i], seeds[i], scores[i]) for i in keep]
+        return self._result(
+            prompt, text, kept, timings, steps, width, height, guidance_scale, adapter_scale
         )
 
     def generate_batch(
@@ -430,31 +416,44 @@ class PersonalizedPipeline:
         ]
         lap("postprocess")
 
-        results, start = [], 0
-        for r in requests:
-            warnings = list(r.text.warnings)
-            if defaults.is_noise:
-                warnings.append("smoke profile: tiny random-weight models; these images are noise")
-            results.append(
-                GenerationResult(
-                    images=made[start : start + len(r.seeds)],
-                    prompt=r.prompt,
-                    text=r.text,
-                    steps=steps,
-                    width=width,
-                    height=height,
-                    guidance_scale=guidance_scale,
-                    adapter_scale=adapter_scale,
-                    scheduler=self.loaded.scheduler,
-                    profile=self.loaded.profile,
-                    model_id=self.loaded.model_id,
-                    adapter_id=self.loaded.adapter_id,
-                    timings=dict(timings),
-                    warnings=warnings,
-                )
-            )
-            start += len(r.seeds)
-        return results
+        ends = itertools.accumulate(len(r.seeds) for r in requests)
+        shared = (steps, width, height, guidance_scale, adapter_scale)
+        return [
+            self._result(r.prompt, r.text, made[end - len(r.seeds) : end], dict(timings), *shared)
+            for r, end in zip(requests, ends, strict=True)
+        ]
+
+    def _result(
+        self,
+        prompt: str,
+        text: PromptText,
+        images: list[GeneratedImage],
+        timings: dict[str, float],
+        steps: int,
+        width: int,
+        height: int,
+        guidance_scale: float,
+        adapter_scale: float,
+    ) -> GenerationResult:
+        warnings = list(text.warnings)
+        if self.loaded.defaults.is_noise:
+            warnings.append("smoke profile: tiny random-weight models; these images are noise")
+        return GenerationResult(
+            images=images,
+            prompt=prompt,
+            text=text,
+            steps=steps,
+            width=width,
+            height=height,
+            guidance_scale=guidance_scale,
+            adapter_scale=adapter_scale,
+            scheduler=self.loaded.scheduler,
+            profile=self.loaded.profile,
+            model_id=self.loaded.model_id,
+            adapter_id=self.loaded.adapter_id,
+            timings=timings,
+            warnings=warnings,
+        )
 
     def check_inputs(
         self,
