@@ -90,6 +90,7 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em} h2{font-size:1.1em;margin:1.4em 0 .3em}
 table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}
+td:nth-child(-n+3){white-space:nowrap}
 .item{border-top:1px solid #ddd;padding:.4em 0}
 .failed h2{color:#a00} .pending h2{color:#a60}
 .sheet{display:flex;flex-wrap:wrap;gap:.6em}

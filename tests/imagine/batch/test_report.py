@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 from html.parser import HTMLParser
 
+import pytest
 from PIL import Image
 
 from imagine.batch.runner import BatchRun
@@ -73,3 +75,22 @@ def test_report_counts_match_the_state(tmp_path):
     sheet(tmp_path)
     state = BatchState.load(tmp_path / "out" / "batch-state.json")
     assert {i: r.status for i, r in state.items.items()} == {"me": "done", "no": "failed"}
+
+
+@pytest.mark.browser
+def test_a_browser_shows_the_sheet_without_a_single_request(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sheet(tmp_path)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"))
+        page = browser.new_page()
+        requests: list[str] = []
+        dialogs: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto((tmp_path / "out" / "report.html").as_uri())
+        loaded = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+        browser.close()
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    assert len(loaded) == 2 and all(w > 0 for w in loaded)  # every thumbnail decoded
+    assert dialogs == []  # the hostile prompt's alert() never ran
