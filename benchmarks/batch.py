@@ -3,13 +3,16 @@
 Each N runs as its own process (``python -m api batch``), as users run it, into
 a fresh output folder with one shared model cache (a warm-up run builds the
 smoke weights first). Items cycle through three photo sets (the bundled
-example portrait, mirrored, and cropped closer: three enrollments) and one
-prompt each; every item makes one image. Figures per N: images per minute from
-the run's report (model loading excluded), the whole process's wall time, and
-its peak resident memory (``wait4``'s ``ru_maxrss``). The claim checked: time
-grows linearly with N (the time per image stays flat) and memory stays flat.
+example portrait, mirrored, and cropped closer: three enrollments) and four
+prompts; every item makes one image. Figures per N: images per minute from
+the run's report (model loading excluded), the process's wall time, and its
+peak resident memory (``wait4``'s ``ru_maxrss``). Rounds interleave the Ns and
+the fastest round per N counts, since other load on a shared CPU only slows
+runs down. The claims checked: time grows linearly with N (the marginal time
+per image between consecutive Ns stays the same) and peak memory stays flat.
 
-    .venv/bin/python benchmarks/batch.py [--n 8 32 128] [--size 256] [--steps 4] [--json FILE]
+    .venv/bin/python benchmarks/batch.py [--n 8 32 128] [--size 256] [--steps 4] [--repeats 2]
+                                         [--json FILE]
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def main() -> int:
     parser.add_argument(
         "--home", type=Path, default=Path(tempfile.gettempdir()) / "imagine-bench-home"
     )
+    parser.add_argument("--repeats", type=int, default=2, help="runs per N; the fastest counts")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -87,31 +91,41 @@ def main() -> int:
         photos = photo_sets(folder)
         write_manifest(folder / "warmup.jsonl", 1, photos)
         run_batch(folder / "warmup.jsonl", folder / "warmup", env, args.size, args.steps)
-        rows = []
-        for n in args.n:
-            write_manifest(folder / f"n{n}.jsonl", n, photos)
-            got = run_batch(folder / f"n{n}.jsonl", folder / f"n{n}", env, args.size, args.steps)
-            report = got["report"]
-            ipm = report["images_per_minute"]
-            rows.append(
-                {
+        best: dict[int, dict] = {}
+        for round_ in range(args.repeats):  # N interleaved, so load spikes hit every N alike
+            for n in args.n:
+                write_manifest(folder / f"n{n}.jsonl", n, photos)
+                out = folder / f"n{n}-{round_}"
+                got = run_batch(folder / f"n{n}.jsonl", out, env, args.size, args.steps)
+                report = got["report"]
+                row = {
                     "n": n,
                     "images": report["images"]["written_this_run"],
-                    "images_per_minute": ipm,
-                    "seconds_per_image": round(60 / ipm, 4),
+                    "images_per_minute": report["images_per_minute"],
+                    "seconds_per_image": round(60 / report["images_per_minute"], 4),
                     "load_s": report["timings_s"].get("load", 0.0),
                     "wall_s": round(got["wall_s"], 2),
                     "peak_rss_mib": round(got["peak_rss_mib"], 1),
                     "timings_s": report["timings_s"],
                 }
-            )
-            r = rows[-1]
-            print(
-                f"N={n:4d}: {ipm:7.1f} images/min ({r['seconds_per_image']:.3f} s/image), "
-                f"wall {r['wall_s']:.1f} s (load {r['load_s']:.1f} s), "
-                f"peak RSS {r['peak_rss_mib']:.0f} MiB",
-                flush=True,
-            )
+                print(
+                    f"N={n:4d} run {round_ + 1}: {row['images_per_minute']:7.1f} images/min "
+                    f"({row['seconds_per_image']:.3f} s/image), wall {row['wall_s']:.1f} s "
+                    f"(load {row['load_s']:.1f} s), peak RSS {row['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
+                # Fastest run per N (least disturbed by other load); highest memory seen.
+                kept = best.setdefault(n, row)
+                if row["seconds_per_image"] < kept["seconds_per_image"]:
+                    best[n] = row | {"peak_rss_mib": max(row["peak_rss_mib"], kept["peak_rss_mib"])}
+                else:
+                    kept["peak_rss_mib"] = max(row["peak_rss_mib"], kept["peak_rss_mib"])
+    rows = [best[n] for n in args.n]
+    for r in rows:
+        print(
+            f"N={r['n']:4d} best of {args.repeats}: {r['images_per_minute']:7.1f} images/min "
+            f"({r['seconds_per_image']:.3f} s/image), peak RSS {r['peak_rss_mib']:.0f} MiB"
+        )
 
     # Linear time: each run costs a fixed part (enrolling three photo sets, first-call
     # warm-up) plus a constant time per image, so the marginal time per image between

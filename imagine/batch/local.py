@@ -23,6 +23,7 @@ from imagine.batch.executor import ImageJob, ItemWork, Sink, error_code
 from imagine.batch.manifest import BatchItem
 from imagine.cli.enroll import enroll_files
 from imagine.errors import ImagineError
+from imagine.models import check_config, find_sdxl_files
 from imagine.outputs import png_bytes, sidecar
 from imagine.pipeline import Cancelled, GenerationRequest, PromptText
 from imagine.runtime import Runtime, load_runtime
@@ -61,6 +62,12 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None):
+        if runtime is None:
+            # Missing weights or a bad choice fail now, before the run writes any state.
+            config = settings.models(embedding_dim=0)
+            check_config(config)
+            if config.profile == "sdxl":
+                find_sdxl_files(config)
         self.settings = settings
         self.runtime = runtime  # loaded on the first run when not given
         self.identities: dict[str, tuple[np.ndarray, str] | _Refusal] = {}  # photo_key -> ...

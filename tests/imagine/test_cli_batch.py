@@ -74,14 +74,18 @@ def test_check_reports_invalid_lines_with_numbers_and_does_no_work(capsys, env, 
         (["nowhere.jsonl"], {}, "file_not_found"),
         (["m.jsonl", "--size", "big"], {}, "invalid_size"),
         (["m.jsonl"], {"IMAGINE_SCHEDULER": "fastest"}, "invalid_model_config"),
+        (["m.jsonl"], {"IMAGINE_PROFILE": "sdxl"}, "model_not_found"),
     ],
 )
-def test_problems_with_the_whole_run_exit_2(capsys, env, photos, argv, environ, code):
+def test_problems_with_the_whole_run_exit_2_before_anything_is_written(
+    capsys, env, photos, argv, environ, code
+):
     write_lines(photos / "m.jsonl", [{"photos": ["me.jpg"], "prompt": "me"}])
     argv = [str(photos / argv[0]), *argv[1:], "--out", str(photos / "out"), "--json"]
     rc, stdout, err = batch(capsys, {**env, **environ}, *argv)
     assert rc == 2 and f"error: {code}:" in err
     assert json.loads(stdout)["error"]["code"] == code
+    assert not (photos / "out").exists()  # a corrected rerun needs no --resume
 
 
 def test_batch_writes_what_generate_writes_and_resume_redoes_nothing(capsys, env, photos, smoke):
