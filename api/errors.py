@@ -52,3 +52,38 @@ class RegionUnavailable(ApiError):
     def __init__(self, message: str, *, reason: str):
         super().__init__(message)
         self.reason = reason
+
+
+class NotFound(ApiError):
+    """Missing, or owned by someone else: the two are indistinguishable on purpose."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ApiError):
+    code = "conflict"
+    status = 409
+
+
+class NotReady(ApiError):
+    code = "not_ready"
+    status = 503
+
+
+# Library error codes -> HTTP status. Anything not listed is a 422 (the request
+# was understood but refused); server-side conditions are 503.
+STATUS_BY_CODE = {
+    "invalid_image": 400,
+    "unsupported_format": 415,
+    "image_too_large": 413,
+    "request_too_large": 413,
+    "file_not_found": 400,
+    "cancelled": 409,
+    "face_backend_unavailable": 503,
+    "model_not_found": 503,
+    "invalid_model_config": 503,
+    "invalid_setting": 503,
+    "expander_unavailable": 503,
+    "moderation_unavailable": 503,
+}

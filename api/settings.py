@@ -28,6 +28,18 @@ class ServiceSettings(Settings):
     enroll_regions: tuple[str, ...] = ()  # rule override, e.g. "US,!US-IL,!US-TX"
     generate_regions: tuple[str, ...] = ()
     gallery_regions: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # imagine serve
+    port: int = 8000
+    database_url: str | None = None  # default: SQLite at IMAGINE_HOME/imagine.db
+    storage_dir: Path | None = None  # default: IMAGINE_HOME/images
+    embedding_key: str | None = None  # base64 AES-256 key; default: IMAGINE_HOME/embedding.key
+    retention_days: int = 1095  # identities unused this long are erased (BIPA: 3 years)
+    max_request_bytes: int = 52 * 1024 * 1024  # whole request body, chunked or not
+    rate_limit_per_minute: int = 120  # requests per user
+    max_queued_jobs: int = 4  # queued or running generations per user
+    lease_seconds: float = 30.0  # a running job's lease, renewed by heartbeat
+    max_attempts: int = 3  # a job whose worker died this often fails with worker_lost
+    executor: str = "inprocess"  # "inprocess" (the worker owns the pipeline in this process)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "forwarded_header", self.forwarded_header.lower())
@@ -47,6 +59,14 @@ class ServiceSettings(Settings):
             local_region=self.local_region,
             anonymizer_file=self.anonymizer_file,
         )
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'imagine.db').resolve()}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.storage_dir or self.home / "images"
 
     def trusted_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks(self.trusted_proxies)

@@ -1,4 +1,9 @@
-"""Writing generated images and their sidecars, atomically.
+"""The last steps for every generated image: safety check, provenance marks, atomic writes.
+
+``finish`` checks one image and then marks it; its result is the only thing
+the pipeline's callers (``imagine generate``, ``imagine batch``, the service)
+may store. An unsafe image raises ``UnsafeOutput`` before any bytes exist.
+``finalize`` does that for a whole generation and builds each sidecar.
 
 Each image is ``<stem>.png`` plus ``<stem>.json`` with the same stem. Both are
 written to a temporary file in the same folder, flushed and renamed into
@@ -14,12 +19,17 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from PIL import Image
+
 from imagine import __version__
 from imagine.pipeline import GeneratedImage, GenerationResult
+from imagine.provenance import MarkedImage, ProvenanceConfig, mark
+from imagine.safety import SafetyChecker, SafetyResult, UnsafeOutput, screen
 
 SMOKE_NOTICE = "smoke profile: tiny random-weight models; this image is noise, not a likeness"
 
@@ -76,6 +86,7 @@ def sidecar(
         "style": text.style,
         "added": list(text.added),
         "expander": text.backend,
+        "expander_model": text.model,
         "seed": item.seed,
         "steps": result.steps,
         "size": f"{result.width}x{result.height}",
@@ -92,6 +103,71 @@ def sidecar(
         "warnings": result.warnings,
         "notice": SMOKE_NOTICE if result.profile == "smoke" else None,
     }
+
+
+@dataclass(frozen=True)
+class FinishedImage:
+    marked: MarkedImage
+    safety: SafetyResult
+
+    @property
+    def data(self) -> bytes:
+        return self.marked.data
+
+    def summary(self) -> dict[str, Any]:
+        return {"safety": self.safety.summary(), "provenance": self.marked.summary()}
+
+
+def finish(
+    image: Image.Image,
+    generation_id: str,
+    *,
+    checker: SafetyChecker,
+    provenance: ProvenanceConfig,
+    fmt: str = "PNG",
+) -> FinishedImage:
+    """Check ``image``, then mark it; raises ``UnsafeOutput`` and returns nothing to store."""
+    safety = screen(image, checker)
+    return FinishedImage(mark(image, generation_id, provenance, fmt), safety)
+
+
+@dataclass
+class Finalized:
+    """One generated image after the safety check and the provenance marks."""
+
+    index: int
+    item: GeneratedImage
+    meta: dict[str, Any]  # the sidecar, with "safety" and "provenance"
+    data: bytes | None  # the marked PNG; None when withheld
+    withheld: str | None = None  # the error code when the image must not be stored
+
+
+def finalize(
+    result: GenerationResult,
+    generation_id: str,
+    *,
+    checker: SafetyChecker,
+    provenance: ProvenanceConfig,
+    face_backend: str,
+    notes: tuple[str, ...] = (),
+    mark_ids: list[str] | None = None,
+) -> list[Finalized]:
+    """Check and mark every image of ``result``. The watermark of image k carries
+    ``mark_ids[k]`` (default ``<generation_id>-<k>``, the file stem)."""
+    out = []
+    for index, item in enumerate(result.images):
+        meta = sidecar(result, item, index, generation_id, face_backend)
+        meta["warnings"] = [*meta["warnings"], *notes]
+        mark_id = mark_ids[index] if mark_ids else f"{generation_id}-{index}"
+        try:
+            finished = finish(item.image, mark_id, checker=checker, provenance=provenance)
+        except UnsafeOutput as exc:
+            meta["safety"] = exc.result.summary()
+            out.append(Finalized(index, item, meta, None, exc.code))
+            continue
+        meta.update(finished.summary())
+        out.append(Finalized(index, item, meta, finished.data))
+    return out
 
 
 def write_image(out: Path, stem: str, png: bytes, meta: dict[str, Any]) -> tuple[Path, Path]:

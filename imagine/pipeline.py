@@ -22,6 +22,7 @@ from PIL import Image
 from imagine.errors import ImagineError
 from imagine.models import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
+from llm_prompting import ExpandedPrompt, PromptingConfig, expand
 
 ProgressFn = Callable[[int, int], None]  # (denoising steps done, steps in total)
 
@@ -45,66 +46,8 @@ class GenerationLimits:
     side_multiple: int = 8  # the VAE downsamples by 8
     max_best_of: int = 4
 
-    def check(
-        self,
-        prompt: str,
-        n: int,
-        seed: int | None,
-        steps: int,
-        width: int,
-        height: int,
-        best_of: int = 1,
-        adapter_scale: float = 0.8,
-    ) -> None:
-        """Raise ``InvalidArgument`` naming the first argument out of bounds.
 
-        Shared by the pipeline and ``imagine batch --check``, which validates a
-        manifest before any model loads.
-        """
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidArgument("prompt must be a non-empty string", code="invalid_prompt")
-        if not 1 <= n <= self.max_images:
-            raise InvalidArgument(f"n must be 1-{self.max_images}, got {n!r}", code="invalid_n")
-        if not 1 <= steps <= self.max_steps:
-            raise InvalidArgument(
-                f"steps must be 1-{self.max_steps}, got {steps!r}", code="invalid_steps"
-            )
-        if seed is not None and not 0 <= seed < 2**32:
-            raise InvalidArgument(f"seed must be 0-{2**32 - 1}, got {seed!r}", code="invalid_seed")
-        for name, side in (("width", width), ("height", height)):
-            if not self.min_side <= side <= self.max_side or side % self.side_multiple:
-                raise InvalidArgument(
-                    f"{name} must be a multiple of {self.side_multiple} in "
-                    f"{self.min_side}-{self.max_side}, got {side!r}",
-                    code="invalid_size",
-                )
-        if not 1 <= best_of <= self.max_best_of:
-            raise InvalidArgument(
-                f"best_of must be 1-{self.max_best_of}, got {best_of!r}", code="invalid_best_of"
-            )
-        if not 0.0 <= adapter_scale <= 2.0:
-            raise InvalidArgument(
-                f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
-            )
-
-
-@dataclass(frozen=True)
-class PromptText:
-    """What goes to the text encoders, and how it came from the user's words."""
-
-    prompt: str
-    negative_prompt: str = ""
-    style: str | None = None
-    added: tuple[str, ...] = ()  # phrases the expander added to the user's words
-    backend: str = "none"
-    warnings: tuple[str, ...] = ()
-
-
-ExpandFn = Callable[[str, str | None], PromptText]
-
-
-def pass_through(prompt: str, style: str | None) -> PromptText:
-    return PromptText(prompt=prompt, style=style)
+ExpandFn = Callable[[str, str | None], ExpandedPrompt]
 
 
 @dataclass
@@ -118,7 +61,7 @@ class GeneratedImage:
 class GenerationResult:
     images: list[GeneratedImage]
     prompt: str  # the user's words
-    text: PromptText  # what the model saw
+    text: ExpandedPrompt  # what the model saw
     steps: int
     width: int
     height: int
@@ -136,12 +79,54 @@ class GenerationResult:
         return [g.seed for g in self.images]
 
 
+def check_request(
+    lim: GenerationLimits,
+    prompt: str,
+    n: int,
+    seed: int | None,
+    steps: int,
+    width: int,
+    height: int,
+    best_of: int = 1,
+    adapter_scale: float = 0.8,
+) -> None:
+    """Validate a generation request; ``InvalidArgument`` names the argument and the bad value.
+
+    Shared by the pipeline and the service, which checks before queueing.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidArgument("prompt must be a non-empty string", code="invalid_prompt")
+    if not 1 <= n <= lim.max_images:
+        raise InvalidArgument(f"n must be 1-{lim.max_images}, got {n!r}", code="invalid_n")
+    if not 1 <= steps <= lim.max_steps:
+        raise InvalidArgument(
+            f"steps must be 1-{lim.max_steps}, got {steps!r}", code="invalid_steps"
+        )
+    if seed is not None and not 0 <= seed < 2**32:
+        raise InvalidArgument(f"seed must be 0-{2**32 - 1}, got {seed!r}", code="invalid_seed")
+    for name, side in (("width", width), ("height", height)):
+        if not lim.min_side <= side <= lim.max_side or side % lim.side_multiple:
+            raise InvalidArgument(
+                f"{name} must be a multiple of {lim.side_multiple} in "
+                f"{lim.min_side}-{lim.max_side}, got {side!r}",
+                code="invalid_size",
+            )
+    if not 1 <= best_of <= lim.max_best_of:
+        raise InvalidArgument(
+            f"best_of must be 1-{lim.max_best_of}, got {best_of!r}", code="invalid_best_of"
+        )
+    if not 0.0 <= adapter_scale <= 2.0:
+        raise InvalidArgument(
+            f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
+        )
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One prompt for one face inside ``generate_batch``; its prompt is already expanded."""
 
     prompt: str  # the user's words
-    text: PromptText  # what the model sees, from ``PersonalizedPipeline.expand``
+    text: ExpandedPrompt  # what the model sees, from ``PersonalizedPipeline.expand``
     identity: np.ndarray  # [D] face embedding
     seeds: tuple[int, ...]  # one image per seed, in this order
 
@@ -151,14 +136,16 @@ class PersonalizedPipeline:
         self,
         loaded: LoadedPipeline,
         *,
-        expand: ExpandFn = pass_through,
+        prompting: PromptingConfig | None = None,
+        expand: ExpandFn | None = None,
         scorer: IdentityScorer | None = None,
         limits: GenerationLimits | None = None,
         max_batch: int = 4,
     ):
         self.loaded = loaded
         self.pipe = loaded.pipe
-        self.expand = expand
+        self.prompting = prompting or PromptingConfig()
+        self.expand = expand or self.expand_prompt
         self.scorer = scorer
         self.limits = limits or GenerationLimits()
         self.max_batch = max_batch
@@ -177,6 +164,7 @@ class PersonalizedPipeline:
         guidance_scale: float | None = None,
         adapter_scale: float | None = None,
         best_of: int = 1,
+        text: ExpandedPrompt | None = None,
         progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
     ) -> GenerationResult:
@@ -202,8 +190,8 @@ class PersonalizedPipeline:
         base_seed = secrets.randbelow(2**31) if seed is None else seed
         seeds = [base_seed + k for k in range(n * best_of)]
 
-        # 2. Expand the prompt.
-        text = self.expand(prompt, style)
+        # 2. Expand the prompt (unless the caller already did, as the service does at submission).
+        text = self.expand(prompt, style) if text is None else text
         lap("expand")
 
         # 3. Encode the prompt once; every batch reuses it.
@@ -426,7 +414,7 @@ class PersonalizedPipeline:
     def _result(
         self,
         prompt: str,
-        text: PromptText,
+        text: ExpandedPrompt,
         images: list[GeneratedImage],
         timings: dict[str, float],
         steps: int,
@@ -467,7 +455,7 @@ class PersonalizedPipeline:
         best_of: int,
         adapter_scale: float,
     ) -> None:
-        self.limits.check(prompt, n, seed, steps, width, height, best_of, adapter_scale)
+        check_request(self.limits, prompt, n, seed, steps, width, height, best_of, adapter_scale)
         shape = np.shape(identity)
         if shape != (self.loaded.embedding_dim,):
             raise InvalidArgument(
@@ -479,6 +467,17 @@ class PersonalizedPipeline:
             raise InvalidArgument(
                 "identity contains NaN or infinite values", code="embedding_mismatch"
             )
+
+    def expand_prompt(self, prompt: str, style: str | None) -> ExpandedPrompt:
+        """Moderate and expand with llm_prompting, budgeted with this pipeline's own tokenizers."""
+        return expand(prompt, style, self.prompting, count_tokens=self.count_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        """Token positions ``text`` takes in the longer of the two CLIP tokenizations."""
+        return max(
+            len(tok(text, truncation=False).input_ids)
+            for tok in (self.pipe.tokenizer, self.pipe.tokenizer_2)
+        )
 
     def decode(self, latents: Any) -> list[Image.Image]:
         """[B, 4, h, w] latents -> B RGB images, through the VAE in its own dtype."""

@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
@@ -22,6 +22,9 @@ from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
 from imagine.models import ModelConfig
 from imagine.pipeline import GenerationLimits
+from imagine.provenance.config import DEFAULT_LABEL, ProvenanceConfig
+from imagine.safety import DEFAULT_THRESHOLDS, SafetyConfig, parse_thresholds
+from llm_prompting.config import PromptingConfig, ServerConfig
 
 PREFIX = "IMAGINE_"
 
@@ -56,6 +59,33 @@ class Settings:
     max_steps: int = GenerationLimits.max_steps
     max_side: int = GenerationLimits.max_side
     max_batch: int = 4  # images denoised together on the device
+    expander: str = "template"  # "template" | "openai" | "transformers"
+    prompt_style: str = PromptingConfig.style
+    prompt_subject: str = PromptingConfig.subject
+    openai_base_url: str = ServerConfig.base_url
+    openai_model: str = ServerConfig.model
+    openai_api_key: str = field(default="", repr=False)
+    openai_timeout: float = ServerConfig.timeout
+    openai_retries: int = ServerConfig.retries
+    openai_json_mode: str = ServerConfig.json_mode  # "json_schema" | "json_object" | "none"
+    llama_model_dir: Path | None = None  # Llama 3.1 Instruct folder for the transformers expander
+    llm_max_new_tokens: int = PromptingConfig.max_new_tokens
+    moderator: str = "rules"  # "rules" | "llama_guard"
+    guard_base_url: str = ""  # Llama Guard server; empty: the openai server
+    guard_model: str = PromptingConfig.guard_model
+    max_prompt_chars: int = PromptingConfig.max_prompt_chars
+    expansion_cache_size: int = PromptingConfig.cache_size
+    # Provenance (README "Provenance and output safety")
+    c2pa_cert: Path | None = None  # PEM chain: signing certificate first; unset = no C2PA
+    c2pa_key: Path | None = None  # PEM private key of that certificate
+    c2pa_alg: str = "es256"
+    c2pa_tsa_url: str | None = None  # RFC 3161 time-stamp authority
+    c2pa_trust_anchors: Path | None = None  # extra PEM roots trusted when verifying
+    visible_label: bool = False  # draw the label on every image `imagine generate` writes
+    label_text: str = DEFAULT_LABEL
+    safety_checker: str = "nudenet"  # "nudenet" | "none" (no output check: explicit only)
+    safety_thresholds: tuple[str, ...] = ()  # CLASS=score overrides, e.g. BUTTOCKS_EXPOSED=0.5
+    production: bool = False  # refuse to run without an output checker unless it is "none"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
@@ -121,6 +151,57 @@ class Settings:
             max_images=self.max_images,
             max_steps=self.max_steps,
             max_side=self.max_side,
+        )
+
+    def prompting(self) -> PromptingConfig:
+        server = ServerConfig(
+            base_url=self.openai_base_url,
+            model=self.openai_model,
+            api_key=self.openai_api_key,
+            timeout=self.openai_timeout,
+            retries=self.openai_retries,
+            json_mode=self.openai_json_mode,
+        )
+        guard = (
+            dataclasses.replace(server, base_url=self.guard_base_url)
+            if self.guard_base_url
+            else None
+        )
+        return PromptingConfig(
+            expander=self.expander,
+            style=self.prompt_style,
+            subject=self.prompt_subject,
+            server=server,
+            model_dir=self.llama_model_dir,
+            device=self.device,
+            max_new_tokens=self.llm_max_new_tokens,
+            moderator=self.moderator,
+            guard=guard,
+            guard_model=self.guard_model,
+            max_prompt_chars=self.max_prompt_chars,
+            cache_size=self.expansion_cache_size,
+        )
+
+    def provenance(self) -> ProvenanceConfig:
+        return ProvenanceConfig(
+            c2pa_cert=self.c2pa_cert,
+            c2pa_key=self.c2pa_key,
+            c2pa_alg=self.c2pa_alg,
+            c2pa_tsa_url=self.c2pa_tsa_url,
+            c2pa_trust_anchors=self.c2pa_trust_anchors,
+            label=self.visible_label,
+            label_text=self.label_text,
+            limits=self.enrollment().limits,
+        )
+
+    def safety(self) -> SafetyConfig:
+        try:
+            overrides = parse_thresholds(self.safety_thresholds)
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}SAFETY_THRESHOLDS: {exc}") from None
+        return SafetyConfig(
+            checker=self.safety_checker,
+            thresholds=tuple(sorted({**DEFAULT_THRESHOLDS, **overrides}.items())),
         )
 
 

@@ -6,13 +6,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 
-from api.cli import gate
+from api.cli import gate, serve, users
 from api.errors import ApiError
 from api.settings import ServiceSettings
 from imagine.cli import LIBRARY_COMMANDS, USER_ERRORS
 from imagine.cli import main as run_commands
 
-SERVICE_COMMANDS: tuple[ModuleType, ...] = (gate,)
+SERVICE_COMMANDS: tuple[ModuleType, ...] = (serve, users, gate)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

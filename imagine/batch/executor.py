@@ -48,6 +48,7 @@ class Sink(Protocol):
 
 class Executor(Protocol):
     name: str
+    notes: tuple[str, ...]  # what users must be told (e.g. output checks are off), once loaded
 
     def run(self, work: Sequence[ItemWork], sink: Sink, should_stop: Callable[[], bool]) -> None:
         """Make every job's image or fail its item through ``sink``; never raise for one item.

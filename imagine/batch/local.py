@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,10 +25,11 @@ from imagine.batch.manifest import BatchItem
 from imagine.cli.enroll import enroll_files
 from imagine.errors import ImagineError
 from imagine.models import check_config, find_sdxl_files
-from imagine.outputs import png_bytes, sidecar
-from imagine.pipeline import Cancelled, GenerationRequest, PromptText
+from imagine.outputs import finalize
+from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult
 from imagine.runtime import Runtime, load_runtime
 from imagine.settings import Settings
+from llm_prompting import ExpandedPrompt
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class _Prepared:
     item: BatchItem
     embedding: np.ndarray  # [D]
     backend: str
-    texts: dict[str, tuple[PromptText, float]]  # prompt -> (expansion, seconds it took)
+    texts: dict[str, tuple[ExpandedPrompt, float]]  # prompt -> (expansion, seconds it took)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class LocalExecutor:
         self.runtime = runtime  # loaded on the first run when not given
         self.identities: dict[str, tuple[np.ndarray, str] | _Refusal] = {}  # photo_key -> ...
         self.failed: set[str] = set()
+        self.notes: tuple[str, ...] = ()
+        self.run_token = secrets.token_hex(4)  # watermark ids: <token>-<item>-<k>, unique per run
 
     def run(self, work: Sequence[ItemWork], sink: Sink, should_stop: Callable[[], bool]) -> None:
         if not work:
@@ -80,6 +84,7 @@ class LocalExecutor:
             start = time.perf_counter()
             self.runtime = load_runtime(self.settings)
             sink.timing("load", time.perf_counter() - start)
+        self.notes = self.runtime.notes
         max_batch = self.runtime.pipeline.max_batch
         rows: list[_Row] = []
         try:
@@ -186,13 +191,39 @@ class LocalExecutor:
         for stage, seconds in results[0].timings.items():
             sink.timing(stage, seconds)
         for group, result in zip(groups, results, strict=True):
-            prepared = group[0].prepared
-            expand_s = prepared.texts[result.prompt][1]
-            # The sidecar's timings are this image's: its prompt's expansion, then its device batch.
-            result = dataclasses.replace(result, timings={"expand": expand_s, **result.timings})
-            for row, made in zip(group, result.images, strict=True):
-                meta = sidecar(result, made, row.job.k, prepared.item.id, prepared.backend)
-                sink.image(prepared.item.id, row.job.k, png_bytes(made.image), meta)
+            try:
+                self._finish(group, result, sink)
+            except Exception as exc:  # a mark that cannot be made fails the item, not the run
+                self._fail(group[0].prepared.item.id, exc, sink)
+
+    def _finish(self, group: list[_Row], result: GenerationResult, sink: Sink) -> None:
+        """Check and mark each image as ``imagine generate`` does, then hand it to the sink."""
+        assert self.runtime is not None
+        prepared, runtime = group[0].prepared, self.runtime
+        item, ks = prepared.item, [row.job.k for row in group]
+        expand_s = prepared.texts[result.prompt][1]
+        # The sidecar's timings are this image's: its prompt's expansion, then its device batch.
+        result = dataclasses.replace(result, timings={"expand": expand_s, **result.timings})
+        finished = finalize(
+            result,
+            item.id,
+            checker=runtime.checker,
+            provenance=runtime.provenance,
+            face_backend=prepared.backend,
+            notes=runtime.notes,
+            mark_ids=[f"{self.run_token}-{item.id}-{k}" for k in ks],
+        )
+        for k, done in zip(ks, finished, strict=True):
+            done.meta["index"] = k
+            if done.data is None:  # withheld by the output safety check: never stored
+                self.failed.add(item.id)
+                sink.failed(
+                    item.id,
+                    done.withheld or "unsafe_output",
+                    f"image {k} (seed {done.item.seed}) did not pass the output safety check",
+                )
+                continue
+            sink.image(item.id, k, done.data, done.meta)
 
     def _fail(self, item_id: str, exc: Exception, sink: Sink) -> None:
         code, message = error_code(exc), str(exc)

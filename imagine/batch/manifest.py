@@ -18,7 +18,7 @@ from typing import Any
 
 from imagine.cli.generate import parse_size
 from imagine.errors import ImagineError
-from imagine.pipeline import GenerationLimits, InvalidArgument
+from imagine.pipeline import GenerationLimits, InvalidArgument, check_request
 
 FIELDS = ("id", "photos", "identity_id", "prompt", "prompts", "style", "n", "seed", "size", "steps")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # also a safe folder name
@@ -167,7 +167,7 @@ class _LineReader:
         steps = self.integer(obj, "steps", self.defaults.steps, "invalid_steps")
         width, height = self.size(obj)
         for prompt in prompts:
-            self.limits.check(prompt, n, seed, steps, width, height)  # InvalidArgument has a code
+            check_request(self.limits, prompt, n, seed, steps, width, height)  # coded errors
         return BatchItem(
             id=item_id,
             line=number,

@@ -52,6 +52,7 @@ def summarize(
         "manifest": str(manifest.path),
         "out": str(out),
         "settings": context,
+        "notes": list(run.get("notes", [])),
         "items": {
             "total": len(records) + len(state.invalid_lines),
             "done": status["done"],
@@ -155,6 +156,8 @@ def _head(f: BinaryIO, report: dict[str, Any]) -> None:
             "<p class=note>smoke profile: tiny random-weight models; these images are noise, "
             "not likenesses.</p>",
         )
+    for note in report["notes"]:
+        _put(f, f"<p class=note>note: {escape(note)}</p>")
     if report["failures"]:
         _put(
             f,

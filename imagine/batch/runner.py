@@ -136,6 +136,7 @@ class BatchRun:
             "images_per_minute": round(60 * self.written / making_s, 2) if self.written else 0.0,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "notes": list(self.executor.notes),
         }
 
     def _open_state(self) -> BatchState:

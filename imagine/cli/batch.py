@@ -145,6 +145,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         emit_json(report)
     else:
         print(describe(report, args.out))
+    for note in report["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     if settings.profile == "smoke" and report["images"]["written_this_run"]:
         print(f"note: {SMOKE_NOTICE}", file=sys.stderr)
     if outcome.status == "interrupted":

@@ -11,7 +11,7 @@ from imagine.cli.enroll import enroll_files
 from imagine.cli.progress import ProgressBar
 from imagine.errors import ImagineError
 from imagine.models import PROFILES, SCHEDULERS
-from imagine.outputs import SMOKE_NOTICE, png_bytes, sidecar, write_image
+from imagine.outputs import SMOKE_NOTICE, finalize, write_image
 from imagine.settings import Settings
 
 NAME = "generate"
@@ -87,21 +87,41 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     generation_id = secrets.token_hex(6)
-    written = []
-    for index, item in enumerate(result.images):
-        meta = sidecar(result, item, index, generation_id, profile.backend)
+    written, withheld = [], []
+    for done in finalize(
+        result,
+        generation_id,
+        checker=runtime.checker,
+        provenance=runtime.provenance,
+        face_backend=profile.backend,
+        notes=runtime.notes,
+    ):
+        if done.data is None:
+            withheld.append({"index": done.index, "seed": done.item.seed, "code": done.withheld})
+            print(
+                f"warning: image {done.index} (seed {done.item.seed}) was withheld: it did not "
+                "pass the output safety check",
+                file=sys.stderr,
+            )
+            continue
         image_path, meta_path = write_image(
-            args.out, f"{generation_id}-{index}", png_bytes(item.image), meta
+            args.out, f"{generation_id}-{done.index}", done.data, done.meta
         )
         written.append(
             {
                 "image": str(image_path),
                 "sidecar": str(meta_path),
-                "seed": item.seed,
-                "identity_similarity": item.identity.similarity,
+                "seed": done.item.seed,
+                "identity_similarity": done.item.identity.similarity,
             }
         )
 
+    if not written:
+        from imagine.cli import fail
+
+        return fail(
+            "unsafe_output", "every image was withheld by the output safety check", args.json
+        )
     if args.json:
         emit_json(
             {
@@ -109,13 +129,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "profile": result.profile,
                 "expanded_prompt": result.text.prompt,
                 "images": written,
-                "warnings": result.warnings,
+                "withheld": withheld,
+                "warnings": [*result.warnings, *runtime.notes],
                 "timings": result.timings,
             }
         )
     else:
         for w in written:
             print(f"{w['image']}  seed {w['seed']}")
+    for note in runtime.notes:
+        print(f"note: {note}", file=sys.stderr)
     if result.profile == "smoke":
         print(f"note: {SMOKE_NOTICE}", file=sys.stderr)
     return 0

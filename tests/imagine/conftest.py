@@ -5,20 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagine.models import ModelConfig, load_pipeline
 from imagine.pipeline import PersonalizedPipeline
 from tests.photos import astronaut
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
-
-
-@pytest.fixture(scope="session")
-def smoke(model_cache):
-    """The smoke pipeline for 128-d (dlib) embeddings, built once per test session."""
-    return load_pipeline(ModelConfig(profile="smoke", cache=model_cache, embedding_dim=128))
 
 
 @pytest.fixture

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import (
-    Cancelled,
-    GenerationRequest,
-    InvalidArgument,
-    PersonalizedPipeline,
-    PromptText,
-)
+from imagine.pipeline import Cancelled, GenerationRequest, InvalidArgument, PersonalizedPipeline
 from imagine.postprocess import IdentityScore
+from llm_prompting import ExpandedPrompt, PromptRejected
 from tests.imagine.conftest import unit
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
@@ -102,13 +97,28 @@ def test_cancellation_stops_mid_denoise(pipeline):
 
 
 def test_expander_output_reaches_the_model(smoke):
-    def expand(prompt: str, style: str | None) -> PromptText:
-        return PromptText(
-            prompt=f"{prompt}, watercolor", style=style, added=("watercolor",), backend="test"
+    def expand(prompt: str, style: str | None) -> ExpandedPrompt:
+        return ExpandedPrompt(
+            prompt=f"{prompt}, watercolor",
+            negative_prompt="",
+            style=style or "",
+            added=("watercolor",),
+            backend="test",
+            model="test",
         )
 
     result = PersonalizedPipeline(smoke, expand=expand)("me", unit(1), style="watercolor", **SMALL)
     assert result.text.prompt == "me, watercolor" and result.text.added == ("watercolor",)
+
+
+def test_prompts_are_expanded_and_moderated_by_default(pipeline):
+    result = pipeline("moi en astronaute", unit(1), style="watercolor", **SMALL)
+    assert result.text.backend == "template" and result.text.style == "watercolor"
+    assert result.text.added and "watercolor" in result.text.prompt
+    assert pipeline.count_tokens(result.text.prompt) <= 77
+    with pytest.raises(PromptRejected) as err:
+        pipeline("me holding a bloody severed head", unit(1), **SMALL)
+    assert err.value.code == "prompt_rejected"
 
 
 class FixedScorer:
@@ -159,14 +169,16 @@ def test_every_input_is_checked_before_work(pipeline, kwargs, code, words):
     assert isinstance(err.value, ValueError)
 
 
-def request(prompt: str, face: int, seeds: tuple[int, ...]) -> GenerationRequest:
-    return GenerationRequest(prompt, PromptText(prompt), unit(face), seeds)
+def request(pipe: PersonalizedPipeline, prompt: str, face: int, seeds: tuple[int, ...]):
+    """A request expanded by the pipeline's own expander, as ``__call__`` would expand it."""
+    return GenerationRequest(prompt, pipe.expand(prompt, None), unit(face), seeds)
 
 
 def test_generate_batch_gives_each_request_its_own_face_and_prompt(smoke):
     """Other people and prompts in one device batch: each image is the one made alone."""
     pipe = PersonalizedPipeline(smoke, max_batch=4)
-    astronaut, singer = request("me as an astronaut", 1, (7, 8)), request("me singing", 2, (9,))
+    astronaut = request(pipe, "me as an astronaut", 1, (7, 8))
+    singer = request(pipe, "me singing", 2, (9,))
     results = pipe.generate_batch([astronaut, singer], **SMALL)
     alone = [
         pipe("me as an astronaut", unit(1), n=2, seed=7, **SMALL),
@@ -185,7 +197,7 @@ def test_generate_batch_gives_each_request_its_own_face_and_prompt(smoke):
 
 def test_generate_batch_splits_rows_into_device_batches_and_can_be_cancelled(smoke):
     pipe = PersonalizedPipeline(smoke, max_batch=2)
-    requests = [request("me", 1, (1, 2)), request("me", 2, (3,))]
+    requests = [request(pipe, "me", 1, (1, 2)), request(pipe, "me", 2, (3,))]
     results = pipe.generate_batch(requests, **SMALL)
     assert [len(r.images) for r in results] == [2, 1]
     calls = []
@@ -197,7 +209,7 @@ def test_generate_batch_splits_rows_into_device_batches_and_can_be_cancelled(smo
 
 
 def test_generate_batch_checks_every_request_before_work(pipeline):
-    bad = GenerationRequest("me", PromptText("me"), np.ones(512, np.float32), (1,))
+    bad = GenerationRequest("me", pipeline.expand("me", None), np.ones(512, np.float32), (1,))
     with pytest.raises(InvalidArgument) as err:
-        pipeline.generate_batch([request("me", 1, (1,)), bad], **SMALL)
+        pipeline.generate_batch([request(pipeline, "me", 1, (1,)), bad], **SMALL)
     assert err.value.code == "embedding_mismatch"

@@ -18,6 +18,7 @@ class PaintingExecutor:
     """Paints one flat PNG per job; refuses prompts containing "forbidden" like a moderator."""
 
     name = "painting"
+    notes = ("paintings, not photos",)
 
     def __init__(self) -> None:
         self.made: list[tuple[str, int, int]] = []  # (item id, k, seed) in order

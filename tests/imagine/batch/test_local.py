@@ -10,10 +10,12 @@ import pytest
 from imagine.batch.executor import ImageJob, ItemWork
 from imagine.batch.local import LocalExecutor
 from imagine.batch.manifest import ItemDefaults, read_manifest
-from imagine.pipeline import GenerationLimits, PersonalizedPipeline, PromptText
+from imagine.pipeline import GenerationLimits, PersonalizedPipeline
 from imagine.postprocess import FaceSimilarityScorer
 from imagine.runtime import Runtime
+from imagine.safety import NoSafetyChecker, SafetyResult
 from imagine.settings import Settings
+from llm_prompting import ExpandedPrompt
 from tests.photos import astronaut, group, hopper
 
 
@@ -69,18 +71,36 @@ def work(tmp_path) -> list[ItemWork]:
     ]
 
 
-def executor(smoke, analyzer, expand) -> LocalExecutor:
+class FlagsEverything:
+    """An output checker that finds every image unsafe."""
+
+    name = "flags-everything"
+
+    def check(self, image):
+        return SafetyResult(checker=self.name, scores={"EXPOSED": 0.99}, flagged=("EXPOSED",))
+
+
+def executor(smoke, analyzer, expand, checker=None) -> LocalExecutor:
     settings = Settings(home=Path("unused"))
     pipeline = PersonalizedPipeline(
         smoke, expand=expand, scorer=FaceSimilarityScorer(analyzer), max_batch=4
     )
-    return LocalExecutor(settings, runtime=Runtime(settings, analyzer, pipeline))
+    checker = checker or NoSafetyChecker()
+    runtime = Runtime(settings, analyzer, pipeline, checker, settings.provenance())
+    return LocalExecutor(settings, runtime=runtime)
 
 
-def moderate(prompt: str, style: str | None) -> PromptText:
+def moderate(prompt: str, style: str | None) -> ExpandedPrompt:
     if "forbidden" in prompt:
         raise Refused("your prompt was refused by moderation")
-    return PromptText(prompt=f"{prompt}, photo", style=style, backend="test")
+    return ExpandedPrompt(
+        prompt=f"{prompt}, photo",
+        negative_prompt="",
+        style=style or "",
+        added=("photo",),
+        backend="test",
+        model="test",
+    )
 
 
 def test_each_photo_set_is_enrolled_once_and_bad_items_fail_alone(smoke, dlib_analyzer, work):
@@ -98,6 +118,18 @@ def test_each_photo_set_is_enrolled_once_and_bad_items_fail_alone(smoke, dlib_an
     assert (meta["size"], meta["steps"], meta["face_backend"]) == ("64x64", 2, "dlib")
     assert set(meta["timings"]) == {"expand", "encode", "denoise", "decode", "postprocess"}
     assert sink.images[("c", 0)]["prompt"] == "me in a lab"
+    # Checked and marked like every stored image: the same sidecar fields as imagine generate.
+    assert meta["safety"]["checker"] == "none" and meta["provenance"]["watermark_id"]
+    assert len({m["provenance"]["watermark_id"] for m in sink.images.values()}) == 4
+
+
+def test_an_image_the_output_check_withholds_fails_its_item_and_is_never_handed_over(
+    smoke, dlib_analyzer, work
+):
+    sink = RecordingSink()
+    executor(smoke, dlib_analyzer, moderate, FlagsEverything()).run(work[:3], sink, lambda: False)
+    assert sink.images == {}
+    assert sink.failures == {"a": "unsafe_output", "b": "unsafe_output", "c": "unsafe_output"}
 
 
 def test_a_stop_request_ends_the_run_after_the_current_step_without_failing_items(
@@ -105,7 +137,7 @@ def test_a_stop_request_ends_the_run_after_the_current_step_without_failing_item
 ):
     stop = []
 
-    def expand(prompt: str, style: str | None) -> PromptText:
+    def expand(prompt: str, style: str | None) -> ExpandedPrompt:
         if prompt == "me in a lab":
             stop.append(True)  # Ctrl-C while the first device batch is being filled
         return moderate(prompt, style)

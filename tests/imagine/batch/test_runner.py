@@ -84,6 +84,7 @@ def test_every_good_item_is_written_and_every_bad_one_recorded_with_its_code(tmp
     assert report["failures_by_code"] == {"invalid_json": 1, "prompt_rejected": 1}
     assert [f["line"] for f in report["failures"]] == [2, 3]
     assert report["images_per_minute"] > 0 and "write" in report["timings_s"]
+    assert report["notes"] == ["paintings, not photos"]  # what the executor must tell users
     assert (out / "report.html").is_file()
 
 

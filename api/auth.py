@@ -1,0 +1,51 @@
+"""API keys: shown once at creation, stored as SHA-256 (keys carry 256 random bits)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from api.tables import User, new_id
+
+KEY_PREFIX = "imk_"
+
+
+class Unauthorized(ApiError):
+    code = "unauthorized"
+    status = 401
+
+
+class UserExists(ApiError):
+    code = "user_exists"
+    status = 409
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_user(session: Session, name: str) -> tuple[User, str]:
+    """A new user and their API key (returned once; only its hash is stored)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ApiError("a user name is 1-200 characters", code="invalid_name")
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise UserExists(f"a user named {name!r} already exists")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    user = User(id=new_id("usr"), name=name, key_hash=hash_key(key))
+    session.add(user)
+    return user, key
+
+
+def user_for_key(session: Session, authorization: str | None) -> User:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
+    key = authorization[7:].strip()
+    user = session.scalar(select(User).where(User.key_hash == hash_key(key)))
+    if user is None:
+        raise Unauthorized("unknown API key")
+    return user

@@ -1,0 +1,78 @@
+"""The one place where every error becomes ``{"error": {"code", "message"}}`` with a status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.errors import STATUS_BY_CODE, ApiError, RegionUnavailable
+from api.limits import TooManyRequests
+from identity.errors import IdentityError
+from imagine.errors import ImagineError
+from llm_prompting import PromptingError
+
+log = logging.getLogger("api")
+
+LIBRARY_ERRORS: tuple[type[Exception], ...] = (IdentityError, ImagineError, PromptingError)
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict | None = None, **extra: Any
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = (
+            {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        )
+        extra = {"reason": exc.reason} if isinstance(exc, RegionUnavailable) else {}
+        return error_response(exc.status, exc.code, exc.message, headers, **extra)
+
+    for cls in LIBRARY_ERRORS:
+        app.add_exception_handler(cls, _library_error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", describe_validation(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if exc.status_code == 413:
+            return error_response(413, "request_too_large", "the request body is too large")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "something went wrong on our side")
+
+
+async def _library_error(_: Request, exc: Any) -> JSONResponse:
+    return error_response(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message)
+
+
+def describe_validation(errors: Any) -> str:
+    parts = []
+    for err in list(errors)[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

@@ -1,0 +1,202 @@
+"""Job state in the database: claim, lease, progress, cancel, commit, requeue.
+
+The row is the source of truth. A worker owns a running job only while its
+lease is valid; every write a worker makes checks ``lease_owner`` so a worker
+that lost its lease (stalled, or presumed dead and requeued) cannot commit.
+Outputs become visible in one transaction with the ``succeeded`` status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from api.db import Database
+from api.tables import AuditEvent, Generation, ImageRow, utcnow
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    owner: str
+    attempt: int
+
+
+def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
+    """Take the oldest queued job: running, leased to ``owner`` until now + lease."""
+    with db.session() as s:
+        query = (
+            select(Generation.id)
+            .where(Generation.status == "queued")
+            .order_by(Generation.created_at, Generation.id)
+            .limit(1)
+        )
+        if db.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        job_id = s.scalar(query)
+        if job_id is None:
+            return None
+        now = utcnow()
+        claimed = _changed(
+            s,
+            update(Generation)
+            .where(Generation.id == job_id, Generation.status == "queued")
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                attempts=Generation.attempts + 1,
+                started_at=now,
+                progress=0.0,
+                step=0,
+            ),
+        )
+        if not claimed:
+            return None
+        attempt = s.scalar(select(Generation.attempts).where(Generation.id == job_id))
+        return Claim(job_id, owner, int(attempt or 1))
+
+
+def _changed(session: Session, statement: Any) -> int:
+    """Rows an UPDATE touched: the guard of every conditional state change here."""
+    result = cast(CursorResult[Any], session.execute(statement))
+    return result.rowcount
+
+
+def _owned(claim: Claim) -> Any:
+    return (
+        (Generation.id == claim.job_id)
+        & (Generation.status == "running")
+        & (Generation.lease_owner == claim.owner)
+    )
+
+
+def heartbeat(db: Database, claim: Claim, lease_s: float) -> bool:
+    """Extend the lease; False when the job is no longer ours (requeued, cancelled, erased)."""
+    with db.session() as s:
+        return bool(
+            _changed(
+                s,
+                update(Generation)
+                .where(_owned(claim))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)),
+            )
+        )
+
+
+def report_progress(db: Database, claim: Claim, step: int, total: int) -> bool:
+    """Record progress; returns True when the user asked to cancel (or the job vanished)."""
+    with db.session() as s:
+        s.execute(
+            update(Generation)
+            .where(_owned(claim))
+            .values(step=step, total_steps=total, progress=step / max(total, 1))
+        )
+        row = s.execute(
+            select(Generation.cancel_requested, Generation.lease_owner).where(
+                Generation.id == claim.job_id
+            )
+        ).first()
+    return row is None or bool(row.cancel_requested) or row.lease_owner != claim.owner
+
+
+def complete(
+    db: Database,
+    claim: Claim,
+    images: list[ImageRow],
+    warnings: list[str],
+    withheld: list[dict] | None = None,
+) -> bool:
+    """Publish the images and mark the job succeeded, atomically; False if no longer ours."""
+    with db.session() as s:
+        done = _changed(
+            s,
+            update(Generation)
+            .where(_owned(claim), Generation.cancel_requested.is_(False))
+            .values(
+                status="succeeded",
+                progress=1.0,
+                finished_at=utcnow(),
+                lease_owner=None,
+                lease_expires_at=None,
+                warnings={"items": warnings, "withheld": withheld or []},
+            ),
+        )
+        if not done:
+            return False
+        s.add_all(images)
+    return True
+
+
+def finish(
+    db: Database,
+    claim: Claim,
+    status: str,
+    code: str | None,
+    message: str | None,
+    withheld: list[dict] | None = None,
+) -> bool:
+    """End a running job as failed or cancelled."""
+    assert status in ("failed", "cancelled")
+    with db.session() as s:
+        return bool(
+            _changed(
+                s,
+                update(Generation)
+                .where(_owned(claim))
+                .values(
+                    status=status,
+                    error_code=code,
+                    error_message=message,
+                    finished_at=utcnow(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    **({"warnings": {"items": [], "withheld": withheld}} if withheld else {}),
+                ),
+            )
+        )
+
+
+def request_cancel(session: Session, job: Generation) -> None:
+    """Queued jobs end now; running ones at the worker's next step check."""
+    if job.status == "queued":
+        job.status, job.finished_at = "cancelled", utcnow()
+        job.error_code, job.error_message = "cancelled", "cancelled before it started"
+    elif job.status == "running":
+        job.cancel_requested = True
+
+
+def requeue_expired(db: Database, max_attempts: int, now: datetime | None = None) -> int:
+    """Running jobs whose lease ran out go back to the queue, or fail after max_attempts."""
+    now = now or utcnow()
+    with db.session() as s:
+        expired = s.scalars(
+            select(Generation).where(
+                Generation.status == "running", Generation.lease_expires_at < now
+            )
+        ).all()
+        for job in expired:
+            job.lease_owner, job.lease_expires_at = None, None
+            if job.cancel_requested:
+                job.status, job.error_code, job.finished_at = "cancelled", "cancelled", now
+            elif job.attempts >= max_attempts:
+                job.status, job.finished_at = "failed", now
+                job.error_code = "worker_lost"
+                job.error_message = f"the worker running it stopped {job.attempts} times"
+            else:
+                job.status, job.progress, job.step = "queued", 0.0, 0
+            s.add(
+                AuditEvent(
+                    kind="job_requeued" if job.status == "queued" else "job_lost",
+                    subject=job.id,
+                    detail={"attempts": job.attempts},
+                )
+            )
+        return len(expired)

@@ -1,0 +1,78 @@
+"""The FastAPI application: assembly only."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from api import handlers
+from api.erasure import delete_files, erase_identity, expired_identities, sweep_orphans
+from api.limits import BodyLimitMiddleware
+from api.metrics import MetricsMiddleware
+from api.routes import generations, identities, images, meta, provenance
+from api.services import Services
+from imagine import __version__
+
+log = logging.getLogger("api")
+
+
+def create_app(services: Services, *, start_worker: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        sweeper = threading.Thread(
+            target=_sweep_forever, args=(services, stop), daemon=True, name="imagine-sweeper"
+        )
+        sweeper.start()
+        if start_worker:
+            services.executor.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if start_worker:
+                services.executor.stop()
+
+    app = FastAPI(
+        title="Imagine Me",
+        version=__version__,
+        summary="Likeness images of you from a few photos and a prompt.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    handlers.install(app)
+    for module in (meta, identities, generations, images, provenance):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=services.settings.max_request_bytes)
+    return app
+
+
+def sweep_once(services: Services) -> dict[str, int]:
+    """Erase identities past retention and delete orphan files; audit records hold no biometrics."""
+    with services.db.session() as session:
+        keys: list[str] = []
+        expired = expired_identities(session, services.settings.retention_days)
+        for identity in expired:
+            keys += erase_identity(session, identity, "retention_expired")
+    delete_files(services.storage, keys)
+    with services.db.session() as session:
+        orphans = sweep_orphans(session, services.storage)
+    return {"expired_identities": len(expired), "orphan_files": orphans}
+
+
+def _sweep_forever(services: Services, stop: threading.Event, every_s: float = 3600.0) -> None:
+    while True:
+        try:
+            result: Any = sweep_once(services)
+            if any(result.values()):
+                log.info("retention sweep: %s", result)
+        except Exception:
+            log.exception("retention sweep failed")
+        if stop.wait(every_s):
+            return

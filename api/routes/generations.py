@@ -1,0 +1,270 @@
+"""Generation jobs: submit, follow (polling or server-sent events), cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+from fastapi import APIRouter, Header, Request, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
+from api.errors import Conflict, NotFound
+from api.jobs import ACTIVE, TERMINAL, request_cancel
+from api.limits import TooManyRequests
+from api.routes.identities import owned_identity
+from api.schemas import (
+    ErrorBody,
+    ExpandedPublic,
+    GenerationAccepted,
+    GenerationCreate,
+    GenerationPublic,
+    ImagePublic,
+    Status,
+    error_responses,
+)
+from api.services import Services
+from api.tables import Generation, ImageRow, new_id, utcnow
+from imagine.pipeline import check_request
+from llm_prompting import expand
+
+router = APIRouter(prefix="/v1/generations", tags=["generations"])
+ERRORS = error_responses(401, 404, 409, 422, 429, 451)
+
+
+def image_public(row: ImageRow) -> ImagePublic:
+    return ImagePublic(
+        id=row.id,
+        url=f"/v1/images/{row.id}",
+        generation_id=row.generation_id,
+        index=row.index,
+        seed=row.seed,
+        width=row.width,
+        height=row.height,
+        identity_similarity=row.identity_similarity,
+        created_at=row.created_at,
+    )
+
+
+def to_public(session: SessionDep, job: Generation, services: Services) -> GenerationPublic:
+    images = []
+    if job.status == "succeeded":
+        rows = session.scalars(
+            select(ImageRow).where(ImageRow.generation_id == job.id).order_by(ImageRow.index)
+        )
+        images = [image_public(r) for r in rows]
+    return GenerationPublic(
+        id=job.id,
+        status=cast(Status, job.status),
+        identity_id=job.identity_id,
+        prompt=job.request["prompt"],
+        n=job.request["n"],
+        progress=round(job.progress, 4),
+        step=job.step,
+        total_steps=job.total_steps,
+        expanded=ExpandedPublic.model_validate(job.expanded) if job.expanded else None,
+        images=images,
+        error=ErrorBody(code=job.error_code, message=job.error_message or "")
+        if job.error_code
+        else None,
+        warnings=(job.warnings or {}).get("items", []),
+        withheld=(job.warnings or {}).get("withheld", []),
+        profile_is_noise=services.profile.is_noise,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def owned_job(session: SessionDep, user_id: str, job_id: str) -> Generation:
+    job = session.get(Generation, job_id)
+    if job is None or job.user_id != user_id:
+        raise NotFound("no such generation")
+    return job
+
+
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationAccepted, responses=ERRORS
+)
+async def create_generation(
+    body: GenerationCreate,
+    user: CurrentUser,
+    services: ServicesDep,
+    address: ClientAddress,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Queue a generation. The same Idempotency-Key with the same body returns the same job."""
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    accepted = await run_in_threadpool(
+        _submit, services, user.id, body, digest, address, idempotency_key
+    )
+    services.executor.notify()
+    return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
+
+
+def _submit(
+    services: Services,
+    user_id: str,
+    body: GenerationCreate,
+    digest: str,
+    address: object,
+    idempotency_key: str | None,
+) -> GenerationAccepted:
+    profile, settings = services.profile, services.settings
+    request = body.model_dump()
+    for name in ("steps", "width", "height"):
+        if request[name] is None:
+            request[name] = getattr(profile, name)
+    with services.db.session() as session:
+        if idempotency_key:
+            previous = session.scalar(
+                select(Generation).where(
+                    Generation.user_id == user_id, Generation.idempotency_key == idempotency_key
+                )
+            )
+            if previous is not None:
+                if previous.request_sha256 != digest:
+                    raise Conflict(
+                        "this Idempotency-Key was used with a different request",
+                        code="idempotency_conflict",
+                    )
+                return GenerationAccepted(id=previous.id, status=cast(Status, previous.status))
+        identity = owned_identity(session, user_id, body.identity_id)
+        check_request(
+            settings.generation_limits(),
+            body.prompt,
+            body.n,
+            body.seed,
+            request["steps"],
+            request["width"],
+            request["height"],
+        )
+        if identity.embedding_dim != services.analyzer().embedding_dim:
+            raise Conflict(
+                f"this identity was enrolled with {identity.backend}; the service now uses "
+                f"{settings.face_backend}: enroll again",
+                code="identity_incompatible",
+            )
+        services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
+        text = expand(body.prompt, body.style, services.prompting)  # moderation: 422
+        active = session.scalar(
+            select(func.count())
+            .select_from(Generation)
+            .where(Generation.user_id == user_id, Generation.status.in_(ACTIVE))
+        )
+        if (active or 0) >= settings.max_queued_jobs:
+            raise TooManyRequests(
+                f"you have {active} generations queued or running; the limit is "
+                f"{settings.max_queued_jobs}",
+                retry_after=5,
+                code="too_many_jobs",
+            )
+        job = Generation(
+            id=new_id("gen"),
+            user_id=user_id,
+            identity_id=identity.id,
+            status="queued",
+            request=request,
+            request_sha256=digest,
+            idempotency_key=idempotency_key,
+            expanded=text.to_dict(),
+            total_steps=request["n"] * request["steps"],
+        )
+        identity.last_used_at = utcnow()
+        session.add(job)
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent request with the same key won the race
+            raise Conflict(
+                "a request with this Idempotency-Key is in progress", code="idempotency_conflict"
+            ) from None
+        return GenerationAccepted(id=job.id, status="queued")
+
+
+@router.get("/{generation_id}", response_model=GenerationPublic, responses=ERRORS)
+def read_generation(
+    generation_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> GenerationPublic:
+    return to_public(session, owned_job(session, user.id, generation_id), services)
+
+
+@router.post(
+    "/{generation_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerationPublic,
+    responses=ERRORS,
+)
+def cancel_generation(
+    generation_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> GenerationPublic:
+    """Cancel a queued job at once, a running one at its next denoising step."""
+    job = owned_job(session, user.id, generation_id)
+    if job.status in TERMINAL:
+        raise Conflict(f"the generation has already {job.status}", code="not_cancellable")
+    request_cancel(session, job)
+    session.flush()
+    return to_public(session, job, services)
+
+
+@router.get(
+    "/{generation_id}/events",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`progress` events ({status, progress, step, total_steps}) while "
+            "the job runs, then one `done` event with the whole generation.",
+        },
+    },
+)
+async def stream_generation_events(
+    generation_id: str, user: CurrentUser, services: ServicesDep, request: Request
+) -> StreamingResponse:
+    """Server-sent events: progress as it changes, then the final state."""
+
+    def snapshot() -> GenerationPublic:
+        with services.db.session() as session:
+            return to_public(session, owned_job(session, user.id, generation_id), services)
+
+    first = await run_in_threadpool(snapshot)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[str]:
+        state, last, idle = first, None, 0.0
+        while True:
+            current = (state.status, state.step, state.total_steps)
+            if current != last:
+                payload = {
+                    "status": state.status,
+                    "progress": state.progress,
+                    "step": state.step,
+                    "total_steps": state.total_steps,
+                }
+                yield f"event: progress\ndata: {json.dumps(payload)}\n\n"
+                last, idle = current, 0.0
+            if state.status in TERMINAL:
+                yield f"event: done\ndata: {state.model_dump_json()}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.25)
+            idle += 0.25
+            if idle >= 15:  # a comment line keeps proxies from closing an idle stream
+                yield ": keep-alive\n\n"
+                idle = 0.0
+            try:
+                state = await run_in_threadpool(snapshot)
+            except NotFound:  # erased while we watched
+                yield 'event: error\ndata: {"code": "not_found"}\n\n'
+                return
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

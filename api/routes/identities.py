@@ -1,0 +1,138 @@
+"""Enrollment and erasure of a user's face identity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
+from api.erasure import delete_files, erase_identity
+from api.errors import ApiError, Conflict, NotFound
+from api.region import parse_region
+from api.schemas import IdentityPublic, error_responses
+from api.services import Services
+from api.tables import Consent, Identity, new_id
+from identity.enrollment import IdentityProfile, enroll
+
+router = APIRouter(prefix="/v1/identities", tags=["identities"])
+ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 451)
+
+
+def to_public(identity: Identity, consent_version: str, retention_days: int) -> IdentityPublic:
+    return IdentityPublic(
+        id=identity.id,
+        created_at=identity.created_at,
+        last_used_at=identity.last_used_at,
+        backend=identity.backend,
+        model_id=identity.model_id,
+        embedding_dim=identity.embedding_dim,
+        residence=identity.residence,
+        consent_version=consent_version,
+        photos=identity.photos["items"],
+        retention_until=identity.last_used_at + timedelta(days=retention_days),
+    )
+
+
+def owned_identity(session: SessionDep, user_id: str, identity_id: str) -> Identity:
+    identity = session.get(Identity, identity_id)
+    if identity is None or identity.user_id != user_id:
+        raise NotFound("no such identity")
+    return identity
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=IdentityPublic, responses=ERRORS
+)
+async def create_identity(
+    services: ServicesDep,
+    user: CurrentUser,
+    address: ClientAddress,
+    photos: Annotated[list[UploadFile], File(description="1-5 photos of you: JPEG, PNG or WebP")],
+    consent: Annotated[str, Form(description='"true": you accept the consent text')],
+    consent_version: Annotated[str, Form(description="the version of the text you were shown")],
+    residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
+) -> IdentityPublic:
+    """Enroll your face from 1-5 photos. The photos are analysed and discarded."""
+    if consent.strip().lower() != "true":
+        raise ApiError("enrollment needs consent=true", code="consent_required")
+    if consent_version != services.consent.version:
+        raise Conflict(
+            f"consent version {consent_version!r} is not the current one "
+            f"({services.consent.version}); show the current text from GET /v1/consent",
+            code="consent_outdated",
+        )
+    residence = parse_region(residence)
+    decision = services.gate.require("enroll", address, residence)
+    limit = services.settings.max_enroll_photos
+    if not 1 <= len(photos) <= limit:
+        raise ApiError(
+            f"send 1-{limit} photos, not {len(photos)}",
+            code="too_many_photos" if len(photos) > limit else "photos_required",
+        )
+    data = [await photo.read() for photo in photos]
+    profile = await run_in_threadpool(_enroll, services, data)
+    return await run_in_threadpool(
+        _store, services, user.id, profile, residence, decision.to_dict()
+    )
+
+
+def _enroll(services: Services, photos: list[bytes]) -> IdentityProfile:
+    with services.enroll_lock:  # one enrollment at a time: dlib is CPU-bound and not thread-safe
+        return enroll(photos, services.analyzer(), services.settings.enrollment())
+
+
+def _store(
+    services: Services, user_id: str, profile: IdentityProfile, residence: str, decision: dict
+) -> IdentityPublic:
+    c = services.consent
+    with services.db.session() as session:
+        record = Consent(
+            id=new_id("cns"),
+            user_id=user_id,
+            policy_version=c.version,
+            text_sha256=c.sha256,
+            purpose=c.purpose,
+            retention_days=c.retention_days,
+            residence=residence,
+            gate_decision=decision,
+        )
+        identity_id = new_id("idn")
+        summary = profile.summary()
+        identity = Identity(
+            id=identity_id,
+            user_id=user_id,
+            consent_id=record.id,
+            residence=residence,
+            embedding_encrypted=services.cipher.encrypt(profile.embedding, identity_id),
+            embedding_dim=profile.embedding_dim,
+            backend=profile.backend,
+            model_id=profile.model_id,
+            photos={"items": summary["photos"]},
+        )
+        session.add_all([record, identity])
+        session.flush()
+        return to_public(identity, c.version, c.retention_days)
+
+
+@router.get("/{identity_id}", response_model=IdentityPublic, responses=ERRORS)
+def read_identity(
+    identity_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
+) -> IdentityPublic:
+    identity = owned_identity(session, user.id, identity_id)
+    consent = session.get(Consent, identity.consent_id)
+    version = consent.policy_version if consent else "unknown"
+    return to_public(identity, version, services.settings.retention_days)
+
+
+@router.delete("/{identity_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+def delete_identity(identity_id: str, user: CurrentUser, services: ServicesDep) -> Response:
+    """Erase the face embedding, every image made from it, and its queued or running jobs."""
+    with services.db.session() as session:
+        keys = erase_identity(
+            session, owned_identity(session, user.id, identity_id), "user_request"
+        )
+    delete_files(services.storage, keys)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

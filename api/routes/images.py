@@ -1,0 +1,122 @@
+"""A user's images: bytes, metadata, deletion, and the gallery."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy import and_, or_, select
+
+from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
+from api.errors import ApiError, NotFound
+from api.routes.generations import image_public
+from api.schemas import GalleryPage, ImageMetadata, error_responses
+from api.tables import ImageRow
+
+router = APIRouter(tags=["images"])
+ERRORS = error_responses(400, 401, 404, 422, 429, 451)
+IMAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, max-age=3600",
+    "Content-Security-Policy": "default-src 'none'",
+}
+
+
+def owned_image(session: SessionDep, user_id: str, image_id: str) -> ImageRow:
+    row = session.get(ImageRow, image_id)
+    if row is None or row.user_id != user_id:
+        raise NotFound("no such image")
+    return row
+
+
+@router.get(
+    "/v1/images/{image_id}",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "the PNG"}},
+)
+def read_image(
+    image_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    address: ClientAddress,
+) -> Response:
+    services.gate.require("gallery", address)
+    row = owned_image(session, user.id, image_id)
+    return Response(
+        services.storage.get(row.storage_key), media_type="image/png", headers=IMAGE_HEADERS
+    )
+
+
+@router.get("/v1/images/{image_id}/metadata", response_model=ImageMetadata, responses=ERRORS)
+def read_image_metadata(
+    image_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    address: ClientAddress,
+) -> ImageMetadata:
+    services.gate.require("gallery", address)
+    row = owned_image(session, user.id, image_id)
+    return ImageMetadata(id=row.id, generation_id=row.generation_id, metadata=row.meta)
+
+
+@router.delete("/v1/images/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+def delete_image(image_id: str, user: CurrentUser, services: ServicesDep) -> Response:
+    with services.db.session() as session:
+        row = owned_image(session, user.id, image_id)
+        key = row.storage_key
+        session.delete(row)
+    services.storage.delete(key)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def encode_cursor(row: ImageRow) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        stamp, image_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(stamp), str(image_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(
+            "the cursor is not one this server gave out", code="invalid_cursor"
+        ) from None
+
+
+@router.get("/v1/gallery", response_model=GalleryPage, responses=ERRORS)
+def list_gallery(
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    address: ClientAddress,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 24,
+) -> GalleryPage:
+    """Your images, newest first; pass ``next_cursor`` back to get the next page."""
+    services.gate.require("gallery", address)
+    query = select(ImageRow).where(ImageRow.user_id == user.id)
+    if cursor:
+        stamp, image_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                ImageRow.created_at < stamp,
+                and_(ImageRow.created_at == stamp, ImageRow.id < image_id),
+            )
+        )
+    rows = list(
+        session.scalars(
+            query.order_by(ImageRow.created_at.desc(), ImageRow.id.desc()).limit(limit + 1)
+        )
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return GalleryPage(
+        items=[image_public(r) for r in rows], next_cursor=encode_cursor(rows[-1]) if more else None
+    )

@@ -1,0 +1,100 @@
+"""Everything a request needs, built once from settings and handed to routes as a dependency."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.consent import ConsentText, consent_text
+from api.crypto import EmbeddingCipher, load_key
+from api.db import Database, migrate
+from api.limits import RateLimiter
+from api.region import RegionGate, build_gate
+from api.region.address import IPNetwork
+from api.settings import ServiceSettings
+from api.storage import FileStorage
+from api.worker import EXECUTORS, Executor, WorkerContext
+from identity.analyzer import ANALYZERS, FaceAnalyzer
+from imagine.models import DEFAULTS, ProfileDefaults
+from imagine.provenance import signing_status
+from imagine.runtime import load_checker
+from llm_prompting import PromptingConfig
+
+
+@dataclass
+class Services:
+    settings: ServiceSettings
+    db: Database
+    storage: FileStorage
+    cipher: EmbeddingCipher
+    gate: RegionGate
+    consent: ConsentText
+    limiter: RateLimiter
+    trusted: tuple[IPNetwork, ...]
+    executor: Executor
+    _analyzer: FaceAnalyzer | None = None
+    enroll_lock: threading.Lock = field(default_factory=threading.Lock)
+    prompting: PromptingConfig = field(default_factory=PromptingConfig)
+    c2pa_signing: str = "off"  # "on", or "off: <why>" (readiness output)
+    output_checks: str = "off"  # the output safety checker in use, or why there is none
+
+    @property
+    def profile(self) -> ProfileDefaults:
+        return DEFAULTS[self.settings.profile]
+
+    def analyzer(self) -> FaceAnalyzer:
+        """The face analyzer for enrollment; its own instance, apart from the worker's,
+        because dlib's networks are not safe to share between threads."""
+        if self._analyzer is None:
+            self._analyzer = ANALYZERS[self.settings.face_backend](self.settings.face())
+        return self._analyzer
+
+    def close(self) -> None:
+        self.executor.stop()
+        self.db.engine.dispose()
+
+
+def build_services(settings: ServiceSettings, executor: str | None = None) -> Services:
+    """Open the database (migrated), storage, key and gate; create the executor (not started)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database)
+    migrate(db.engine)
+    storage = FileStorage(settings.images_dir)
+    cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.home / "embedding.key"))
+    # Refuse to start rather than store images unchecked or unsigned by mistake: a C2PA key
+    # that cannot sign, or (in production) no output checker, is an operator error.
+    c2pa_signing = signing_status(settings.provenance())
+    checker, notes = load_checker(settings)
+    ctx = WorkerContext(
+        db=db,
+        storage=storage,
+        cipher=cipher,
+        lease_s=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+    )
+    name = executor or settings.executor
+    if name not in EXECUTORS:
+        from imagine.settings import SettingsError
+
+        raise SettingsError(f"IMAGINE_EXECUTOR={name!r}: choose one of {sorted(EXECUTORS)}")
+    return Services(
+        settings=settings,
+        db=db,
+        storage=storage,
+        cipher=cipher,
+        gate=build_gate(settings.region()),
+        consent=consent_text(settings.retention_days),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        trusted=settings.trusted_networks(),
+        executor=EXECUTORS[name](ctx, lambda: _load_runtime(settings)),
+        prompting=settings.prompting(),
+        c2pa_signing=c2pa_signing,
+        output_checks="; ".join(notes) if notes else checker.name,
+    )
+
+
+def _load_runtime(settings: ServiceSettings) -> Any:
+    from imagine.runtime import load_runtime
+
+    return load_runtime(settings)

@@ -1,0 +1,235 @@
+"""Prompt moderation: the ``Moderator`` protocol, the offline rule-based default and Llama Guard 3.
+
+Moderation runs twice per request, on the user's words and on the expanded
+prompt, and refuses with ``PromptRejected`` carrying one of ``CATEGORIES``.
+
+The rule moderator reads the text several ways so that spelling tricks do not
+slip through: folded (case, accents, look-alike Cyrillic/Greek letters and
+invisible characters removed), with digits and symbols read as letters
+("s3x", "n@ked", "k1ll"), with ``*`` read as any letter ("n*ked"), with
+spaced or dotted letters joined ("n u d e", "n.u.d.e") and with stretched
+letters shortened ("nuuuude"). Word lists live in ``data/moderation.toml``
+and ``data/names.toml``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from llm_prompting.errors import ExpansionFailed, ModerationUnavailable
+from llm_prompting.registry import build_once
+from llm_prompting.text import LEET_I, LEET_L, Lexicon, PhraseSet, fold, load_data, squeeze
+
+if TYPE_CHECKING:
+    from llm_prompting.config import PromptingConfig
+    from llm_prompting.openai_backend import ChatClient
+
+# In order of precedence: a prompt that hits several is refused for the first.
+CATEGORIES = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "public_figure", "other")
+
+VICTIM_WINDOW = 4  # words after a violent act in which a victim makes it "violence"
+_MINOR_AGE = re.compile(
+    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|jahre?)(?:\s*-?\s*(?:old|alt))?\b"
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    category: str | None = None  # one of CATEGORIES when refused
+    matched: str = ""  # what decided it, for logs and tests; never shown to users
+    moderator: str = "rules"
+
+
+ALLOWED = Verdict(allowed=True)
+
+
+class Moderator(Protocol):
+    name: str
+
+    def check(self, text: str) -> Verdict:
+        """Whether ``text`` (a user's prompt or an expansion) may be drawn."""
+        ...
+
+
+class RuleModerator:
+    """Word lists and patterns in English, French, Spanish and German; offline."""
+
+    name = "rules"
+
+    def __init__(self) -> None:
+        data, names = load_data("moderation.toml"), load_data("names.toml")
+        self.allow = PhraseSet(data["allow"]["phrases"])
+        self.lexicons = {key: Lexicon(data[key]) for key in data if key != "allow"}
+        self.lexicons["public_figure"] = Lexicon(
+            {"name": names["public_figures"]["names"], "single": names["public_figures"]["single"]}
+        )
+        known = [w for lex in self.lexicons.values() for w in lex.singles]
+        self.known = set(known)
+        self.by_squeeze = {squeeze(w): w for w in reversed(known)}
+        self.by_length: dict[int, list[str]] = {}
+        for w in sorted(self.known):
+            self.by_length.setdefault(len(w), []).append(w)
+
+    def check(self, text: str) -> Verdict:
+        hits: dict[str, str] = {}
+        minor_age = any(int(m.group(1)) < 18 for m in _MINOR_AGE.finditer(fold(text)))
+        for tokens in self.views(text):
+            for category, matched in self._categories(self.allow.strip(tokens), minor_age):
+                hits.setdefault(category, matched)
+        for category in CATEGORIES:
+            if category in hits:
+                return Verdict(False, category, hits[category], self.name)
+        return ALLOWED
+
+    def views(self, text: str) -> list[list[str]]:
+        """The text as several word lists, each undoing one kind of disguise."""
+        folded = fold(text)
+        plain = re.findall(r"[^\W_]+", folded)
+        chunks = folded.split()
+        return [
+            plain,
+            self._joined(plain),
+            [w for c in chunks if (w := self._clean(c, LEET_I))],
+            [w for c in chunks if (w := self._clean(c, LEET_L))],
+        ]
+
+    def _clean(self, chunk: str, leet: dict[int, int]) -> str:
+        """One whitespace-separated chunk as a word: symbols read as letters, then stripped."""
+        if re.search(r"[a-z]", chunk) and re.search(r"[^a-z]", chunk):
+            if "*" in chunk.strip("*"):
+                chunk = self._wildcard(chunk.strip("*")) or chunk
+            chunk = chunk.translate(leet)
+        word = re.sub(r"[\W_]", "", chunk)
+        if re.search(r"(.)\1\1", word):  # "nuuude": stretched on purpose
+            word = self.by_squeeze.get(squeeze(word), word)
+        return word
+
+    def _wildcard(self, chunk: str) -> str | None:
+        """A listed word that ``chunk`` spells with ``*`` for some letters ("n*ked")."""
+        core = re.sub(r"[^\w*]", "", chunk)
+        pattern = re.compile(re.escape(core).replace(r"\*", "[a-z]"))
+        return next((w for w in self.by_length.get(len(core), ()) if pattern.fullmatch(w)), None)
+
+    def _joined(self, tokens: list[str]) -> list[str]:
+        """Runs of three or more one-letter words joined, and listed words found inside them."""
+        out: list[str] = []
+        i = 0
+        while i < len(tokens):
+            j = i
+            while j < len(tokens) and len(tokens[j]) == 1:
+                j += 1
+            if j - i >= 3:
+                run = "".join(tokens[i:j])
+                inside = [w for w in self.known if len(w) >= 3 and w in run]
+                out.extend(inside or [run])
+                i = j
+            else:
+                out.append(tokens[i])
+                i += 1
+        return out
+
+    def _categories(self, tokens: list[str], minor_age: bool) -> Iterable[tuple[str, str]]:
+        lex = self.lexicons
+        for category in ("sexual", "sexual_minors", "violence", "hate", "self_harm"):
+            for matched in lex[category].find(tokens).values():
+                yield category, matched
+        for matched in lex["public_figure"].find(tokens).values():
+            yield "public_figure", matched
+        minors = lex["minors"].find(tokens)
+        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
+        if (minors or minor_age) and sexual:
+            yield (
+                "sexual_minors",
+                f"{next(iter(minors.values()), 'age')} + {next(iter(sexual.values()))}",
+            )
+        acts = [i for i, _ in lex["violent_acts"].positions(tokens)]
+        victims = [i for i, _ in lex["victims"].positions(tokens)]
+        for a in acts:
+            if any(0 < v - a <= VICTIM_WINDOW for v in victims):
+                yield "violence", f"{tokens[a]} ... {tokens[next(v for v in victims if v > a)]}"
+        if lex["groups"].find(tokens) and lex["hostility"].find(tokens):
+            yield "hate", "hostility + group"
+
+
+# Llama Guard 3's hazard categories (MLCommons taxonomy) mapped to ours.
+LLAMA_GUARD_CATEGORIES = {
+    "S1": "violence",  # violent crimes
+    "S3": "sexual",  # sex-related crimes
+    "S4": "sexual_minors",  # child sexual exploitation
+    "S5": "public_figure",  # defamation
+    "S7": "public_figure",  # privacy
+    "S10": "hate",
+    "S11": "self_harm",
+    "S12": "sexual",  # sexual content
+}
+
+
+class LlamaGuardModerator:
+    """The rule moderator first (cheap; Llama Guard has no public-figure rule), then Llama Guard 3.
+
+    Llama Guard answers ``safe`` or ``unsafe`` and a line of category codes
+    (``S1,S10``); the server's chat template adds the policy. When the server
+    does not answer, moderation fails closed: ``ModerationUnavailable``.
+    """
+
+    name = "llama_guard"
+
+    def __init__(self, client: ChatClient, rules: RuleModerator):
+        self.client = client
+        self.rules = rules
+
+    def check(self, text: str) -> Verdict:
+        verdict = self.rules.check(text)
+        if not verdict.allowed:
+            return verdict
+        try:
+            answer = self.client.complete([{"role": "user", "content": text}], max_tokens=16)
+        except ExpansionFailed as exc:
+            raise ModerationUnavailable(f"Llama Guard did not answer: {exc.reason}") from None
+        return parse_llama_guard(answer)
+
+
+def parse_llama_guard(answer: str) -> Verdict:
+    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+    if lines and lines[0].lower() == "safe":
+        return Verdict(True, moderator="llama_guard")
+    if not lines or lines[0].lower() != "unsafe":
+        raise ModerationUnavailable(f"Llama Guard gave an answer that is not a verdict: {answer!r}")
+    codes = re.findall(r"S\d+", lines[1]) if len(lines) > 1 else []
+    categories = [LLAMA_GUARD_CATEGORIES.get(code, "other") for code in codes] or ["other"]
+    category = min(categories, key=CATEGORIES.index)
+    return Verdict(False, category, ",".join(codes), "llama_guard")
+
+
+def _rules(config: PromptingConfig) -> Moderator:
+    return _rule_moderator()
+
+
+def _llama_guard(config: PromptingConfig) -> Moderator:
+    from llm_prompting.openai_backend import ChatClient
+
+    return LlamaGuardModerator(ChatClient(config.guard_server()), _rule_moderator())
+
+
+_shared: list[RuleModerator] = []
+
+
+def _rule_moderator() -> RuleModerator:
+    if not _shared:
+        _shared.append(RuleModerator())
+    return _shared[0]
+
+
+MODERATORS: dict[str, Callable[[PromptingConfig], Moderator]] = {
+    "rules": _rules,
+    "llama_guard": _llama_guard,
+}
+
+
+def get_moderator(config: PromptingConfig) -> Moderator:
+    """The moderator named by ``config.moderator``, built once per config value."""
+    return build_once("moderator", MODERATORS, config.moderator, config)

@@ -1,0 +1,135 @@
+"""The API against a real database: SQLite by default, PostgreSQL under the ``postgres`` marker.
+
+Every test gets a fresh database (a new SQLite file, or a new PostgreSQL
+database created on the local server and dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.services import Services, build_services
+from api.settings import ServiceSettings
+from tests.photos import astronaut
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'imagine.db'}"
+        return
+    import sqlalchemy
+
+    name = f"imagine_test_{secrets.token_hex(4)}"
+    admin = sqlalchemy.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, model_cache) -> ServiceSettings:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(model_cache)  # smoke weights built once per session
+    return ServiceSettings(
+        home=home,
+        database_url=database_url,
+        local_region="US-CA",
+        lease_seconds=2.0,
+        max_queued_jobs=4,
+        rate_limit_per_minute=100_000,  # tests poll fast; the limit has its own test
+    )
+
+
+@pytest.fixture
+def make_services(settings) -> Iterator[Callable[..., Services]]:
+    made: list[Services] = []
+
+    def make(**changes) -> Services:
+        services = build_services(settings.replace(**changes) if changes else settings)
+        made.append(services)
+        return services
+
+    yield make
+    for services in made:
+        services.db.engine.dispose()
+
+
+@pytest.fixture
+def services(make_services) -> Services:
+    return make_services()
+
+
+@pytest.fixture
+def client(services) -> Iterator[TestClient]:
+    with TestClient(create_app(services), client=("127.0.0.1", 50000)) as c:
+        yield c
+
+
+@pytest.fixture
+def user_key(services) -> Callable[[str], str]:
+    from api.auth import create_user
+
+    def make(name: str) -> str:
+        with services.db.session() as session:
+            return create_user(session, name)[1]
+
+    return make
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def enroll(
+    client: TestClient, key: str, photos: list[bytes] | None = None, residence: str = "US-CA"
+) -> dict:
+    version = client.get("/v1/consent").json()["version"]
+    files = [
+        ("photos", (f"p{i}.jpg", data, "image/jpeg"))
+        for i, data in enumerate(photos or [astronaut()])
+    ]
+    response = client.post(
+        "/v1/identities",
+        headers=auth(key),
+        files=files,
+        data={"consent": "true", "consent_version": version, "residence": residence},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+SMALL = {"width": 64, "height": 64, "steps": 2}
+
+
+def wait_for(client: TestClient, key: str, generation_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/generations/{generation_id}", headers=auth(key)).json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"generation {generation_id} did not finish: {body}")
+
+
+def ready(client: TestClient, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(client.get("/readyz").json())

@@ -1,0 +1,44 @@
+"""The main path a client takes, end to end through HTTP, on the smoke profile."""
+
+from __future__ import annotations
+
+from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
+
+
+def test_enroll_generate_fetch_delete(client, user_key):
+    key = user_key("alice")
+    ready(client)
+    identity = enroll(client, key)
+    assert identity["embedding_dim"] == 128 and identity["backend"] == "dlib"
+    assert "embedding" not in identity and "embedding_encrypted" not in identity
+    assert identity["photos"][0]["face_px"] > 80
+
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={
+            "identity_id": identity["id"],
+            "prompt": "me as an astronaut",
+            "n": 2,
+            "seed": 7,
+            **SMALL,
+        },
+    )
+    assert r.status_code == 202, r.text
+    job = wait_for(client, key, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1.0 and job["profile_is_noise"] is True
+    assert [img["seed"] for img in job["images"]] == [7, 8]
+    image = job["images"][0]
+    png = client.get(image["url"], headers=auth(key))
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.headers["x-content-type-options"] == "nosniff"
+    meta = client.get(image["url"] + "/metadata", headers=auth(key)).json()["metadata"]
+    assert meta["seed"] == 7 and meta["prompt"] == "me as an astronaut"
+
+    gallery = client.get("/v1/gallery", headers=auth(key)).json()
+    assert {i["id"] for i in gallery["items"]} == {i["id"] for i in job["images"]}
+
+    assert client.delete(f"/v1/identities/{identity['id']}", headers=auth(key)).status_code == 204
+    assert client.get("/v1/gallery", headers=auth(key)).json()["items"] == []
+    assert client.get(image["url"], headers=auth(key)).status_code == 404

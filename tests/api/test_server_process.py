@@ -1,0 +1,181 @@
+"""The service as a real process: killed mid-job, restarted; chunked bodies over the limit."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from api.db import Database
+from api.jobs import requeue_expired
+from api.tables import Generation, ImageRow, utcnow
+from tests.api.server import Server, free_port
+from tests.photos import astronaut
+
+
+@pytest.fixture
+def server(tmp_path, model_cache):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(model_cache)
+    s = Server(
+        home,
+        free_port(),
+        IMAGINE_LEASE_SECONDS="2",
+        IMAGINE_MAX_REQUEST_BYTES="200000",
+        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
+    )
+    yield s
+    s.stop()
+
+
+def enroll(http: httpx.Client) -> str:
+    version = http.get("/v1/consent").json()["version"]
+    r = http.post(
+        "/v1/identities",
+        files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
+        data={"consent": "true", "consent_version": version, "residence": "US-CA"},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.mark.slow
+def test_a_job_survives_a_killed_server(server, smoke):
+    key = server.cli("users", "create", "alice")["api_key"]
+    server.start()
+    http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    identity = enroll(http)
+    job = http.post(
+        "/v1/generations",
+        json={
+            "identity_id": identity,
+            "prompt": "me",
+            "n": 2,
+            "steps": 40,
+            "width": 64,
+            "height": 64,
+        },
+    ).json()
+    deadline = time.monotonic() + 60
+    while http.get(f"/v1/generations/{job['id']}").json()["step"] < 2:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    server.kill()  # SIGKILL mid-denoise: no cleanup runs
+
+    server.start()
+    deadline = time.monotonic() + 120
+    while (body := http.get(f"/v1/generations/{job['id']}").json())["status"] not in (
+        "succeeded",
+        "failed",
+        "cancelled",
+    ):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    assert body["status"] == "succeeded", body
+    assert len(body["images"]) == 2
+    db = Database(f"sqlite:///{server.home / 'imagine.db'}")
+    with db.session() as s:
+        assert s.get(Generation, job["id"]).attempts == 2
+        assert (
+            len(s.scalars(select(ImageRow).where(ImageRow.generation_id == job["id"])).all()) == 2
+        )
+    assert len(list((server.home / "images").glob("*/*.png"))) == 2  # no duplicate, no orphan
+    db.engine.dispose()
+
+
+def test_requeue_gives_up_after_max_attempts(tmp_path):
+    from api.db import migrate
+    from api.tables import Identity, User
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    migrate(db.engine)
+    with db.session() as s:
+        s.add(User(id="usr_1", name="a", key_hash="h"))
+        s.flush()
+        s.add(
+            Identity(
+                id="idn_1",
+                user_id="usr_1",
+                consent_id="c",
+                residence="US-CA",
+                embedding_encrypted=b"",
+                embedding_dim=128,
+                backend="dlib",
+                model_id="m",
+                photos={"items": []},
+            )
+        )
+        s.flush()
+        past = utcnow() - timedelta(seconds=10)
+        for i, attempts in enumerate((1, 3)):
+            s.add(
+                Generation(
+                    id=f"gen_{i}",
+                    user_id="usr_1",
+                    identity_id="idn_1",
+                    status="running",
+                    request={"prompt": "me", "n": 1},
+                    request_sha256="x",
+                    attempts=attempts,
+                    lease_owner="dead",
+                    lease_expires_at=past,
+                )
+            )
+    assert requeue_expired(db, max_attempts=3) == 2
+    with db.session() as s:
+        retried, lost = s.get(Generation, "gen_0"), s.get(Generation, "gen_1")
+        assert retried.status == "queued" and retried.lease_owner is None
+        assert lost.status == "failed" and lost.error_code == "worker_lost"
+    assert requeue_expired(db, max_attempts=3) == 0  # nothing stays running forever
+    db.engine.dispose()
+
+
+@pytest.mark.slow
+def test_chunked_body_over_the_limit_is_refused_before_it_ends(server):
+    key = server.cli("users", "create", "bob")["api_key"]
+    server.start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/identities HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + key.encode()
+            + b"\r\nContent-Type: multipart/form-data; boundary=b"
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        part = (
+            b'--b\r\nContent-Disposition: form-data; name="photos"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n"
+        )
+        sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        chunk = b"x" * 16384
+        sent = 0
+        response = b""
+        try:
+            for _ in range(200):  # would be 3.2 MB against a 200 kB limit
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                sock.settimeout(0.01)
+                with contextlib.suppress(TimeoutError):
+                    response += sock.recv(65536)
+                sock.settimeout(30)
+                if response:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        sock.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                response += data
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"request_too_large" in response
+    assert sent < 1_000_000  # refused long before the client finished

@@ -1,0 +1,134 @@
+"""The rule moderator on the moderation table, Llama Guard over HTTP, refusals via ``expand``."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_prompting import CATEGORIES, PromptingConfig, PromptRejected, ServerConfig, expand
+from llm_prompting.errors import ModerationUnavailable
+from llm_prompting.moderation import RuleModerator, parse_llama_guard
+from tests.llm_prompting.moderation_cases import load_cases, score
+
+CASES = load_cases()
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleModerator:
+    return RuleModerator()
+
+
+def test_the_table_is_big_and_covers_every_language_and_category():
+    assert len(CASES) >= 60
+    assert {c.language for c in CASES} >= {"en", "fr", "es", "de"}
+    assert {c.category for c in CASES if c.refuse} == set(CATEGORIES) - {"other"}
+    assert sum(not c.refuse for c in CASES) >= 40
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=f"known {c.known}"))
+        if c.known
+        else c
+        for c in CASES
+    ],
+    ids=[c.id for c in CASES],
+)
+def test_decision(rules, case):
+    verdict = rules.check(case.prompt)
+    assert verdict.allowed is not case.refuse, verdict
+    if case.refuse:
+        assert verdict.category == case.category, verdict
+
+
+def test_precision_and_recall_floors(rules):
+    result = score(rules, CASES)
+    assert result.precision >= 0.95, result
+    assert result.recall >= 0.95, result
+    assert result.right_category == result.true_refusals, result
+
+
+def test_refusals_carry_their_category_through_expand():
+    with pytest.raises(PromptRejected) as err:
+        expand("moi tuant un homme", "photo")
+    assert err.value.code == "prompt_rejected"
+    assert err.value.category == "violence"
+    assert err.value.stage == "input"
+    assert "violence" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "allowed", "category"),
+    [
+        ("safe", True, None),
+        ("  safe\n", True, None),
+        ("unsafe\nS1", False, "violence"),
+        ("unsafe\nS12", False, "sexual"),
+        ("unsafe\nS1,S4", False, "sexual_minors"),  # the more serious category wins
+        ("unsafe\nS9", False, "other"),
+        ("unsafe", False, "other"),
+    ],
+)
+def test_llama_guard_verdicts(answer, allowed, category):
+    verdict = parse_llama_guard(answer)
+    assert (verdict.allowed, verdict.category) == (allowed, category)
+
+
+def test_llama_guard_gibberish_fails_closed():
+    with pytest.raises(ModerationUnavailable):
+        parse_llama_guard("I think this is fine")
+
+
+def guard_config(chat, **changes) -> PromptingConfig:
+    return PromptingConfig(
+        moderator="llama_guard",
+        guard=ServerConfig(base_url=chat.base_url, retries=0, timeout=5),
+        guard_model="guard",
+        **changes,
+    )
+
+
+def test_llama_guard_over_http(server):
+    config = guard_config(server)
+    assert expand("me as a firefighter", "photo", config).backend == "template"
+    assert server.count("guard") == 2  # the user's words, then the expansion
+    with pytest.raises(PromptRejected) as err:
+        expand("me planting a bomb in a station", "photo", config)
+    assert (err.value.category, err.value.moderator) == ("other", "llama_guard")
+    with pytest.raises(PromptRejected) as err:
+        expand("me starting a riot", "photo", config)
+    assert err.value.category == "hate"  # S1,S10: the first in CATEGORIES wins
+    assert server.stats()["last"]["messages"] == [{"role": "user", "content": "me starting a riot"}]
+
+
+def test_llama_guard_runs_after_the_rules(server):
+    with pytest.raises(PromptRejected) as err:
+        expand("me with Taylor Swift", "photo", guard_config(server))
+    assert (err.value.category, err.value.moderator) == ("public_figure", "rules")
+    assert server.count("guard") == 0
+
+
+def test_llama_guard_down_fails_closed(server):
+    config = PromptingConfig(
+        moderator="llama_guard",
+        guard=ServerConfig(base_url=server.base_url, retries=0, timeout=5),
+        guard_model="error",
+    )
+    with pytest.raises(ModerationUnavailable) as err:
+        expand("me as a firefighter", "photo", config)
+    assert err.value.code == "moderation_unavailable"
+
+
+def test_an_expansion_refused_by_moderation_falls_back(server):
+    """An addition that slips past the contract is caught by the second moderation pass."""
+    llm = ServerConfig(base_url=server.base_url, model="sneaky", retries=0)
+    result = expand(
+        "me at a birthday party", "photo", guard_config(server, expander="openai", server=llm)
+    )
+    assert result.backend == "template"
+    assert "bomb" not in result.prompt
+    assert result.warnings[0] == (
+        "fell back to the template expander: moderation refused the openai expansion (other)"
+    )
+    assert server.count("sneaky") == 1
+    assert server.count("guard") == 3  # the words, the openai expansion, the template's
