@@ -204,6 +204,7 @@ class LocalExecutor:
         expand_s = prepared.texts[result.prompt][1]
         # The sidecar's timings are this image's: its prompt's expansion, then its device batch.
         result = dataclasses.replace(result, timings={"expand": expand_s, **result.timings})
+        start = time.perf_counter()
         finished = finalize(
             result,
             item.id,
@@ -213,6 +214,7 @@ class LocalExecutor:
             notes=runtime.notes,
             mark_ids=[f"{self.run_token}-{item.id}-{k}" for k in ks],
         )
+        sink.timing("finalize", time.perf_counter() - start)
         for k, done in zip(ks, finished, strict=True):
             done.meta["index"] = k
             if done.data is None:  # withheld by the output safety check: never stored
