@@ -116,11 +116,11 @@ def test_batch_writes_what_generate_writes_and_resume_redoes_nothing(capsys, env
             json.loads(alone.read_text()),
         )
         assert ours.keys() == theirs.keys()
-        # Each image's watermark carries its own id; everything else is the same.
-        mark, their_mark = (
-            ours["provenance"].pop("watermark_id"),
-            theirs["provenance"].pop("watermark_id"),
-        )
+        # Each image's watermark carries its own id (and the strength that id needed to be
+        # read back); everything else is the same.
+        mark, their_mark = (m["provenance"].pop("watermark_id") for m in (ours, theirs))
+        for m in (ours, theirs):
+            m["provenance"].pop("watermark_strength")
         assert mark != their_mark
         varying = {"generation_id", "created_at", "timings"}
         assert {x: ours[x] for x in ours.keys() - varying} == {
