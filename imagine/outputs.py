@@ -17,10 +17,12 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -32,18 +34,30 @@ from imagine.safety import SafetyChecker, SafetyResult, UnsafeOutput, screen
 SMOKE_NOTICE = "smoke profile: tiny random-weight models; this image is noise, not a likeness"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file written under ``.<name>.<random>.part`` and renamed to ``path`` on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def is_temporary(path: Path) -> bool:
+    """A leftover of ``atomic_file`` from a process that was killed mid-write."""
+    return path.name.startswith(".") and path.name.endswith(".part")
 
 
 def png_bytes(image: Any) -> bytes:

@@ -9,9 +9,10 @@ stage with its own timing.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,16 @@ def check_request(
         raise InvalidArgument(
             f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
         )
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt for one face inside ``generate_batch``; its prompt is already expanded."""
+
+    prompt: str  # the user's words
+    text: ExpandedPrompt  # what the model sees, from ``PersonalizedPipeline.expand``
+    identity: np.ndarray  # [D] face embedding
+    seeds: tuple[int, ...]  # one image per seed, in this order
 
 
 class PersonalizedPipeline:
@@ -262,11 +273,174 @@ class PersonalizedPipeline:
         keep = rank_by_similarity(scores, n) if best_of > 1 else list(range(n))
         lap("postprocess")
 
+        kept = [GeneratedImage(images[i], seeds[i], scores[i]) for i in keep]
+        return self._result(
+            prompt, text, kept, timings, steps, width, height, guidance_scale, adapter_scale
+        )
+
+    def generate_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        steps: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> list[GenerationResult]:
+        """Denoise several requests together: other prompts and faces, one size and step count.
+
+        ``imagine batch`` fills device batches across manifest items with this.
+        Each request gets its own result with its images in seed order, as
+        ``__call__`` would give it (n = len(seeds), best_of = 1); the results
+        share the call's ``timings``. Prompts come expanded, so a refused prompt
+        fails its own item before it reaches a batch.
+        """
+        import torch
+
+        defaults = self.loaded.defaults
+        steps = defaults.steps if steps is None else steps
+        width = defaults.width if width is None else width
+        height = defaults.height if height is None else height
+        guidance_scale, adapter_scale = defaults.guidance_scale, defaults.adapter_scale
+        guided = guidance_scale > 1.0
+        pipe, device = self.pipe, self.loaded.device
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = now - clock
+            clock = now
+
+        # 1. Check inputs.
+        for r in requests:
+            self.check_inputs(
+                r.prompt,
+                r.identity,
+                len(r.seeds),
+                min(r.seeds, default=None),
+                steps,
+                width,
+                height,
+                1,
+                adapter_scale,
+            )
+
+        # 2. Encode each distinct text once: (prompt, negative, pooled, negative pooled),
+        #    [1, 77, C] and [1, P] each.
+        def text_key(r: GenerationRequest) -> tuple[str, str]:
+            return (r.text.prompt, r.text.negative_prompt)
+
+        encoded: dict[tuple[str, str], tuple[Any, ...]] = {}
+        with torch.inference_mode():
+            for r in requests:
+                if text_key(r) not in encoded:
+                    encoded[text_key(r)] = pipe.encode_prompt(
+                        prompt=r.text.prompt,
+                        device=device,
+                        num_images_per_prompt=1,
+                        do_classifier_free_guidance=guided,
+                        negative_prompt=r.text.negative_prompt or None,
+                    )
+        lap("encode")
+
+        # 3. One row per image: (request index, seed), denoised max_batch rows at a time
+        #    with per-row text and face embeds.
+        rows = [(i, seed) for i, r in enumerate(requests) for seed in r.seeds]
+        faces = [
+            torch.as_tensor(np.asarray(r.identity, dtype=np.float32))
+            .reshape(1, 1, -1)
+            .to(device=device, dtype=pipe.unet.dtype)
+            for r in requests
+        ]  # [1, 1, D] each
+        pipe.set_ip_adapter_scale(adapter_scale)
+
+        def stop_if_cancelled(_pipe: Any, _i: int, _t: Any, tensors: dict) -> dict:
+            if is_cancelled is not None and is_cancelled():
+                raise Cancelled("cancelled between denoising steps")
+            return tensors
+
+        latents = []
+        for start in range(0, len(rows), self.max_batch):
+            chunk = rows[start : start + self.max_batch]
+            parts = [encoded[text_key(requests[i])] for i, _ in chunk]
+            # [B, 77, C], [B, 77, C], [B, P], [B, P]; the negatives are None without guidance.
+            prompt_embeds, negative_embeds, pooled_embeds, negative_pooled_embeds = (
+                None if parts[0][j] is None else torch.cat([p[j] for p in parts]) for j in range(4)
+            )
+            id_embeds = torch.cat([faces[i] for i, _ in chunk])  # [B, 1, D]
+            if guided:
+                id_embeds = torch.cat([torch.zeros_like(id_embeds), id_embeds])  # [2B, 1, D]
+
+            # diffusers repeats ``ip_adapter_image_embeds`` for every image of the batch
+            # (prepare_ip_adapter_image_embeds), so each image would attend to all B faces:
+            # harmless for n copies of one face (__call__), a blend of people here. Give
+            # diffusers one face pair, then hand the UNet the per-row faces, row-aligned
+            # with its [uncond; cond] latents, just before each forward.
+            def row_faces(_unet: Any, args: tuple, kwargs: dict, rows: Any = id_embeds) -> Any:
+                cond = kwargs["added_cond_kwargs"]
+                kwargs["added_cond_kwargs"] = {**cond, "image_embeds": [rows]}
+                return args, kwargs
+
+            one_pair = id_embeds[:: len(chunk)]  # [2, 1, D] guided, [1, 1, D] not
+            hook = pipe.unet.register_forward_pre_hook(row_faces, with_kwargs=True)
+            try:
+                with torch.inference_mode():
+                    out = pipe(
+                        prompt_embeds=prompt_embeds,
+                        negative_prompt_embeds=negative_embeds,
+                        pooled_prompt_embeds=pooled_embeds,
+                        negative_pooled_prompt_embeds=negative_pooled_embeds,
+                        ip_adapter_image_embeds=[one_pair],
+                        num_inference_steps=steps,
+                        width=width,
+                        height=height,
+                        guidance_scale=guidance_scale,
+                        generator=[torch.Generator("cpu").manual_seed(s) for _, s in chunk],
+                        output_type="latent",
+                        callback_on_step_end=stop_if_cancelled,
+                    )
+            finally:
+                hook.remove()
+            latents.append(out.images)  # [B, 4, H/8, W/8]
+        lap("denoise")
+
+        # 4. Decode latents to images.
+        images = [img for batch in latents for img in self.decode(batch)]
+        lap("decode")
+
+        # 5. Post-process: identity similarity of each image to its own request's face.
+        made = [
+            GeneratedImage(img, seed, self.score(img, requests[i].identity))
+            for img, (i, seed) in zip(images, rows, strict=True)
+        ]
+        lap("postprocess")
+
+        ends = itertools.accumulate(len(r.seeds) for r in requests)
+        shared = (steps, width, height, guidance_scale, adapter_scale)
+        return [
+            self._result(r.prompt, r.text, made[end - len(r.seeds) : end], dict(timings), *shared)
+            for r, end in zip(requests, ends, strict=True)
+        ]
+
+    def _result(
+        self,
+        prompt: str,
+        text: ExpandedPrompt,
+        images: list[GeneratedImage],
+        timings: dict[str, float],
+        steps: int,
+        width: int,
+        height: int,
+        guidance_scale: float,
+        adapter_scale: float,
+    ) -> GenerationResult:
         warnings = list(text.warnings)
         if self.loaded.defaults.is_noise:
             warnings.append("smoke profile: tiny random-weight models; these images are noise")
         return GenerationResult(
-            images=[GeneratedImage(images[i], seeds[i], scores[i]) for i in keep],
+            images=images,
             prompt=prompt,
             text=text,
             steps=steps,

@@ -1,4 +1,4 @@
-"""The library's CLI commands (enroll, expand, ...) and the runner that both command sets share.
+"""The library's CLI commands (enroll, expand, generate, batch, provenance) and their shared runner.
 
 Each command is a module with ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args, settings) -> int``. ``api.cli`` mounts these next to the service's
@@ -17,12 +17,12 @@ from typing import Any
 
 from identity.errors import IdentityError
 from imagine import __version__
-from imagine.cli import enroll, expand, generate, provenance
+from imagine.cli import batch, enroll, expand, generate, provenance
 from imagine.errors import ImagineError
 from imagine.settings import Settings
 from llm_prompting.errors import PromptingError
 
-LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, expand, generate, provenance)
+LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, expand, generate, batch, provenance)
 
 # Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError, PromptingError)

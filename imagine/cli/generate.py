@@ -22,11 +22,11 @@ class InvalidSize(ImagineError):
     code = "invalid_size"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> (W, H); bounds are checked by the pipeline."""
+def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
+    """``"WxH"`` -> (W, H); bounds are checked by the pipeline. ``name`` is what the user typed."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InvalidSize(f"--size must look like 1024x1024, got {text!r}")
+        raise InvalidSize(f"{name} must look like 1024x1024, got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -45,29 +45,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="denoising steps (profile default)")
     parser.add_argument("--size", help="WxH, multiples of 8 (profile default)")
     parser.add_argument("--style", help="style preset for the prompt expander")
-    parser.add_argument("--profile", choices=PROFILES, help="model profile (default: smoke)")
-    parser.add_argument("--model-dir", type=Path, help="sdxl: diffusers folder or checkpoint")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: euler)")
+    add_model_arguments(parser)
     parser.add_argument("--adapter-scale", type=float, help="face adapter strength, 0-2")
     parser.add_argument("--out", type=Path, default=Path("imagine-output"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags ``generate`` and ``batch`` share; they override ``IMAGINE_*``."""
+    parser.add_argument("--profile", choices=PROFILES, help="model profile (default: smoke)")
+    parser.add_argument("--model-dir", type=Path, help="sdxl: diffusers folder or checkpoint")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: euler)")
+
+
+def with_model_arguments(settings: Settings, args: argparse.Namespace) -> Settings:
+    flags = {"profile": args.profile, "model_dir": args.model_dir, "scheduler": args.scheduler}
+    return settings.replace(**{k: v for k, v in flags.items() if v is not None})
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from imagine.cli import emit_json
     from imagine.runtime import load_runtime
 
-    settings = settings.replace(
-        **{
-            k: v
-            for k, v in (
-                ("profile", args.profile),
-                ("model_dir", args.model_dir),
-                ("scheduler", args.scheduler),
-            )
-            if v is not None
-        }
-    )
+    settings = with_model_arguments(settings, args)
     width, height = parse_size(args.size) if args.size else (None, None)
     profile = enroll_files(args.photo, settings)  # bad photos fail before models load
 

@@ -33,10 +33,8 @@ class ProgressBar:
         eta = (total - done) / rate if rate > 0 else 0.0
         filled = int(self.width * done / max(total, 1))
         bar = "#" * filled + "." * (self.width - filled)
-        line = (
-            f"{self.label} [{bar}] {done}/{total} {self.unit} "
-            f"{rate:.1f} {self.unit}/s, {'done' if finished else f'ETA {eta:.0f}s'}"
-        )
+        status = "done" if finished else f"ETA {eta:.0f}s" if rate > 0 else "ETA unknown"
+        line = f"{self.label} [{bar}] {done}/{total} {self.unit} {rate:.1f} {self.unit}/s, {status}"
         if self.tty:
             self.stream.write("\r" + line + ("\n" if finished else ""))
         else:

@@ -14,24 +14,7 @@ from PIL import Image
 
 from imagine.cli import main
 from imagine.provenance import ProvenanceConfig, verify, watermark_id
-from tests.photos import astronaut, group
-
-
-@pytest.fixture
-def env(model_cache, tmp_path) -> dict[str, str]:
-    # IMAGINE_HOME's model cache is shared so the smoke weights are built once per session.
-    home = model_cache.parent / "home"
-    home.mkdir(exist_ok=True)
-    if not (home / "models").exists():
-        (home / "models").symlink_to(model_cache)
-    return {"IMAGINE_HOME": str(home)}
-
-
-@pytest.fixture
-def portrait(tmp_path) -> Path:
-    path = tmp_path / "me.jpg"
-    path.write_bytes(astronaut())
-    return path
+from tests.photos import group
 
 
 def generate(capsys, env, *argv: str) -> tuple[int, str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import Cancelled, InvalidArgument, PersonalizedPipeline
+from imagine.pipeline import Cancelled, GenerationRequest, InvalidArgument, PersonalizedPipeline
 from imagine.postprocess import IdentityScore
 from llm_prompting import ExpandedPrompt, PromptRejected
 from tests.imagine.conftest import unit
@@ -182,3 +182,49 @@ def test_decoded_pixels_match_diffusers_postprocess(pipeline):
     assert [im.size for im in ours] == [(96, 64)] * 2
     for a, b in zip(ours, reference, strict=True):
         assert a.mode == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def request(pipe: PersonalizedPipeline, prompt: str, face: int, seeds: tuple[int, ...]):
+    """A request expanded by the pipeline's own expander, as ``__call__`` would expand it."""
+    return GenerationRequest(prompt, pipe.expand(prompt, None), unit(face), seeds)
+
+
+def test_generate_batch_gives_each_request_its_own_face_and_prompt(smoke):
+    """Other people and prompts in one device batch: each image is the one made alone."""
+    pipe = PersonalizedPipeline(smoke, max_batch=4)
+    astronaut = request(pipe, "me as an astronaut", 1, (7, 8))
+    singer = request(pipe, "me singing", 2, (9,))
+    results = pipe.generate_batch([astronaut, singer], **SMALL)
+    alone = [
+        pipe("me as an astronaut", unit(1), n=2, seed=7, **SMALL),
+        pipe("me singing", unit(2), n=1, seed=9, **SMALL),
+    ]
+    assert [r.seeds for r in results] == [[7, 8], [9]]
+    assert [r.prompt for r in results] == ["me as an astronaut", "me singing"]
+    for got, ref in zip(results, alone, strict=True):
+        for k in range(len(ref.images)):
+            # Batch composition changes float rounding only (at most one grey level);
+            # a face blended from the whole batch differs by tens of levels.
+            assert np.abs(pixels(got, k) - pixels(ref, k)).max() <= 2
+    assert set(results[0].timings) == {"encode", "denoise", "decode", "postprocess"}
+    assert any("noise" in w for w in results[1].warnings)
+
+
+def test_generate_batch_splits_rows_into_device_batches_and_can_be_cancelled(smoke):
+    pipe = PersonalizedPipeline(smoke, max_batch=2)
+    requests = [request(pipe, "me", 1, (1, 2)), request(pipe, "me", 2, (3,))]
+    results = pipe.generate_batch(requests, **SMALL)
+    assert [len(r.images) for r in results] == [2, 1]
+    calls = []
+    with pytest.raises(Cancelled):
+        pipe.generate_batch(
+            requests, is_cancelled=lambda: calls.append(1) or len(calls) >= 3, **SMALL
+        )
+    assert len(calls) == 3  # stopped at the first step of the second device batch
+
+
+def test_generate_batch_checks_every_request_before_work(pipeline):
+    bad = GenerationRequest("me", pipeline.expand("me", None), np.ones(512, np.float32), (1,))
+    with pytest.raises(InvalidArgument) as err:
+        pipeline.generate_batch([request(pipeline, "me", 1, (1,)), bad], **SMALL)
+    assert err.value.code == "embedding_mismatch"

@@ -1,0 +1,171 @@
+"""``imagine batch MANIFEST.jsonl --out DIR [--resume] [--check]``: many generations, resumably.
+
+Invalid lines are reported with their numbers before any work; the valid ones
+run. Exit 0 when every item succeeded, 1 when any failed (or, with ``--check``,
+any line is invalid), 2 on a user error that stops the whole run, 130 when
+stopped by Ctrl-C or SIGTERM (the state is resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from imagine.cli.generate import add_model_arguments, parse_size, with_model_arguments
+from imagine.cli.progress import ProgressBar
+from imagine.outputs import SMOKE_NOTICE
+from imagine.settings import Settings
+
+NAME = "batch"
+HELP = "Generate images for every line of a JSONL manifest: resumable, keeps going, reports."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", type=Path, metavar="MANIFEST.jsonl", help="one item per line")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder: <item>/<k>.png, state, reports"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out, keeping finished images"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only validate the manifest; load and write nothing"
+    )
+    parser.add_argument("--steps", type=int, help="steps for lines without one (profile default)")
+    parser.add_argument("--size", help="WxH for lines without one (profile default)")
+    add_model_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+class StopOnSignal:
+    """The first SIGINT or SIGTERM asks the run to stop after the current denoising step;
+    a second SIGINT aborts at once (the state stays resumable either way)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after the current step "
+            "(Ctrl-C again to abort now); --resume continues",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class LazyProgressBar:
+    """A ``ProgressBar`` whose rate and ETA count from its first update, not from model loading."""
+
+    def __init__(self, label: str, unit: str):
+        self.label, self.unit = label, unit
+        self.bar: ProgressBar | None = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = ProgressBar(self.label, self.unit)
+        self.bar.update(done, total)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from imagine.batch.executor import get_executor
+    from imagine.batch.manifest import ItemDefaults, read_manifest
+    from imagine.batch.runner import BatchRun, image_context
+    from imagine.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit_json
+    from imagine.models import DEFAULTS, check_config
+
+    settings = with_model_arguments(settings, args)
+    check_config(settings.models(embedding_dim=0))  # a bad profile or scheduler stops here
+    profile = DEFAULTS[settings.profile]
+    width, height = parse_size(args.size) if args.size else (profile.width, profile.height)
+    steps = profile.steps if args.steps is None else args.steps
+    manifest = read_manifest(
+        args.manifest,
+        ItemDefaults(width=width, height=height, steps=steps),
+        settings.generation_limits(),
+        settings.max_enroll_photos,
+    )
+    for bad in manifest.invalid:
+        print(f"{args.manifest}:{bad.line}: {bad.code}: {bad.message}", file=sys.stderr)
+
+    if args.check:
+        if args.json:
+            emit_json(
+                {
+                    "valid": len(manifest.items),
+                    "invalid": [vars(bad) for bad in manifest.invalid],
+                    "images": manifest.image_count,
+                }
+            )
+        else:
+            print(
+                f"{args.manifest}: {len(manifest.items)} valid item(s) making "
+                f"{manifest.image_count} image(s), {len(manifest.invalid)} invalid line(s)"
+            )
+        return EXIT_FAILED if manifest.invalid else EXIT_OK
+
+    executor = get_executor("local", settings)
+    with StopOnSignal() as stop:
+        outcome = BatchRun(
+            manifest,
+            args.out,
+            executor,
+            context=image_context(settings, executor.name),
+            resume=args.resume,
+            should_stop=stop.is_set,
+            progress=LazyProgressBar("batch", "images").update,
+            say=lambda line: print(line, file=sys.stderr, flush=True),
+        ).run()
+
+    report = outcome.report
+    if args.json:
+        emit_json(report)
+    else:
+        print(describe(report, args.out))
+    for note in report["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    if settings.profile == "smoke" and report["images"]["written_this_run"]:
+        print(f"note: {SMOKE_NOTICE}", file=sys.stderr)
+    if outcome.status == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if outcome.failed else EXIT_OK
+
+
+def describe(report: dict[str, Any], out: Path) -> str:
+    items, images = report["items"], report["images"]
+    lines = [
+        f"batch {report['status']}: {items['done']} of {items['total']} items done, "
+        f"{items['failed']} failed, {items['pending']} pending; {images['done']} of "
+        f"{images['total']} images ({images['written_this_run']} made by this run, "
+        f"{report['images_per_minute']} per minute)"
+    ]
+    lines += [
+        f"  line {f['line']} ({f['id']}): {f['code']}: {f['message']}" for f in report["failures"]
+    ]
+    if report["status"] == "interrupted":
+        lines.append(f"run again with --resume to finish: imagine batch ... --out {out} --resume")
+    lines.append(f"report: {out / 'report.json'}, {out / 'report.html'}")
+    return "\n".join(lines)
