@@ -41,27 +41,88 @@ def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
         if db.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         job_id = s.scalar(query)
-        if job_id is None:
-            return None
-        now = utcnow()
-        claimed = _changed(
-            s,
-            update(Generation)
-            .where(Generation.id == job_id, Generation.status == "queued")
-            .values(
-                status="running",
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                attempts=Generation.attempts + 1,
-                started_at=now,
-                progress=0.0,
-                step=0,
-            ),
+        return _take(s, job_id, owner, lease_s) if job_id else None
+
+
+def job_request(db: Database, claim: Claim) -> dict[str, Any] | None:
+    with db.session() as s:
+        return s.scalar(select(Generation.request).where(Generation.id == claim.job_id))
+
+
+def batch_key(request: dict[str, Any]) -> tuple[int, int, int]:
+    """Jobs with the same key can share device batches: (width, height, steps)."""
+    return (request["width"], request["height"], request["steps"])
+
+
+def claim_compatible(
+    db: Database, owner: str, lease_s: float, key: tuple[int, int, int], room: int, scan: int = 32
+) -> list[Claim]:
+    """Take queued jobs that can join a device batch of ``key``, oldest first, while their
+    images fit in ``room``. Looks at the ``scan`` oldest queued jobs only, so a large
+    queue costs one bounded query."""
+    claims: list[Claim] = []
+    with db.session() as s:
+        query = (
+            select(Generation.id, Generation.request)
+            .where(Generation.status == "queued")
+            .order_by(Generation.created_at, Generation.id)
+            .limit(scan)
         )
-        if not claimed:
-            return None
-        attempt = s.scalar(select(Generation.attempts).where(Generation.id == job_id))
-        return Claim(job_id, owner, int(attempt or 1))
+        if db.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        for job_id, request in s.execute(query).all():
+            if batch_key(request) != key or request["n"] > room:
+                continue
+            claim = _take(s, job_id, owner, lease_s)
+            if claim is not None:
+                claims.append(claim)
+                room -= request["n"]
+            if room <= 0:
+                break
+    return claims
+
+
+def _take(s: Session, job_id: str, owner: str, lease_s: float) -> Claim | None:
+    now = utcnow()
+    claimed = _changed(
+        s,
+        update(Generation)
+        .where(Generation.id == job_id, Generation.status == "queued")
+        .values(
+            status="running",
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            attempts=Generation.attempts + 1,
+            started_at=now,
+            progress=0.0,
+            step=0,
+        ),
+    )
+    if not claimed:
+        return None
+    attempt = s.scalar(select(Generation.attempts).where(Generation.id == job_id))
+    return Claim(job_id, owner, int(attempt or 1))
+
+
+def release(db: Database, claim: Claim) -> bool:
+    """Give a running job back to the queue without counting the attempt (its batch was
+    stopped for another job's cancellation, or the server is shutting down)."""
+    with db.session() as s:
+        return bool(
+            _changed(
+                s,
+                update(Generation)
+                .where(_owned(claim))
+                .values(
+                    status="queued",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    progress=0.0,
+                    step=0,
+                    attempts=Generation.attempts - 1,
+                ),
+            )
+        )
 
 
 def _changed(session: Session, statement: Any) -> int:

@@ -72,6 +72,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         cipher=cipher,
         lease_s=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        batch_window_s=settings.batch_window_ms / 1000,
     )
     name = executor or settings.executor
     if name not in EXECUTORS:

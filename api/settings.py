@@ -40,6 +40,7 @@ class ServiceSettings(Settings):
     lease_seconds: float = 30.0  # a running job's lease, renewed by heartbeat
     max_attempts: int = 3  # a job whose worker died this often fails with worker_lost
     download_label: bool = True  # gallery downloads carry the visible "Imagined with AI" label
+    batch_window_ms: int = 20  # a lone job waits this long for same-size jobs to share its batch
     executor: str = "inprocess"  # "inprocess" (the worker owns the pipeline in this process)
     session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long
 

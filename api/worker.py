@@ -11,18 +11,23 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from api.crypto import EmbeddingCipher
 from api.db import Database
 from api.jobs import (
     Claim,
+    batch_key,
+    claim_compatible,
     claim_next,
     complete,
     finish,
     heartbeat,
+    job_request,
+    release,
     report_progress,
     requeue_expired,
 )
@@ -31,7 +36,7 @@ from api.tables import Generation, Identity, ImageRow, new_id
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
 from imagine.outputs import finalize
-from imagine.pipeline import Cancelled, GenerationResult
+from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult, PersonalizedPipeline
 from imagine.runtime import Runtime
 from llm_prompting import ExpandedPrompt, PromptingError
 
@@ -62,6 +67,7 @@ class WorkerContext:
     lease_s: float
     max_attempts: int
     sweep_s: float = 5.0  # how often expired leases are requeued
+    batch_window_s: float = 0.0  # how long a lone job waits for compatible ones to batch with
 
 
 class _Stopping(Exception):
@@ -139,71 +145,168 @@ class InProcessExecutor(_WorkerThread):
         return "ready"
 
     def _work(self, claim: Claim) -> None:
-        lost = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(claim, lost), daemon=True)
+        assert self.runtime is not None  # _prepare loaded it before any claim
+        claims = [claim, *self._admit(claim)]
+        lost, done = threading.Event(), threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(claims, lost, done), daemon=True)
         beat.start()
         try:
-            run_job(self.ctx, self.runtime, claim, lambda: lost.is_set() or self._stop.is_set())
+            run_jobs(self.ctx, self.runtime, claims, lambda: lost.is_set() or self._stop.is_set())
         finally:
-            lost.set()
+            done.set()
             beat.join()
 
-    def _heartbeat(self, claim: Claim, lost: threading.Event) -> None:
-        while not lost.wait(self.ctx.lease_s / 3):
-            if not heartbeat(self.ctx.db, claim, self.ctx.lease_s):
-                lost.set()
+    def _admit(self, first: Claim) -> list[Claim]:
+        """Queued jobs of the same size and steps that fit beside ``first`` in one device
+        batch. When none is queued yet, waits the admission window once for one."""
+        assert self.runtime is not None
+        request = job_request(self.ctx.db, first)
+        room = self.runtime.pipeline.max_batch - (request["n"] if request else 0)
+        if request is None or room <= 0:
+            return []
+        key, ctx = batch_key(request), self.ctx
+        claims = claim_compatible(ctx.db, self.owner, ctx.lease_s, key, room)
+        if not claims and ctx.batch_window_s > 0 and not self._stop.wait(ctx.batch_window_s):
+            claims = claim_compatible(ctx.db, self.owner, ctx.lease_s, key, room)
+        return claims
+
+    def _heartbeat(self, claims: list[Claim], lost: threading.Event, done: threading.Event) -> None:
+        while not done.wait(self.ctx.lease_s / 3):
+            for claim in claims:
+                if not heartbeat(self.ctx.db, claim, self.ctx.lease_s):
+                    lost.set()  # requeued or erased under us: stop, publish nothing
 
 
-def run_job(
-    ctx: WorkerContext, runtime: Any, claim: Claim, interrupted: Callable[[], bool]
-) -> None:
-    """Run one claimed job to a terminal state (or leave it for requeue if interrupted)."""
+@dataclass
+class _Job:
+    """A claimed job with what its run needs, read once from the database."""
+
+    claim: Claim
+    request: GenerationRequest
+    width: int
+    height: int
+    steps: int
+    identity_id: str
+    backend: str
+    cancel_asked: bool = False
+
+
+def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -> _Job | None:
     with ctx.db.session() as s:
         job = s.get(Generation, claim.job_id)
         identity = s.get(Identity, job.identity_id) if job else None
         if job is None or identity is None:
-            return
+            return None  # erased since it was claimed
         request, expanded = dict(job.request), dict(job.expanded or {})
         blob, identity_id, backend = identity.embedding_encrypted, identity.id, identity.backend
+    base = request.get("seed")
+    base = secrets.randbelow(2**31) if base is None else base
+    text = stored_expansion(expanded) or pipeline.expand(request["prompt"], request.get("style"))
+    embedding = ctx.cipher.decrypt(blob, identity_id)
+    seeds = tuple(base + k for k in range(request["n"]))
+    return _Job(
+        claim,
+        GenerationRequest(request["prompt"], text, embedding, seeds),
+        request["width"],
+        request["height"],
+        request["steps"],
+        identity_id,
+        backend,
+    )
 
-    cancel = {"asked": False}
+
+def run_jobs(
+    ctx: WorkerContext, runtime: Runtime, claims: list[Claim], interrupted: Callable[[], bool]
+) -> None:
+    """Run claimed jobs of one size and step count as one device batch, each to a terminal
+    state. A job that fails its own checks fails alone; when one job is cancelled mid-run,
+    the others go back to the queue and run again; when the worker is interrupted
+    (shutdown, lost lease), every job goes back to the queue."""
+    pipeline = runtime.pipeline
+    jobs = []
+    for claim in claims:
+        with _job_errors(ctx, claim):
+            job = load_job(ctx, pipeline, claim)
+            if job is None:
+                continue
+            r = job.request
+            pipeline.check_inputs(
+                r.prompt,
+                r.identity,
+                len(r.seeds),
+                r.seeds[0],
+                job.steps,
+                job.width,
+                job.height,
+                1,
+                pipeline.loaded.defaults.adapter_scale,
+            )
+            jobs.append(job)
+    if not jobs:
+        return
     last = {"t": 0.0}
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
-        if done >= total or now - last["t"] >= 0.2:  # bounded database writes per second
-            cancel["asked"] = report_progress(ctx.db, claim, done, total)
-            last["t"] = now
+        if done < total and now - last["t"] < 0.2:  # bounded database writes per second
+            return
+        last["t"] = now
+        for job in jobs:  # every job of the batch is as far along as the batch
+            job_total = len(job.request.seeds) * job.steps
+            step = round(done / total * job_total)
+            job.cancel_asked = report_progress(ctx.db, job.claim, step, job_total)
 
     def cancelled() -> bool:
         if interrupted():
             raise _Stopping()
-        return cancel["asked"]
+        return any(job.cancel_asked for job in jobs)
 
+    first = jobs[0]
     try:
-        result = runtime.pipeline(
-            request["prompt"],
-            ctx.cipher.decrypt(blob, identity_id),
-            n=request["n"],
-            seed=request.get("seed"),
-            steps=request.get("steps"),
-            width=request.get("width"),
-            height=request.get("height"),
-            style=request.get("style"),
-            text=stored_expansion(expanded),
+        results = pipeline.generate_batch(
+            [job.request for job in jobs],
+            steps=first.steps,
+            width=first.width,
+            height=first.height,
             progress=progress,
             is_cancelled=cancelled,
         )
-        store_outputs(ctx, runtime, claim, result, identity_id, backend)
     except _Stopping:
-        return  # shutting down or lease lost: the sweeper requeues it
+        for job in jobs:
+            release(ctx.db, job.claim)
+        return
     except Cancelled as exc:
-        finish(ctx.db, claim, "cancelled", exc.code, exc.message)
-    except (ImagineError, IdentityError, PromptingError) as exc:
+        for job in jobs:
+            if job.cancel_asked:
+                finish(ctx.db, job.claim, "cancelled", exc.code, exc.message)
+            else:
+                release(ctx.db, job.claim)  # it ran in a batch with a cancelled job
+        return
+    except Exception as exc:  # the whole batch failed: each of its jobs ends with the reason
+        for job in jobs:
+            _end_with(ctx, job.claim, exc)
+        return
+    for job, result in zip(jobs, results, strict=True):
+        with _job_errors(ctx, job.claim):
+            store_outputs(ctx, runtime, job.claim, result, job.identity_id, job.backend)
+
+
+@contextmanager
+def _job_errors(ctx: WorkerContext, claim: Claim) -> Iterator[None]:
+    """Whatever goes wrong in the block ends this job, not the worker."""
+    try:
+        yield
+    except Exception as exc:
+        _end_with(ctx, claim, exc)
+
+
+def _end_with(ctx: WorkerContext, claim: Claim, exc: Exception) -> None:
+    """A refusal ends the job with its code; a bug with internal_error, logged."""
+    if isinstance(exc, ImagineError | IdentityError | PromptingError):
         finish(ctx.db, claim, "failed", exc.code, exc.message)
-    except Exception:  # a bug: the job fails with a reason, the worker lives on
-        log.exception("job %s failed", claim.job_id)
-        finish(ctx.db, claim, "failed", "internal_error", "generation failed; see server logs")
+        return
+    log.error("job %s failed", claim.job_id, exc_info=exc)
+    finish(ctx.db, claim, "failed", "internal_error", "generation failed; see server logs")
 
 
 def stored_expansion(expanded: dict) -> ExpandedPrompt | None:

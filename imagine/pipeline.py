@@ -206,18 +206,7 @@ class PersonalizedPipeline:
         #    request with the same text (bounded LRU).
         pipe, device = self.pipe, self.loaded.device
         guided = guidance_scale > 1.0
-        key = (text.prompt, text.negative_prompt, guided)
-        embeds = self.prompt_cache.get(key)
-        if embeds is None:
-            with torch.inference_mode():
-                embeds = pipe.encode_prompt(
-                    prompt=text.prompt,
-                    device=device,
-                    num_images_per_prompt=1,
-                    do_classifier_free_guidance=guided,
-                    negative_prompt=text.negative_prompt or None,
-                )  # prompt [1, 77, C], negative [1, 77, C], pooled [1, P], negative pooled [1, P]
-            self.prompt_cache.put(key, embeds)
+        embeds = self.encode(text, guided)
         lap("encode")
 
         # 4. Identity embeds: the face for each image, plus zeros as the
@@ -243,9 +232,10 @@ class PersonalizedPipeline:
                     raise Cancelled(f"cancelled after {done} of {total} denoising steps")
                 return tensors
 
-            id_embeds = face.expand(size, 1, -1)  # [B, 1, D]
-            if guided:
-                id_embeds = torch.cat([torch.zeros_like(id_embeds), id_embeds])  # [2B, 1, D]
+            # One face pair: diffusers repeats ip_adapter_image_embeds for every image of
+            # the batch itself (prepare_ip_adapter_image_embeds), so [2B, 1, D] would give
+            # each image B copies of the face and cost B^2 projection rows.
+            id_embeds = torch.cat([torch.zeros_like(face), face]) if guided else face
             with torch.inference_mode():
                 out = pipe(
                     prompt_embeds=embeds[0].expand(size, -1, -1),
@@ -285,6 +275,7 @@ class PersonalizedPipeline:
         steps: int | None = None,
         width: int | None = None,
         height: int | None = None,
+        progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
     ) -> list[GenerationResult]:
         """Denoise several requests together: other prompts and faces, one size and step count.
@@ -332,17 +323,7 @@ class PersonalizedPipeline:
         def text_key(r: GenerationRequest) -> tuple[str, str]:
             return (r.text.prompt, r.text.negative_prompt)
 
-        encoded: dict[tuple[str, str], tuple[Any, ...]] = {}
-        with torch.inference_mode():
-            for r in requests:
-                if text_key(r) not in encoded:
-                    encoded[text_key(r)] = pipe.encode_prompt(
-                        prompt=r.text.prompt,
-                        device=device,
-                        num_images_per_prompt=1,
-                        do_classifier_free_guidance=guided,
-                        negative_prompt=r.text.negative_prompt or None,
-                    )
+        encoded = {text_key(r): self.encode(r.text, guided) for r in requests}
         lap("encode")
 
         # 3. One row per image: (request index, seed), denoised max_batch rows at a time
@@ -356,14 +337,22 @@ class PersonalizedPipeline:
         ]  # [1, 1, D] each
         pipe.set_ip_adapter_scale(adapter_scale)
 
-        def stop_if_cancelled(_pipe: Any, _i: int, _t: Any, tensors: dict) -> dict:
-            if is_cancelled is not None and is_cancelled():
-                raise Cancelled("cancelled between denoising steps")
-            return tensors
-
+        total, done = len(rows) * steps, 0
         latents = []
         for start in range(0, len(rows), self.max_batch):
             chunk = rows[start : start + self.max_batch]
+
+            def stop_if_cancelled(
+                _pipe: Any, _i: int, _t: Any, tensors: dict, size: int = len(chunk)
+            ) -> dict:
+                nonlocal done
+                done += size
+                if progress is not None:
+                    progress(done, total)
+                if is_cancelled is not None and is_cancelled():
+                    raise Cancelled("cancelled between denoising steps")
+                return tensors
+
             parts = [encoded[text_key(requests[i])] for i, _ in chunk]
             # [B, 77, C], [B, 77, C], [B, P], [B, P]; the negatives are None without guidance.
             prompt_embeds, negative_embeds, pooled_embeds, negative_pooled_embeds = (
@@ -480,6 +469,26 @@ class PersonalizedPipeline:
             raise InvalidArgument(
                 "identity contains NaN or infinite values", code="embedding_mismatch"
             )
+
+    def encode(self, text: ExpandedPrompt, guided: bool) -> tuple[Any, ...]:
+        """Text-encoder outputs: prompt [1, 77, C], negative [1, 77, C], pooled [1, P],
+        negative pooled [1, P] (the negatives None without guidance). Repeated prompts
+        come from a bounded LRU cache keyed on the exact text sent."""
+        import torch
+
+        key = (text.prompt, text.negative_prompt, guided)
+        embeds = self.prompt_cache.get(key)
+        if embeds is None:
+            with torch.inference_mode():
+                embeds = self.pipe.encode_prompt(
+                    prompt=text.prompt,
+                    device=self.loaded.device,
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=guided,
+                    negative_prompt=text.negative_prompt or None,
+                )
+            self.prompt_cache.put(key, embeds)
+        return embeds
 
     def expand_prompt(self, prompt: str, style: str | None) -> ExpandedPrompt:
         """Moderate and expand with llm_prompting, budgeted with this pipeline's own tokenizers."""

@@ -1,0 +1,73 @@
+"""The worker batches queued jobs of one size and step count into one device batch."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+
+from api.auth import create_user
+from api.main import create_app
+from tests.api.conftest import SMALL, auth, enroll, wait_for
+
+
+def submit(client, key, identity_id, prompt, **extra) -> str:
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={"identity_id": identity_id, "prompt": prompt, **SMALL, **extra},
+    )
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def timings(client, key, job) -> dict:
+    meta = client.get(job["images"][0]["url"] + "/metadata", headers=auth(key)).json()
+    return meta["metadata"]["timings"]
+
+
+def test_compatible_jobs_share_a_device_batch(make_services):
+    services = make_services(batch_window_ms=0)
+    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+        with services.db.session() as s:
+            alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
+        a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]
+        first = submit(client, alice, a, "me as an astronaut", n=2)
+        second = submit(client, bob, b, "me as a jazz singer")
+        other_size = submit(client, bob, b, "me as a knight", width=96)
+        services.executor.start()
+        try:
+            jobs = [
+                wait_for(client, k, j)
+                for k, j in ((alice, first), (bob, second), (bob, other_size))
+            ]
+        finally:
+            services.executor.stop()
+    assert [j["status"] for j in jobs] == ["succeeded"] * 3
+    assert [len(j["images"]) for j in jobs] == [2, 1, 1]
+    # Jobs of one batch share the batch's stage timings; the 96 px job ran on its own.
+    assert timings(client, alice, jobs[0]) == timings(client, bob, jobs[1])
+    assert timings(client, bob, jobs[2]) != timings(client, bob, jobs[1])
+    assert jobs[1]["expanded"]["prompt"] != jobs[0]["expanded"]["prompt"]
+
+
+def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services):
+    services = make_services(batch_window_ms=0)
+    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+        with services.db.session() as s:
+            alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
+        a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]
+        doomed = submit(client, alice, a, "me", steps=40)
+        kept = submit(client, bob, b, "me", steps=40)
+        services.executor.start()
+        try:
+            deadline = time.monotonic() + 60
+            while client.get(f"/v1/generations/{doomed}", headers=auth(alice)).json()["step"] < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            client.post(f"/v1/generations/{doomed}/cancel", headers=auth(alice))
+            cancelled, done = wait_for(client, alice, doomed), wait_for(client, bob, kept)
+        finally:
+            services.executor.stop()
+    assert cancelled["status"] == "cancelled" and cancelled["images"] == []
+    assert done["status"] == "succeeded" and len(done["images"]) == 1
