@@ -24,6 +24,7 @@ from tests.imagine.conftest import unit
 from tests.photos import hopper
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 7}
+SMALL_ARGS = ["--size", "64x64", "--steps", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -166,24 +167,8 @@ def test_fused_qkv_leaves_the_resampler_attention_alone(plus, model_cache):
 
 def test_imagine_generate_passes_the_enrolled_crops(capsys, env, portrait, tmp_path):
     out_dir = tmp_path / "out"
-    code = main(
-        [
-            "generate",
-            "--photo",
-            str(portrait),
-            "--prompt",
-            "me as an astronaut",
-            "--seed",
-            "7",
-            "--size",
-            "64x64",
-            "--steps",
-            "2",
-            "--out",
-            str(out_dir),
-        ],
-        environ={**env, "IMAGINE_FACEID_VARIANT": "plusv2"},
-    )
+    argv = ["--photo", str(portrait), "--prompt", "me", "--out", str(out_dir), *SMALL_ARGS]
+    code = main(["generate", *argv], environ={**env, "IMAGINE_FACEID_VARIANT": "plusv2"})
     _, err = capsys.readouterr()
     assert code == 0, err
     (sidecar,) = out_dir.glob("*.json")
@@ -198,10 +183,8 @@ def test_imagine_batch_passes_each_items_crops(capsys, env, portrait, tmp_path):
         '{"id": "grace", "photos": ["hopper.jpg"], "prompt": "me in a lab", "seed": 3}\n'
     )
     out = tmp_path / "out"
-    code = main(
-        ["batch", str(manifest), "--out", str(out), "--size", "64x64", "--steps", "2"],
-        environ={**env, "IMAGINE_FACEID_VARIANT": "plusv2"},
-    )
+    argv = [str(manifest), "--out", str(out), *SMALL_ARGS]
+    code = main(["batch", *argv], environ={**env, "IMAGINE_FACEID_VARIANT": "plusv2"})
     _, err = capsys.readouterr()
     assert code == 0, err
     for item in ("me", "grace"):

@@ -202,17 +202,20 @@ def plus_files(model_cache, tmp_path, *, preprocessor: bool) -> tuple[Path, Path
     return adapter, encoder
 
 
+def sdxl_plus(model_cache, adapter: Path, encoder: Path) -> ModelConfig:
+    """The sdxl profile with Plus v2 files; the smoke weights stand in for SDXL base."""
+    return ModelConfig(
+        profile="sdxl",
+        model_dir=smoke_folder(model_cache),
+        faceid_adapter=adapter,
+        faceid_variant="plusv2",
+        image_encoder=encoder,
+    )
+
+
 def test_sdxl_loads_plusv2_from_local_files(smoke, model_cache, tmp_path):
     adapter, encoder = plus_files(model_cache, tmp_path, preprocessor=False)
-    loaded = load_pipeline(
-        ModelConfig(
-            profile="sdxl",
-            model_dir=smoke_folder(model_cache),
-            faceid_adapter=adapter,
-            faceid_variant="plusv2",
-            image_encoder=encoder,
-        )
-    )
+    loaded = load_pipeline(sdxl_plus(model_cache, adapter, encoder))
     assert loaded.faceid_variant == "plusv2" and loaded.image_encoder_id == "image_encoder"
     assert loaded.embedding_dim == 128
     side = loaded.pipe.image_encoder.config.image_size
@@ -221,13 +224,13 @@ def test_sdxl_loads_plusv2_from_local_files(smoke, model_cache, tmp_path):
 
 def test_an_adapter_of_the_other_variant_is_named(smoke, model_cache, tmp_path):
     adapter, encoder = plus_files(model_cache, tmp_path, preprocessor=True)
-    sdxl = {"profile": "sdxl", "model_dir": smoke_folder(model_cache), "image_encoder": encoder}
+    config = sdxl_plus(model_cache, adapter, encoder)
     with pytest.raises(ModelConfigError) as err:
-        load_pipeline(ModelConfig(**sdxl, faceid_adapter=adapter))
+        load_pipeline(dataclasses.replace(config, faceid_variant="faceid"))
     assert "IMAGINE_FACEID_VARIANT=plusv2" in err.value.message
     plain = smoke_adapter_file(model_cache, 128)
     with pytest.raises(ModelConfigError) as err:
-        load_pipeline(ModelConfig(**sdxl, faceid_adapter=plain, faceid_variant="plusv2"))
+        load_pipeline(dataclasses.replace(config, faceid_adapter=plain))
     assert f"{plain.name} is not a FaceID Plus adapter" in err.value.message
 
 
@@ -241,12 +244,4 @@ def test_an_image_encoder_of_another_width_is_refused(smoke, model_cache, tmp_pa
     config = CLIPVisionConfig(**{**CLIP_VISION_CONFIG, "hidden_size": 48})
     CLIPVisionModelWithProjection(config).save_pretrained(wider)
     with pytest.raises(ModelConfigError, match="48-wide features"):
-        load_pipeline(
-            ModelConfig(
-                profile="sdxl",
-                model_dir=smoke_folder(model_cache),
-                faceid_adapter=adapter,
-                faceid_variant="plusv2",
-                image_encoder=wider,
-            )
-        )
+        load_pipeline(sdxl_plus(model_cache, adapter, wider))
