@@ -163,8 +163,8 @@ def check_config(config: ModelConfig) -> None:
     ):
         if value not in allowed:
             raise ModelConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-    if not 0.0 <= config.shortcut_scale <= 2.0:
-        raise ModelConfigError(f"shortcut_scale must be 0-2, got {config.shortcut_scale!r}")
+    if not 0.0 <= config.shortcut_scale <= 5.0:
+        raise ModelConfigError(f"shortcut_scale must be 0-5, got {config.shortcut_scale!r}")
 
 
 class SdxlFiles(NamedTuple):

@@ -77,7 +77,7 @@ def test_named_schedulers(smoke, name, cls):
         ({"compile": "all"}, "compile='all'"),
         ({"compile_mode": "fast"}, "compile_mode='fast'"),
         ({"faceid_variant": "plus"}, "faceid_variant='plus'"),
-        ({"shortcut_scale": 3.0}, "shortcut_scale must be 0-2, got 3.0"),
+        ({"shortcut_scale": 6.0}, "shortcut_scale must be 0-5, got 6.0"),
     ],
 )
 def test_bad_choices_name_the_setting(change, words, tmp_path):
