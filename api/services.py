@@ -19,6 +19,7 @@ from identity.analyzer import ANALYZERS, FaceAnalyzer
 from imagine.models import DEFAULTS, ProfileDefaults
 from imagine.provenance import signing_status
 from imagine.runtime import load_checker
+from imagine.settings import SettingsError
 from llm_prompting import PromptingConfig
 
 
@@ -57,6 +58,7 @@ class Services:
 
 def build_services(settings: ServiceSettings, executor: str | None = None) -> Services:
     """Open the database (migrated), storage, key and gate; create the executor (not started)."""
+    refuse_face_crop_adapters(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database)
     migrate(db.engine)
@@ -76,8 +78,6 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     )
     name = executor or settings.executor
     if name not in EXECUTORS:
-        from imagine.settings import SettingsError
-
         raise SettingsError(f"IMAGINE_EXECUTOR={name!r}: choose one of {sorted(EXECUTORS)}")
     return Services(
         settings=settings,
@@ -93,6 +93,18 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         c2pa_signing=c2pa_signing,
         output_checks="; ".join(notes) if notes else checker.name,
     )
+
+
+def refuse_face_crop_adapters(settings: ServiceSettings) -> None:
+    """The service keeps no face crops (only the encrypted embedding: biometric data
+    minimisation), so it cannot feed FaceID Plus v2, which needs them on every call."""
+    if settings.faceid_variant != "faceid":
+        raise SettingsError(
+            f"IMAGINE_FACEID_VARIANT={settings.faceid_variant!r}: the service runs plain "
+            "FaceID only; it stores no face crops (only the encrypted embedding), and FaceID "
+            "Plus v2 needs them. Use IMAGINE_FACEID_VARIANT=faceid for `imagine serve`; "
+            "plusv2 works with `imagine generate` and `imagine batch`"
+        )
 
 
 def _load_runtime(settings: ServiceSettings) -> Any:

@@ -6,6 +6,12 @@ Profiles:
 - ``sdxl``: SDXL base from a local diffusers folder or a single-file
   checkpoint, plus an IP-Adapter FaceID SDXL weight file, all local.
 
+Face adapter variants (``faceid_variant``), in either profile:
+- ``faceid``: IP-Adapter FaceID; the face embedding alone.
+- ``plusv2``: IP-Adapter FaceID Plus v2; the face embedding plus CLIP ViT-H/14
+  features of the aligned face crop (face structure), so it also loads a CLIP
+  image encoder and every call needs the identity's crops.
+
 ``load_pipeline`` reads top to bottom: find files, load components, pick
 device and dtype, then each speed switch as its own ``if`` block
 (``apply_speed_switches``, after diffusion-fast's loader). The benchmarks build
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from imagine.errors import ImagineError
 
@@ -27,6 +33,7 @@ ATTENTION = ("sdpa", "xformers")
 SWITCH = ("auto", "on", "off")  # auto: on where measured to help (CUDA), off on CPU
 COMPILE = ("off", "unet", "blocks")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+FACEID_VARIANTS = ("faceid", "plusv2")
 
 # Files a diffusers SDXL folder must hold (weights may be .safetensors, .bin, or fp16 variants).
 SDXL_LAYOUT = (
@@ -39,6 +46,18 @@ SDXL_LAYOUT = (
     "tokenizer_2",
     "scheduler/scheduler_config.json",
 )
+# A CLIP image-encoder folder as transformers saves it (laion/CLIP-ViT-H-14-laion2B-s32B-b79K,
+# or h94/IP-Adapter's models/image_encoder): config.json and one of these weight files.
+IMAGE_ENCODER_WEIGHTS = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+ADAPTER_FILES = {
+    "faceid": "ip-adapter-faceid_sdxl.bin",
+    "plusv2": "ip-adapter-faceid-plusv2_sdxl.bin",
+}
 
 
 class ModelNotFound(ImagineError):
@@ -77,6 +96,9 @@ class ModelConfig:
     model_dir: Path | None = None  # sdxl: diffusers folder or single-file .safetensors/.ckpt
     single_file_config: Path | None = None  # sdxl single file: a local diffusers config folder
     faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin (or .safetensors)
+    faceid_variant: str = "faceid"  # "faceid" | "plusv2" (adds the CLIP encoder and face crops)
+    image_encoder: Path | None = None  # sdxl plusv2: CLIP ViT-H/14 image-encoder folder
+    shortcut_scale: float = 1.0  # plusv2: weight of the face-structure tokens (s_scale)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
     attention: str = "sdpa"  # "sdpa" | "xformers" (CUDA only)
@@ -120,6 +142,8 @@ class LoadedPipeline:
     defaults: ProfileDefaults
     vae_tiling: str
     switches: SpeedSwitches = SpeedSwitches()
+    faceid_variant: str = "faceid"  # "plusv2": every call needs the identity's face crops
+    image_encoder_id: str | None = None  # plusv2: the CLIP image encoder's folder name
 
 
 def check_config(config: ModelConfig) -> None:
@@ -135,13 +159,22 @@ def check_config(config: ModelConfig) -> None:
         ("fuse_qkv", config.fuse_qkv, SWITCH),
         ("compile", config.compile, COMPILE),
         ("compile_mode", config.compile_mode, COMPILE_MODES),
+        ("faceid_variant", config.faceid_variant, FACEID_VARIANTS),
     ):
         if value not in allowed:
             raise ModelConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    if not 0.0 <= config.shortcut_scale <= 5.0:
+        raise ModelConfigError(f"shortcut_scale must be 0-5, got {config.shortcut_scale!r}")
 
 
-def find_sdxl_files(config: ModelConfig) -> tuple[Path, Path]:
-    """The SDXL weights and FaceID adapter file, or ``ModelNotFound`` listing what is missing."""
+class SdxlFiles(NamedTuple):
+    weights: Path  # diffusers folder or single-file checkpoint
+    adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2) weight file
+    image_encoder: Path | None  # CLIP image-encoder folder; plusv2 only
+
+
+def find_sdxl_files(config: ModelConfig) -> SdxlFiles:
+    """The sdxl profile's files, or ``ModelNotFound`` listing everything that is missing."""
     problems = []
     model_dir, adapter = config.model_dir, config.faceid_adapter
     if model_dir is None:
@@ -165,14 +198,39 @@ def find_sdxl_files(config: ModelConfig) -> tuple[Path, Path]:
             )
     else:
         problems.append(f"{model_dir}: no such file or folder (SDXL base weights expected)")
+    expected = ADAPTER_FILES.get(config.faceid_variant, ADAPTER_FILES["faceid"])
     if adapter is None:
-        problems.append("IMAGINE_FACEID_ADAPTER is not set: point it at ip-adapter-faceid_sdxl.bin")
+        problems.append(f"IMAGINE_FACEID_ADAPTER is not set: point it at {expected}")
     elif not adapter.is_file():
-        problems.append(f"{adapter}: no such file (IP-Adapter FaceID SDXL weights expected)")
+        problems.append(f"{adapter}: no such file ({expected} expected)")
+    image_encoder = None
+    if config.faceid_variant == "plusv2":
+        image_encoder = config.image_encoder
+        problems += image_encoder_problems(image_encoder)
     if problems:
         raise ModelNotFound("the sdxl profile cannot load:\n  - " + "\n  - ".join(problems))
     assert model_dir is not None and adapter is not None
-    return model_dir, adapter
+    return SdxlFiles(model_dir, adapter, image_encoder)
+
+
+def image_encoder_problems(folder: Path | None) -> list[str]:
+    """What keeps ``folder`` from loading as FaceID Plus v2's CLIP image encoder."""
+    if folder is None:
+        return [
+            "IMAGINE_CLIP_IMAGE_ENCODER is not set: FaceID Plus v2 (IMAGINE_FACEID_VARIANT="
+            "plusv2) needs a CLIP ViT-H/14 image-encoder folder "
+            "(laion/CLIP-ViT-H-14-laion2B-s32B-b79K: config.json, model.safetensors)"
+        ]
+    if not folder.is_dir():
+        return [f"{folder}: no such folder (CLIP ViT-H/14 image encoder expected)"]
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / name).is_file() for name in IMAGE_ENCODER_WEIGHTS):
+        missing.append(" or ".join(IMAGE_ENCODER_WEIGHTS[:2]))
+    if missing:
+        return [f"{folder} is not a CLIP image-encoder folder; missing: {', '.join(missing)}"]
+    return []
 
 
 def resolve_device(requested: str) -> str:
@@ -243,7 +301,9 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
     if config.profile == "smoke":
         from imagine.smoke import SMOKE_VERSION, ensure_smoke_models
 
-        folder, adapter = ensure_smoke_models(config.cache, config.embedding_dim)
+        folder, adapter, image_encoder = ensure_smoke_models(
+            config.cache, config.embedding_dim, config.faceid_variant
+        )
         model_id = SMOKE_VERSION
         pipe = StableDiffusionXLPipeline.from_pretrained(
             folder,
@@ -253,7 +313,7 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
             add_watermarker=False,  # provenance marks images after decoding (imagine/provenance)
         )
     else:
-        weights, adapter = find_sdxl_files(config)
+        weights, adapter, image_encoder = find_sdxl_files(config)
         model_id = weights.name
         if weights.is_dir():
             pipe = StableDiffusionXLPipeline.from_pretrained(
@@ -267,16 +327,22 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
                 local_files_only=True,
                 add_watermarker=False,
             )
-    return prepare_pipeline(pipe, adapter, config, model_id=model_id)
+    return prepare_pipeline(pipe, adapter, config, model_id=model_id, image_encoder=image_encoder)
 
 
 def prepare_pipeline(
-    pipe: Any, adapter: Path, config: ModelConfig, *, model_id: str
+    pipe: Any,
+    adapter: Path,
+    config: ModelConfig,
+    *,
+    model_id: str,
+    image_encoder: Path | None = None,
 ) -> LoadedPipeline:
-    """Attach the FaceID adapter to loaded SDXL weights and apply every switch of ``config``.
+    """Attach the face adapter to loaded SDXL weights and apply every switch of ``config``.
 
     ``pipe`` is a ``StableDiffusionXLPipeline`` already in the configured dtype;
-    ``adapter`` an IP-Adapter FaceID weight file.
+    ``adapter`` an IP-Adapter FaceID (or, for ``plusv2``, FaceID Plus v2) weight
+    file; ``image_encoder`` the CLIP image-encoder folder that ``plusv2`` needs.
     """
     check_config(config)
     _quiet_loaders()
@@ -295,7 +361,14 @@ def prepare_pipeline(
         except Exception as exc:  # ImportError or a build that does not match torch
             raise ModelConfigError(f"attention='xformers' is unavailable here: {exc}") from None
 
-    # 3. The FaceID adapter: no CLIP image encoder (FaceID takes face embeddings).
+    # 3. The face adapter. FaceID takes face embeddings only. FaceID Plus v2 also reads
+    #    CLIP ViT-H/14 features of the aligned face crop, so its image encoder is attached
+    #    first from its own folder (load_ip_adapter would look for it next to the adapter
+    #    file, and leaves one already in place).
+    if config.faceid_variant == "plusv2":
+        if image_encoder is None:
+            raise ModelNotFound(image_encoder_problems(None)[0])
+        attach_image_encoder(pipe, image_encoder)
     pipe.load_ip_adapter(
         str(adapter.parent),
         subfolder="",
@@ -303,8 +376,7 @@ def prepare_pipeline(
         image_encoder_folder=None,
         local_files_only=True,
     )
-    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
-    embedding_dim = int(projection.ff.net[0].proj.in_features)
+    embedding_dim = configure_projection(pipe, adapter, config)
     if config.profile == "smoke" and embedding_dim != config.embedding_dim:
         raise ModelConfigError(f"smoke adapter expects {embedding_dim}-d embeddings")
 
@@ -337,7 +409,69 @@ def prepare_pipeline(
         defaults=DEFAULTS[config.profile],
         vae_tiling=config.vae_tiling,
         switches=switches,
+        faceid_variant=config.faceid_variant,
+        image_encoder_id=None if image_encoder is None else image_encoder.name,
     )
+
+
+def attach_image_encoder(pipe: Any, folder: Path) -> None:
+    """Register a CLIP vision encoder and its image processor on ``pipe`` (local files only).
+
+    The processor comes from the folder's ``preprocessor_config.json`` when it has
+    one, else it is diffusers' default for the encoder's input size (224 for ViT-H/14).
+    """
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    encoder = CLIPVisionModelWithProjection.from_pretrained(
+        folder, dtype=pipe.unet.dtype, local_files_only=True
+    )
+    if (folder / "preprocessor_config.json").is_file():
+        processor = CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
+    else:
+        side: Any = encoder.config.image_size
+        processor = CLIPImageProcessor(
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+        )
+    pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
+
+
+def configure_projection(pipe: Any, adapter: Path, config: ModelConfig) -> int:
+    """Check that ``adapter`` is the configured variant and set it up; returns its embedding size.
+
+    Plus v2 is Plus with the shortcut on: the ID tokens are added back to the
+    resampler's output, ``id + shortcut_scale * resampler(id, clip)`` (the
+    ``shortcut=True, s_scale`` of IP-Adapter's FaceID Plus v2 demo).
+    """
+    from diffusers.models.embeddings import (
+        IPAdapterFaceIDImageProjection,
+        IPAdapterFaceIDPlusImageProjection,
+    )
+
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    if config.faceid_variant == "faceid":
+        if not isinstance(projection, IPAdapterFaceIDImageProjection):
+            raise ModelConfigError(
+                f"{adapter.name} is not a plain IP-Adapter FaceID adapter "
+                f"({type(projection).__name__}); a FaceID Plus v2 file needs "
+                "IMAGINE_FACEID_VARIANT=plusv2 and IMAGINE_CLIP_IMAGE_ENCODER"
+            )
+        ff: Any = projection.ff  # FeedForward: net[0] is GELU with the [D*mult, D] proj
+        return int(ff.net[0].proj.in_features)
+    if not isinstance(projection, IPAdapterFaceIDPlusImageProjection):
+        raise ModelConfigError(
+            f"IMAGINE_FACEID_VARIANT=plusv2 but {adapter.name} is not a FaceID Plus adapter "
+            f"(no perceiver_resampler weights); use {ADAPTER_FILES['plusv2']}"
+        )
+    clip_width, expected = pipe.image_encoder.config.hidden_size, projection.proj_in.in_features
+    if clip_width != expected:
+        raise ModelConfigError(
+            f"the CLIP image encoder gives {clip_width}-wide features but {adapter.name} "
+            f"expects {expected} (CLIP ViT-H/14 has 1280)"
+        )
+    projection.shortcut = True
+    projection.shortcut_scale = config.shortcut_scale
+    ff = projection.proj
+    return int(ff.net[0].proj.in_features)
 
 
 def resolve_switches(config: ModelConfig, device: str) -> SpeedSwitches:
@@ -406,8 +540,12 @@ def fuse_self_attention(unet: Any, fuse: bool) -> None:
         FusedAttnProcessor2_0,
     )
 
-    for module in unet.modules():
+    for name, module in unet.named_modules():
         if not isinstance(module, Attention) or module.is_cross_attention:
+            continue
+        # The FaceID Plus resampler (encoder_hid_proj) calls its attention with context
+        # tokens although it is built as self-attention: fused, it would look for to_kv.
+        if name.startswith("encoder_hid_proj."):
             continue
         fused = isinstance(module.processor, FusedAttnProcessor2_0)
         if fuse and not fused:

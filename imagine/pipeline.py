@@ -3,8 +3,11 @@
 SDXL with IP-Adapter FaceID (Ye et al. 2023, arXiv:2308.06721): the face
 embedding is projected to 4 extra cross-attention tokens that every
 cross-attention layer attends to next to the text tokens, scaled by
-``adapter_scale``. Read ``__call__`` top to bottom; each numbered step is one
-stage with its own timing.
+``adapter_scale``. With FaceID Plus v2 those tokens come from a perceiver
+resampler that also attends to CLIP ViT-H/14 features of the aligned face
+crops (face structure), so the call takes the crops next to the embedding.
+Read ``__call__`` top to bottom; each numbered step is one stage with its own
+timing.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +134,7 @@ class GenerationRequest:
     text: ExpandedPrompt  # what the model sees, from ``PersonalizedPipeline.expand``
     identity: np.ndarray  # [D] face embedding
     seeds: tuple[int, ...]  # one image per seed, in this order
+    face_crops: tuple[Image.Image, ...] = ()  # aligned crops; FaceID Plus v2 needs them
 
 
 class PersonalizedPipeline:
@@ -169,10 +174,13 @@ class PersonalizedPipeline:
         guidance_scale: float | None = None,
         adapter_scale: float | None = None,
         best_of: int = 1,
+        face_crops: Sequence[Image.Image] = (),
         text: ExpandedPrompt | None = None,
         progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
     ) -> GenerationResult:
+        """``face_crops``: the identity's aligned face crops (``IdentityProfile.crops``);
+        FaceID Plus v2 needs at least one, plain FaceID ignores them."""
         import torch
 
         defaults = self.loaded.defaults
@@ -194,7 +202,9 @@ class PersonalizedPipeline:
             clock = now
 
         # 1. Check inputs.
-        self.check_inputs(prompt, identity, n, seed, steps, width, height, best_of, adapter_scale)
+        self.check_inputs(
+            prompt, identity, n, seed, steps, width, height, best_of, adapter_scale, face_crops
+        )
         base_seed = secrets.randbelow(2**31) if seed is None else seed
         seeds = [base_seed + k for k in range(n * best_of)]
 
@@ -209,11 +219,16 @@ class PersonalizedPipeline:
         embeds = self.encode(text, guided)
         lap("encode")
 
-        # 4. Identity embeds: the face for each image, plus zeros as the
-        #    unconditional half of classifier-free guidance (as in IP-Adapter FaceID).
+        # 4. Identity embeds: the face, plus zeros as the unconditional half of
+        #    classifier-free guidance (as in IP-Adapter FaceID). One pair per call:
+        #    diffusers repeats it for each image of a batch, as it does ``prompt``'s.
+        #    Plus v2 also encodes the face crops with CLIP.
         face = torch.as_tensor(np.asarray(identity, dtype=np.float32)).reshape(1, 1, -1)
         face = face.to(device=device, dtype=pipe.unet.dtype)  # [1, 1, D]
+        id_embeds = torch.cat([torch.zeros_like(face), face]) if guided else face  # [2, 1, D]
+        crops = self.encode_face_crops(face_crops)  # [2, 1, T, H] or None
         pipe.set_ip_adapter_scale(adapter_scale)
+        lap("encode")
 
         # 5. Denoise in batches of up to max_batch images, one seeded generator per image.
         total = len(seeds) * steps
@@ -232,11 +247,7 @@ class PersonalizedPipeline:
                     raise Cancelled(f"cancelled after {done} of {total} denoising steps")
                 return tensors
 
-            # One face pair: diffusers repeats ip_adapter_image_embeds for every image of
-            # the batch itself (prepare_ip_adapter_image_embeds), so [2B, 1, D] would give
-            # each image B copies of the face and cost B^2 projection rows.
-            id_embeds = torch.cat([torch.zeros_like(face), face]) if guided else face
-            with torch.inference_mode():
+            with torch.inference_mode(), self.face_structure([crops] * size, guided):
                 out = pipe(
                     prompt_embeds=embeds[0].expand(size, -1, -1),
                     negative_prompt_embeds=embeds[1].expand(size, -1, -1) if guided else None,
@@ -316,14 +327,16 @@ class PersonalizedPipeline:
                 height,
                 1,
                 adapter_scale,
+                r.face_crops,
             )
 
         # 2. Encode each distinct text once: (prompt, negative, pooled, negative pooled),
-        #    [1, 77, C] and [1, P] each.
+        #    [1, 77, C] and [1, P] each; and each request's face crops (Plus v2).
         def text_key(r: GenerationRequest) -> tuple[str, str]:
             return (r.text.prompt, r.text.negative_prompt)
 
         encoded = {text_key(r): self.encode(r.text, guided) for r in requests}
+        crops = [self.encode_face_crops(r.face_crops) for r in requests]  # [2, 1, T, H] or None
         lap("encode")
 
         # 3. One row per image: (request index, seed), denoised max_batch rows at a time
@@ -375,7 +388,10 @@ class PersonalizedPipeline:
             one_pair = id_embeds[:: len(chunk)]  # [2, 1, D] guided, [1, 1, D] not
             hook = pipe.unet.register_forward_pre_hook(row_faces, with_kwargs=True)
             try:
-                with torch.inference_mode():
+                with (
+                    torch.inference_mode(),
+                    self.face_structure([crops[i] for i, _ in chunk], guided),
+                ):
                     out = pipe(
                         prompt_embeds=prompt_embeds,
                         negative_prompt_embeds=negative_embeds,
@@ -456,8 +472,15 @@ class PersonalizedPipeline:
         height: int,
         best_of: int,
         adapter_scale: float,
+        face_crops: Sequence[Image.Image] = (),
     ) -> None:
         check_request(self.limits, prompt, n, seed, steps, width, height, best_of, adapter_scale)
+        if self.loaded.faceid_variant == "plusv2" and not face_crops:
+            raise InvalidArgument(
+                f"face_crops: adapter {self.loaded.adapter_id} (FaceID Plus v2) needs the "
+                "identity's aligned face crops next to its embedding, got none",
+                code="missing_face_crops",
+            )
         shape = np.shape(identity)
         if shape != (self.loaded.embedding_dim,):
             raise InvalidArgument(
@@ -489,6 +512,47 @@ class PersonalizedPipeline:
                 )
             self.prompt_cache.put(key, embeds)
         return embeds
+
+    def encode_face_crops(self, crops: Sequence[Image.Image]) -> Any:
+        """FaceID Plus v2's face-structure input: the CLIP image encoder's penultimate
+        hidden states of the aligned crops, averaged over the crops (as enrollment
+        averages their embeddings), with those of a blank image (all zeros after
+        normalisation) as the unconditional half, as IP-Adapter's demo does.
+
+        [2, 1, T, H]: uncond, cond (ViT-H/14: T = 257 tokens, H = 1280). None for plain FaceID.
+        """
+        if self.loaded.faceid_variant != "plusv2":
+            return None
+        import torch
+
+        with torch.inference_mode():
+            (embeds,) = self.pipe.prepare_ip_adapter_image_embeds(
+                [list(crops)], None, self.loaded.device, 1, True
+            )  # [2, K, T, H] for K crops
+        return embeds.mean(dim=1, keepdim=True)
+
+    @contextmanager
+    def face_structure(self, rows: Sequence[Any], guided: bool) -> Iterator[None]:
+        """Give a Plus v2 projection its face-crop features for one denoising call.
+
+        diffusers reads them from the projection layer (``clip_embeds``), not from
+        the call, so they are set here row-aligned with the UNet's batch,
+        [uncond rows; cond rows] when guided, and cleared afterwards. ``rows``
+        holds one ``encode_face_crops`` result per image. No-op for plain FaceID.
+        """
+        if self.loaded.faceid_variant != "plusv2":
+            yield
+            return
+        import torch
+
+        projection = self.pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        cond = torch.cat([r[1:] for r in rows])  # [B, 1, T, H]
+        uncond = torch.cat([r[:1] for r in rows])
+        projection.clip_embeds = torch.cat([uncond, cond]) if guided else cond
+        try:
+            yield
+        finally:
+            projection.clip_embeds = None
 
     def expand_prompt(self, prompt: str, style: str | None) -> ExpandedPrompt:
         """Moderate and expand with llm_prompting, budgeted with this pipeline's own tokenizers."""

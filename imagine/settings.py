@@ -50,7 +50,10 @@ class Settings:
     profile: str = "smoke"  # "smoke" (tiny random weights, images are noise) | "sdxl"
     model_dir: Path | None = None  # sdxl: diffusers folder or single-file checkpoint
     sdxl_config_dir: Path | None = None  # sdxl single file: local diffusers config folder
-    faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin
+    faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin (or the plusv2 file)
+    faceid_variant: str = "faceid"  # "faceid" | "plusv2" (FaceID Plus v2: adds face crops)
+    clip_image_encoder: Path | None = None  # sdxl plusv2: CLIP ViT-H/14 image-encoder folder
+    faceid_shortcut_scale: float = 1.0  # plusv2: weight of the face-structure tokens (s_scale)
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
     attention: str = "sdpa"  # "sdpa" | "xformers"
     scheduler: str = "euler"  # "euler" | "euler_a" | "dpmpp_2m_karras" | "ddim"
@@ -143,6 +146,9 @@ class Settings:
             model_dir=self.model_dir,
             single_file_config=self.sdxl_config_dir,
             faceid_adapter=self.faceid_adapter,
+            faceid_variant=self.faceid_variant,
+            image_encoder=self.clip_image_encoder,
+            shortcut_scale=self.faceid_shortcut_scale,
             device=self.device,
             dtype=self.dtype,
             attention=self.attention,

@@ -6,6 +6,10 @@ from then on loaded through exactly the same ``from_pretrained`` /
 (text-time added conditioning, two CLIP text encoders with a pooled
 projection, cross-attention transformer blocks, an 8x VAE), only narrow.
 Its images are noise: the point is to run every stage for real on a CPU.
+
+The FaceID Plus v2 variant adds a tiny random CLIP vision encoder (saved with
+its ``CLIPImageProcessor`` config, like a hub image-encoder folder) and a Plus
+adapter in the original ``ip-adapter-faceid-plusv2_sdxl.bin`` key layout.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -25,29 +29,69 @@ TEXT_HIDDEN = 32  # both text encoders; the UNet's cross-attention width is thei
 ADDITION_TIME_DIM = 8
 FACEID_TOKENS = 4  # diffusers' FaceID attention processors are built for 4 tokens
 FACEID_MULT = 2
+# FaceID Plus: diffusers builds the resampler with 4 blocks of 64-wide heads and reads
+# the head count as to_q rows // 64, so the tiny one keeps both (heads = cross // 64 = 1).
+PLUS_DEPTH = 4
+PLUS_DIM_HEAD = 64
+PLUS_FF_MULT = 4
+CLIP_VISION_CONFIG: dict[str, Any] = {
+    "hidden_size": 32,  # ViT-H/14: 1280; the Plus adapter's proj_in reads this width
+    "intermediate_size": 64,
+    "num_hidden_layers": 3,  # the adapter reads the penultimate hidden states
+    "num_attention_heads": 4,
+    "image_size": 32,  # ViT-H/14: 224 (257 tokens); here 4x4 patches + CLS = 17 tokens
+    "patch_size": 8,
+    "projection_dim": 32,
+    "hidden_act": "gelu",
+}
+
+
+class SmokeFiles(NamedTuple):
+    pipeline: Path  # diffusers SDXL folder
+    adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2) weight file
+    image_encoder: Path | None  # CLIP vision folder; Plus v2 only
 
 
 def smoke_folder(cache: Path) -> Path:
     return cache / SMOKE_VERSION / "pipeline"
 
 
-def smoke_adapter_file(cache: Path, embedding_dim: int) -> Path:
-    return cache / SMOKE_VERSION / f"ip-adapter-faceid-smoke-{embedding_dim}d.safetensors"
+def smoke_adapter_file(cache: Path, embedding_dim: int, variant: str = "faceid") -> Path:
+    kind = "faceid" if variant == "faceid" else "faceid-plusv2"
+    return cache / SMOKE_VERSION / f"ip-adapter-{kind}-smoke-{embedding_dim}d.safetensors"
 
 
-def ensure_smoke_models(cache: Path, embedding_dim: int) -> tuple[Path, Path]:
-    """Build the smoke pipeline and its FaceID adapter into ``cache`` if absent.
+def smoke_image_encoder_folder(cache: Path) -> Path:
+    return cache / SMOKE_VERSION / "image_encoder"
 
-    Both are written to a temporary folder first and renamed into place, so a
-    crash never leaves a half-saved model that later loads as garbage.
+
+def ensure_smoke_models(cache: Path, embedding_dim: int, variant: str = "faceid") -> SmokeFiles:
+    """Build the smoke pipeline and the ``variant``'s adapter into ``cache`` if absent.
+
+    ``variant`` is ``"faceid"`` or ``"plusv2"`` (which also needs the CLIP image
+    encoder). Each part is written to a temporary folder first and renamed into
+    place, so a crash never leaves a half-saved model that later loads as garbage.
     """
-    folder, adapter = smoke_folder(cache), smoke_adapter_file(cache, embedding_dim)
+    folder = smoke_folder(cache)
+    adapter = smoke_adapter_file(cache, embedding_dim, variant)
     if not (folder / "model_index.json").is_file():
         _atomic_build(folder, _save_pipeline)
+    unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    if variant == "faceid":
+        if not adapter.is_file():
+            _atomic_build(adapter, lambda tmp: _save_adapter(tmp, unet_config, embedding_dim))
+        return SmokeFiles(folder, adapter, None)
+    encoder = smoke_image_encoder_folder(cache)
+    if not (encoder / "config.json").is_file():
+        _atomic_build(encoder, _save_image_encoder)
     if not adapter.is_file():
-        unet_config = json.loads((folder / "unet" / "config.json").read_text())
-        _atomic_build(adapter, lambda tmp: _save_adapter(tmp, unet_config, embedding_dim))
-    return folder, adapter
+        _atomic_build(
+            adapter,
+            lambda tmp: _save_adapter(
+                tmp, unet_config, embedding_dim, clip_width=CLIP_VISION_CONFIG["hidden_size"]
+            ),
+        )
+    return SmokeFiles(folder, adapter, encoder)
 
 
 def _atomic_build(target: Path, build) -> None:
@@ -211,17 +255,70 @@ def faceid_state_dict(
     ``ip_adapter``: ``{k}.to_k_ip`` / ``{k}.to_v_ip`` [hidden, cross] for each
     cross-attention processor, k = 1, 3, 5, ... in ``unet.attn_processors`` order.
     """
-    from diffusers import UNet2DConditionModel
+    rand = _random_weights(SEED + embedding_dim, device)
+    state = _id_projection(rand, unet_config["cross_attention_dim"], embedding_dim, device)
+    state.update(_ip_adapter_layers(rand, unet_config))
+    return state
 
-    generator = torch.Generator(device).manual_seed(SEED + embedding_dim)
+
+def faceid_plus_state_dict(
+    unet_config: dict, embedding_dim: int, clip_width: int, *, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """A random IP-Adapter FaceID Plus state dict in the original key layout
+    (``ip-adapter-faceid-plusv2_sdxl.bin``: ``ProjPlusModel`` with a ``FacePerceiverResampler``).
+
+    ``image_proj`` holds FaceID's ``proj`` / ``norm`` (the ID tokens, the
+    resampler's queries) plus ``perceiver_resampler.*``: ``proj_in`` [cross,
+    clip_width] from the CLIP encoder's hidden states, ``PLUS_DEPTH`` blocks of
+    (``0``: attention with ``norm1``/``norm2``, ``to_q``, ``to_kv``, ``to_out``;
+    ``1``: LayerNorm, Linear, GELU, Linear), ``proj_out`` and ``norm_out``
+    [cross]. diffusers recognises it by ``perceiver_resampler.proj_in.weight``.
+    ``ip_adapter`` is laid out as in ``faceid_state_dict``.
+    """
     cross = unet_config["cross_attention_dim"]
-    hidden = embedding_dim * FACEID_MULT
+    inner = (cross // PLUS_DIM_HEAD) * PLUS_DIM_HEAD  # heads * dim_head
+    rand = _random_weights(SEED + embedding_dim + clip_width, device)
+    state = _id_projection(rand, cross, embedding_dim, device)
+
+    def norm(prefix: str) -> None:
+        state[f"{prefix}.weight"] = torch.ones(cross, device=device)
+        state[f"{prefix}.bias"] = torch.zeros(cross, device=device)
+
+    resampler = "image_proj.perceiver_resampler"
+    state[f"{resampler}.proj_in.weight"] = rand(cross, clip_width)
+    state[f"{resampler}.proj_in.bias"] = torch.zeros(cross, device=device)
+    for i in range(PLUS_DEPTH):
+        block = f"{resampler}.layers.{i}"
+        norm(f"{block}.0.norm1")
+        norm(f"{block}.0.norm2")
+        state[f"{block}.0.to_q.weight"] = rand(inner, cross)
+        state[f"{block}.0.to_kv.weight"] = rand(2 * inner, cross)
+        state[f"{block}.0.to_out.weight"] = rand(cross, inner)
+        norm(f"{block}.1.0")
+        state[f"{block}.1.1.weight"] = rand(PLUS_FF_MULT * cross, cross)
+        state[f"{block}.1.3.weight"] = rand(cross, PLUS_FF_MULT * cross)
+    state[f"{resampler}.proj_out.weight"] = rand(cross, cross)
+    state[f"{resampler}.proj_out.bias"] = torch.zeros(cross, device=device)
+    norm(f"{resampler}.norm_out")
+    state.update(_ip_adapter_layers(rand, unet_config))
+    return state
+
+
+def _random_weights(seed: int, device: str):
+    """``rand(*shape, scale=1.0)``: normal weights scaled by 1/sqrt(fan_in), one seeded stream."""
+    generator = torch.Generator(device).manual_seed(seed)
 
     def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
         fan_in = shape[-1]
         return torch.randn(*shape, generator=generator, device=device) * scale / fan_in**0.5
 
-    state = {
+    return rand
+
+
+def _id_projection(rand, cross: int, embedding_dim: int, device: str) -> dict[str, torch.Tensor]:
+    """FaceID's ID-embedding projection to ``FACEID_TOKENS`` tokens of width ``cross``."""
+    hidden = embedding_dim * FACEID_MULT
+    return {
         "image_proj.proj.0.weight": rand(hidden, embedding_dim),
         "image_proj.proj.0.bias": torch.zeros(hidden, device=device),
         "image_proj.proj.2.weight": rand(FACEID_TOKENS * cross, hidden),
@@ -229,9 +326,17 @@ def faceid_state_dict(
         "image_proj.norm.weight": torch.ones(cross, device=device),
         "image_proj.norm.bias": torch.zeros(cross, device=device),
     }
+
+
+def _ip_adapter_layers(rand, unet_config: dict) -> dict[str, torch.Tensor]:
+    """``ip_adapter.{k}.to_k_ip`` / ``to_v_ip`` [hidden, cross] for each cross-attention."""
+    from diffusers import UNet2DConditionModel
+
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config)
+    cross = unet_config["cross_attention_dim"]
     channels = list(unet_config["block_out_channels"])
+    state = {}
     key = 1
     for name in unet.attn_processors:
         if name.endswith("attn1.processor"):
@@ -249,11 +354,35 @@ def faceid_state_dict(
     return state
 
 
-def _save_adapter(path: Path, unet_config: dict, embedding_dim: int) -> None:
+def _save_adapter(
+    path: Path, unet_config: dict, embedding_dim: int, clip_width: int | None = None
+) -> None:
+    """FaceID, or FaceID Plus when ``clip_width`` (the image encoder's hidden size) is given."""
     from safetensors.torch import save_file
 
+    if clip_width is None:
+        state, kind = faceid_state_dict(unet_config, embedding_dim), "ip-adapter-faceid"
+    else:
+        state = faceid_plus_state_dict(unet_config, embedding_dim, clip_width)
+        kind = "ip-adapter-faceid-plusv2"
     save_file(
-        faceid_state_dict(unet_config, embedding_dim),
+        state,
         str(path),
-        metadata={"format": "pt", "kind": "ip-adapter-faceid", "embedding_dim": str(embedding_dim)},
+        metadata={"format": "pt", "kind": kind, "embedding_dim": str(embedding_dim)},
     )
+
+
+def _save_image_encoder(folder: Path) -> None:
+    """A tiny random CLIP vision tower with projection, and its preprocessor config,
+    in the layout of a hub image-encoder folder (``config.json``, ``model.safetensors``,
+    ``preprocessor_config.json``)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(SEED)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VISION_CONFIG))
+    encoder.save_pretrained(folder, safe_serialization=True)
+    side = CLIP_VISION_CONFIG["image_size"]
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+    )
+    processor.save_pretrained(folder)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 import numpy as np
+from PIL import Image
 
 from imagine.batch.executor import ImageJob, ItemWork, Sink, error_code
 from imagine.batch.manifest import BatchItem
@@ -47,6 +48,7 @@ class _Prepared:
     item: BatchItem
     embedding: np.ndarray  # [D]
     backend: str
+    crops: tuple[Image.Image, ...]  # aligned faces, for FaceID Plus v2; in memory only
     texts: dict[str, tuple[ExpandedPrompt, float]]  # prompt -> (expansion, seconds it took)
 
 
@@ -72,7 +74,8 @@ class LocalExecutor:
                 find_sdxl_files(config)
         self.settings = settings
         self.runtime = runtime  # loaded on the first run when not given
-        self.identities: dict[str, tuple[np.ndarray, str] | _Refusal] = {}  # photo_key -> ...
+        # photo_key -> (embedding, backend, crops) or why enrollment failed
+        self.identities: dict[str, tuple[np.ndarray, str, tuple[Image.Image, ...]] | _Refusal] = {}
         self.failed: set[str] = set()
         self.notes: tuple[str, ...] = ()
         self.run_token = secrets.token_hex(4)  # watermark ids: <token>-<item>-<k>, unique per run
@@ -114,7 +117,7 @@ class LocalExecutor:
         assert self.runtime is not None
         pipeline, item = self.runtime.pipeline, w.item
         try:
-            embedding, backend = self._identity(item, sink)
+            embedding, backend, crops = self._identity(item, sink)
             texts = {}
             for prompt in dict.fromkeys(job.prompt for job in w.jobs):
                 start = time.perf_counter()
@@ -131,18 +134,25 @@ class LocalExecutor:
                     item.height,
                     1,
                     pipeline.loaded.defaults.adapter_scale,
+                    crops,
                 )
         except Exception as exc:
             self._fail(item.id, exc, sink)
             return None
-        return _Prepared(item, embedding, backend, texts)
+        return _Prepared(item, embedding, backend, crops, texts)
 
-    def _identity(self, item: BatchItem, sink: Sink) -> tuple[np.ndarray, str]:
+    def _identity(
+        self, item: BatchItem, sink: Sink
+    ) -> tuple[np.ndarray, str, tuple[Image.Image, ...]]:
         if item.photo_key not in self.identities:
             start = time.perf_counter()
             try:
                 profile = enroll_files(list(item.photos), self.settings)
-                self.identities[item.photo_key] = (profile.embedding, profile.backend)
+                self.identities[item.photo_key] = (
+                    profile.embedding,
+                    profile.backend,
+                    profile.crops,
+                )
             except Exception as exc:
                 code = error_code(exc) or "internal_error"
                 self.identities[item.photo_key] = _Refusal(code, str(exc))
@@ -170,6 +180,7 @@ class LocalExecutor:
                 text=g[0].prepared.texts[g[0].job.prompt][0],
                 identity=g[0].prepared.embedding,
                 seeds=tuple(r.job.seed for r in g),
+                face_crops=g[0].prepared.crops,
             )
             for g in groups
         ]

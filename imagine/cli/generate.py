@@ -83,6 +83,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         height=height,
         style=args.style,
         adapter_scale=args.adapter_scale,
+        face_crops=profile.crops,  # FaceID Plus v2 reads them; kept in memory only
         progress=bar.update,
     )
 

@@ -232,3 +232,17 @@ def test_health_readiness_metrics_and_openapi(client, user_key):
     create = spec["paths"]["/v1/generations"]["post"]["responses"]
     assert {"202", "404", "422", "429", "451"} <= set(create)
     assert client.get("/docs").status_code == 200
+
+
+def test_the_service_refuses_adapters_that_need_face_crops(capsys, tmp_path):
+    """It stores only the encrypted embedding, never face crops, so FaceID Plus v2
+    (which needs crops on every call) is refused before anything is created."""
+    from api.cli import main
+
+    home = tmp_path / "home"
+    code = main(["serve"], {"IMAGINE_HOME": str(home), "IMAGINE_FACEID_VARIANT": "plusv2"})
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: invalid_setting: IMAGINE_FACEID_VARIANT='plusv2'" in err
+    assert "no face crops" in err and "imagine generate" in err
+    assert not home.exists()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +16,7 @@ from imagine.models import (
     find_sdxl_files,
     load_pipeline,
 )
-from imagine.smoke import smoke_adapter_file, smoke_folder
+from imagine.smoke import ensure_smoke_models, smoke_adapter_file, smoke_folder
 
 
 def test_smoke_is_saved_in_diffusers_layout_then_loaded(smoke, model_cache):
@@ -73,6 +76,8 @@ def test_named_schedulers(smoke, name, cls):
         ({"fuse_qkv": "true"}, "fuse_qkv='true'"),
         ({"compile": "all"}, "compile='all'"),
         ({"compile_mode": "fast"}, "compile_mode='fast'"),
+        ({"faceid_variant": "plus"}, "faceid_variant='plus'"),
+        ({"shortcut_scale": 6.0}, "shortcut_scale must be 0-5, got 6.0"),
     ],
 )
 def test_bad_choices_name_the_setting(change, words, tmp_path):
@@ -125,7 +130,7 @@ def test_single_file_checkpoint_needs_a_local_config(tmp_path):
             profile="sdxl", model_dir=ckpt, faceid_adapter=adapter, single_file_config=config_dir
         )
     )
-    assert found == (ckpt, adapter)
+    assert found == (ckpt, adapter, None)
 
 
 def test_sdxl_loads_a_real_diffusers_folder_with_local_files_only(smoke, model_cache, tmp_path):
@@ -139,3 +144,104 @@ def test_sdxl_loads_a_real_diffusers_folder_with_local_files_only(smoke, model_c
     )
     assert loaded.profile == "sdxl" and loaded.embedding_dim == 128
     assert loaded.defaults.steps == 30 and not loaded.defaults.is_noise
+
+
+def test_plusv2_lists_the_missing_image_encoder_with_everything_else():
+    with pytest.raises(ModelNotFound) as err:
+        find_sdxl_files(ModelConfig(profile="sdxl", faceid_variant="plusv2"))
+    message = err.value.message
+    assert "IMAGINE_MODEL_DIR" in message
+    assert "IMAGINE_FACEID_ADAPTER is not set: point it at ip-adapter-faceid-plusv2_sdxl.bin" in (
+        message
+    )
+    assert "IMAGINE_CLIP_IMAGE_ENCODER is not set" in message and "ViT-H/14" in message
+
+
+def test_plusv2_image_encoder_folder_missing_parts_are_listed(tmp_path, model_cache, smoke):
+    adapter = tmp_path / "ip-adapter-faceid-plusv2_sdxl.bin"
+    adapter.write_bytes(b"\0")
+    encoder = tmp_path / "clip"
+    encoder.mkdir()
+    config = ModelConfig(
+        profile="sdxl",
+        model_dir=smoke_folder(model_cache),
+        faceid_adapter=adapter,
+        faceid_variant="plusv2",
+        image_encoder=encoder,
+    )
+    with pytest.raises(ModelNotFound) as err:
+        find_sdxl_files(config)
+    assert (
+        f"{encoder} is not a CLIP image-encoder folder; missing: config.json, "
+        "model.safetensors or pytorch_model.bin"
+    ) in err.value.message
+    with pytest.raises(ModelNotFound, match="no such folder"):
+        find_sdxl_files(dataclasses.replace(config, image_encoder=tmp_path / "nowhere"))
+    (encoder / "config.json").write_text("{}")
+    (encoder / "model.safetensors").write_bytes(b"\0")
+    assert find_sdxl_files(config) == (smoke_folder(model_cache), adapter, encoder)
+
+
+def test_plain_faceid_does_not_ask_for_an_image_encoder(tmp_path):
+    with pytest.raises(ModelNotFound) as err:
+        find_sdxl_files(ModelConfig(profile="sdxl"))
+    assert "IMAGINE_CLIP_IMAGE_ENCODER" not in err.value.message
+
+
+def plus_files(model_cache, tmp_path, *, preprocessor: bool) -> tuple[Path, Path]:
+    """The smoke Plus v2 adapter and image encoder copied out of the cache, like real files;
+    without ``preprocessor``, the encoder folder is laid out like h94/IP-Adapter's
+    ``models/image_encoder`` (no preprocessor_config.json)."""
+    smoke_files = ensure_smoke_models(model_cache, 128, "plusv2")
+    adapter = tmp_path / "ip-adapter-faceid-plusv2_sdxl.safetensors"
+    shutil.copy(smoke_files.adapter, adapter)
+    encoder = tmp_path / "image_encoder"
+    shutil.copytree(smoke_files.image_encoder, encoder)
+    if not preprocessor:
+        (encoder / "preprocessor_config.json").unlink()
+    return adapter, encoder
+
+
+def sdxl_plus(model_cache, adapter: Path, encoder: Path) -> ModelConfig:
+    """The sdxl profile with Plus v2 files; the smoke weights stand in for SDXL base."""
+    return ModelConfig(
+        profile="sdxl",
+        model_dir=smoke_folder(model_cache),
+        faceid_adapter=adapter,
+        faceid_variant="plusv2",
+        image_encoder=encoder,
+    )
+
+
+def test_sdxl_loads_plusv2_from_local_files(smoke, model_cache, tmp_path):
+    adapter, encoder = plus_files(model_cache, tmp_path, preprocessor=False)
+    loaded = load_pipeline(sdxl_plus(model_cache, adapter, encoder))
+    assert loaded.faceid_variant == "plusv2" and loaded.image_encoder_id == "image_encoder"
+    assert loaded.embedding_dim == 128
+    side = loaded.pipe.image_encoder.config.image_size
+    assert loaded.pipe.feature_extractor.crop_size == {"height": side, "width": side}
+
+
+def test_an_adapter_of_the_other_variant_is_named(smoke, model_cache, tmp_path):
+    adapter, encoder = plus_files(model_cache, tmp_path, preprocessor=True)
+    config = sdxl_plus(model_cache, adapter, encoder)
+    with pytest.raises(ModelConfigError) as err:
+        load_pipeline(dataclasses.replace(config, faceid_variant="faceid"))
+    assert "IMAGINE_FACEID_VARIANT=plusv2" in err.value.message
+    plain = smoke_adapter_file(model_cache, 128)
+    with pytest.raises(ModelConfigError) as err:
+        load_pipeline(dataclasses.replace(config, faceid_adapter=plain))
+    assert f"{plain.name} is not a FaceID Plus adapter" in err.value.message
+
+
+def test_an_image_encoder_of_another_width_is_refused(smoke, model_cache, tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from imagine.smoke import CLIP_VISION_CONFIG
+
+    adapter, _ = plus_files(model_cache, tmp_path, preprocessor=True)
+    wider = tmp_path / "wider"
+    config = CLIPVisionConfig(**{**CLIP_VISION_CONFIG, "hidden_size": 48})
+    CLIPVisionModelWithProjection(config).save_pretrained(wider)
+    with pytest.raises(ModelConfigError, match="48-wide features"):
+        load_pipeline(sdxl_plus(model_cache, adapter, wider))
