@@ -176,6 +176,30 @@ class ImageMetadata(BaseModel):
     metadata: dict[str, Any]
 
 
+class SizeDefaults(BaseModel):
+    width: int
+    height: int
+    steps: int
+
+
+class GenerationBounds(BaseModel):
+    max_images: int  # n per generation
+    max_steps: int
+    min_side: int
+    max_side: int
+    side_multiple: int  # width and height are multiples of it
+
+
+class LimitsPublic(BaseModel):
+    profile: str  # the model profile the service runs
+    profile_is_noise: bool  # True on the smoke profile: the images are noise
+    defaults: SizeDefaults  # what a generation that leaves width, height or steps out gets
+    generation: GenerationBounds
+    max_enroll_photos: int
+    max_queued_jobs: int  # queued or running generations per user; more is 429 too_many_jobs
+    rate_limit_per_minute: int  # requests per user; more is 429 with Retry-After
+
+
 class ReadyStatus(BaseModel):
     ready: bool
     database: bool

@@ -94,6 +94,9 @@ class Settings:
     safety_checker: str = "nudenet"  # "nudenet" | "none" (no output check: explicit only)
     safety_thresholds: tuple[str, ...] = ()  # CLASS=score overrides, e.g. BUTTOCKS_EXPOSED=0.5
     production: bool = False  # refuse to run without an output checker unless it is "none"
+    # `imagine batch --server` (README "imagine batch": service mode)
+    batch_server: str | None = None  # the service a batch is submitted to; unset: local mode
+    batch_api_key: str = field(default="", repr=False)  # that service's API key
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:

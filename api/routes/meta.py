@@ -1,4 +1,4 @@
-"""Health, readiness, metrics and the consent text."""
+"""Health, readiness, metrics, and what clients show or check: consent, styles, limits, regions."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from api.region import RegionPolicy
 from api.schemas import (
     ConsentPublic,
     CountryPublic,
+    GenerationBounds,
+    LimitsPublic,
     ReadyStatus,
     RegionPublic,
     RegionsPublic,
+    SizeDefaults,
     StylePublic,
     StylesPublic,
 )
@@ -77,6 +80,29 @@ def read_styles(services: ServicesDep) -> StylesPublic:
     return StylesPublic(
         default=services.settings.prompt_style,
         styles=[StylePublic(name=s.name, description=s.description) for s in STYLES.values()],
+    )
+
+
+@router.get("/v1/limits", response_model=LimitsPublic, tags=["generations"])
+def read_limits(services: ServicesDep) -> LimitsPublic:
+    """What this service accepts and the defaults it fills in: for clients that check a
+    request before sending it (``imagine batch --server`` does)."""
+    settings, profile = services.settings, services.profile
+    bounds = settings.generation_limits()
+    return LimitsPublic(
+        profile=settings.profile,
+        profile_is_noise=profile.is_noise,
+        defaults=SizeDefaults(width=profile.width, height=profile.height, steps=profile.steps),
+        generation=GenerationBounds(
+            max_images=bounds.max_images,
+            max_steps=bounds.max_steps,
+            min_side=bounds.min_side,
+            max_side=bounds.max_side,
+            side_multiple=bounds.side_multiple,
+        ),
+        max_enroll_photos=settings.max_enroll_photos,
+        max_queued_jobs=settings.max_queued_jobs,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
     )
 
 

@@ -45,6 +45,14 @@ class Sink(Protocol):
         """Seconds spent in a stage (load, enroll, expand, encode, denoise, ...)."""
         ...
 
+    def remember(self, key: str, value: Any) -> None:
+        """Keep ``value`` in the state file at once, for this and later runs (``--resume``)."""
+        ...
+
+    def recall(self, key: str) -> Any:
+        """What ``remember`` kept under ``key`` in this run or an earlier one, else None."""
+        ...
+
 
 class Executor(Protocol):
     name: str

@@ -52,8 +52,8 @@ class BatchItem:
 
     id: str
     line: int
-    photos: tuple[Path, ...]
-    photo_key: str  # sha256 over the photos' contents: equal keys share one enrollment
+    photos: tuple[Path, ...]  # empty when the line names an identity_id
+    photo_key: str  # sha256 of the photos (or "identity:<id>"): equal keys share one enrollment
     prompts: tuple[str, ...]
     style: str | None
     n: int
@@ -61,6 +61,7 @@ class BatchItem:
     width: int
     height: int
     steps: int
+    identity_id: str | None = None  # an identity enrolled in the service (service mode only)
 
     @property
     def image_count(self) -> int:
@@ -99,16 +100,24 @@ class Manifest:
 
 
 def read_manifest(
-    path: Path, defaults: ItemDefaults, limits: GenerationLimits, max_photos: int = 5
+    path: Path,
+    defaults: ItemDefaults,
+    limits: GenerationLimits,
+    max_photos: int = 5,
+    *,
+    service: bool = False,
 ) -> Manifest:
-    """Parse and check every line; only whole-file problems raise (``ManifestError``)."""
+    """Parse and check every line; only whole-file problems raise (``ManifestError``).
+
+    ``service``: the run submits to a service, so a line may name an ``identity_id``
+    enrolled there instead of photos."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such file", code="file_not_found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot be read as UTF-8 text: {exc}") from None
-    reader = _LineReader(path.parent, defaults, limits, max_photos)
+    reader = _LineReader(path.parent, defaults, limits, max_photos, service)
     items, invalid, seen = [], [], set()
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -130,9 +139,15 @@ def read_manifest(
 
 class _LineReader:
     def __init__(
-        self, base: Path, defaults: ItemDefaults, limits: GenerationLimits, max_photos: int
+        self,
+        base: Path,
+        defaults: ItemDefaults,
+        limits: GenerationLimits,
+        max_photos: int,
+        service: bool,
     ):
         self.base, self.defaults, self.limits, self.max_photos = base, defaults, limits, max_photos
+        self.service = service
         self.hashes: dict[Path, str] = {}  # photo path -> content sha256, read once per run
         self.last_id = ""
 
@@ -158,7 +173,8 @@ class _LineReader:
             )
         self.last_id = item_id
         prompts = self.prompts(obj)
-        photos = self.photos(obj)
+        identity_id = self.identity(obj)
+        photos = () if identity_id else self.photos(obj)
         style = obj.get("style")
         if style is not None and not isinstance(style, str):
             raise LineError(f"style must be a string, got {style!r}", code="invalid_style")
@@ -172,7 +188,9 @@ class _LineReader:
             id=item_id,
             line=number,
             photos=photos,
-            photo_key=hashlib.sha256("".join(self.hashes[p] for p in photos).encode()).hexdigest(),
+            photo_key=f"identity:{identity_id}"
+            if identity_id
+            else hashlib.sha256("".join(self.hashes[p] for p in photos).encode()).hexdigest(),
             prompts=prompts,
             style=style,
             n=n,
@@ -180,6 +198,7 @@ class _LineReader:
             width=width,
             height=height,
             steps=steps,
+            identity_id=identity_id,
         )
 
     def prompts(self, obj: dict[str, Any]) -> tuple[str, ...]:
@@ -201,15 +220,26 @@ class _LineReader:
             raise LineError("every prompt must be a non-empty string", code="invalid_prompt")
         return tuple(prompts)
 
-    def photos(self, obj: dict[str, Any]) -> tuple[Path, ...]:
-        if "identity_id" in obj:
-            if "photos" in obj:
-                raise LineError("give photos or identity_id, not both")
+    def identity(self, obj: dict[str, Any]) -> str | None:
+        if "identity_id" not in obj:
+            return None
+        if "photos" in obj:
+            raise LineError("give photos or identity_id, not both")
+        if not self.service:
             raise LineError(
-                "identity_id refers to an identity enrolled in a running service; service mode "
-                "(--server) is not available yet: give photos",
+                "identity_id refers to an identity enrolled in a running service: run with "
+                "--server, or give photos",
                 code="needs_server",
             )
+        value = obj["identity_id"]
+        if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+            raise LineError(
+                f"identity_id must be an id the service gave out, got {value!r}",
+                code="invalid_identity_id",
+            )
+        return value
+
+    def photos(self, obj: dict[str, Any]) -> tuple[Path, ...]:
         names = obj.get("photos")
         if names is None:
             raise LineError("each line needs photos (a list of paths)", code="missing_photos")

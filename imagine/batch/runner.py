@@ -124,7 +124,8 @@ class BatchRun:
         self, status: str, started_at: str, start: float, executor_s: float
     ) -> dict[str, Any]:
         """This invocation's figures; images per minute leave model loading out."""
-        making_s = executor_s - self.timings.get("load", 0.0)
+        # an executor's own load timing can exceed this clock's view of a very short run
+        making_s = max(executor_s - self.timings.get("load", 0.0), 1e-3)
         return {
             "started_at": started_at,
             "finished_at": now(),
@@ -222,6 +223,13 @@ class BatchRun:
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
         if stage == "load":
             self._report_progress()  # models are ready: the bar's clock starts now
+
+    def remember(self, key: str, value: Any) -> None:
+        self.state.executor[key] = value
+        self.state.save(self.state_path)
+
+    def recall(self, key: str) -> Any:
+        return self.state.executor.get(key)
 
     def _report_progress(self) -> None:
         if self.progress is not None:

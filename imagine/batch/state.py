@@ -61,6 +61,9 @@ class BatchState:
     runs: list[dict[str, Any]] = field(default_factory=list)  # one record per invocation
     items: dict[str, ItemState] = field(default_factory=dict)
     invalid_lines: list[dict[str, Any]] = field(default_factory=list)  # re-checked every run
+    # what an executor keeps between runs (the service executor: its idempotency token and
+    # the identities it enrolled); ids only, never photos or embeddings
+    executor: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> BatchState:
@@ -76,6 +79,7 @@ class BatchState:
                 runs=raw["runs"],
                 items=items,
                 invalid_lines=raw["invalid_lines"],
+                executor=raw.get("executor", {}),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BatchStateError(

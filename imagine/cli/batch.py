@@ -1,4 +1,5 @@
-"""``imagine batch MANIFEST.jsonl --out DIR [--resume] [--check]``: many generations, resumably.
+"""``imagine batch MANIFEST.jsonl --out DIR [--resume] [--check] [--server URL]``: many
+generations, resumably, in this process or on a running service.
 
 Invalid lines are reported with their numbers before any work; the valid ones
 run. Exit 0 when every item succeeded, 1 when any failed (or, with ``--check``,
@@ -14,12 +15,21 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagine.cli.generate import add_model_arguments, parse_size, with_model_arguments
+from imagine.cli.generate import (
+    MODEL_FLAGS,
+    add_model_arguments,
+    parse_size,
+    with_model_arguments,
+)
 from imagine.cli.progress import ProgressBar
 from imagine.outputs import SMOKE_NOTICE
 from imagine.settings import Settings
+
+if TYPE_CHECKING:
+    from imagine.batch.executor import Executor
+    from imagine.batch.manifest import Manifest
 
 NAME = "batch"
 HELP = "Generate images for every line of a JSONL manifest: resumable, keeps going, reports."
@@ -39,6 +49,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="steps for lines without one (profile default)")
     parser.add_argument("--size", help="WxH for lines without one (profile default)")
     add_model_arguments(parser)
+    service = parser.add_argument_group(
+        "service mode", "submit the manifest to a running Imagine Me service instead"
+    )
+    service.add_argument(
+        "--server",
+        metavar="URL",
+        help="the service, e.g. http://127.0.0.1:8000 (IMAGINE_BATCH_SERVER)",
+    )
+    service.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="its API key; prefer IMAGINE_BATCH_API_KEY, which other users cannot see in ps",
+    )
+    service.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="generation jobs in flight at once, 1-32 (default 4)",
+    )
+    service.add_argument(
+        "--consent-version",
+        metavar="V",
+        help="lines with photos: the consent text version (GET /v1/consent) their people accepted",
+    )
+    service.add_argument(
+        "--residence",
+        metavar="CODE",
+        help="lines with photos: the residence declared for their people (ISO 3166, e.g. US-CA)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
@@ -90,23 +130,115 @@ class LazyProgressBar:
         self.bar.update(done, total)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.batch.executor import get_executor
-    from imagine.batch.manifest import ItemDefaults, read_manifest
-    from imagine.batch.runner import BatchRun, image_context
-    from imagine.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit_json
-    from imagine.models import DEFAULTS, check_config
+class Target:
+    """Where the images are made: this process (local) or a service (``--server``).
 
-    settings = with_model_arguments(settings, args)
-    check_config(settings.models(embedding_dim=0))  # a bad profile or scheduler stops here
-    profile = DEFAULTS[settings.profile]
-    width, height = parse_size(args.size) if args.size else (profile.width, profile.height)
-    steps = profile.steps if args.steps is None else args.steps
+    Holds what the manifest is checked against: defaults for lines that leave size
+    or steps out, the generation bounds and the photo limit."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings):
+        from imagine.batch.manifest import ItemDefaults
+
+        self.server: str | None = args.server or settings.batch_server
+        if self.server:
+            self._connect(self.server, args, settings)
+        else:
+            from imagine.models import DEFAULTS, check_config
+
+            self.settings = with_model_arguments(settings, args)
+            check_config(self.settings.models(embedding_dim=0))  # a bad profile stops here
+            profile = DEFAULTS[self.settings.profile]
+            self.defaults = ItemDefaults(profile.width, profile.height, profile.steps)
+            self.limits = self.settings.generation_limits()
+            self.max_photos = self.settings.max_enroll_photos
+            self.is_noise = profile.is_noise
+        width, height = parse_size(args.size) if args.size else (None, None)
+        self.defaults = ItemDefaults(
+            width=width or self.defaults.width,
+            height=height or self.defaults.height,
+            steps=self.defaults.steps if args.steps is None else args.steps,
+        )
+
+    def _connect(self, server: str, args: argparse.Namespace, settings: Settings) -> None:
+        from imagine.batch.service import ServiceClient, ServiceConfig
+        from imagine.cli import UsageError
+
+        local_only = [f"--{n.replace('_', '-')}" for n in MODEL_FLAGS if getattr(args, n)]
+        if local_only:
+            raise UsageError(
+                f"{', '.join(local_only)} choose the models of local mode; the service "
+                "uses its own (drop them, or drop --server)"
+            )
+        if not 1 <= args.concurrency <= 32:
+            raise UsageError(f"--concurrency must be 1-32, got {args.concurrency}")
+        self.config = ServiceConfig(
+            url=server.rstrip("/"),
+            api_key=args.api_key or settings.batch_api_key,
+            concurrency=args.concurrency,
+            consent_version=args.consent_version,
+            residence=args.residence,
+        )
+        self.client = ServiceClient(self.config)
+        self.info = self.client.info()  # unreachable, or not an Imagine Me service: exit 2
+        self.defaults, self.limits = self.info.defaults, self.info.limits
+        self.max_photos = self.info.max_enroll_photos
+        self.is_noise = self.info.profile_is_noise
+
+    def executor(self, manifest: Manifest) -> tuple[Executor, dict[str, Any]]:
+        """The executor and the context that fingerprints its images; checks the API key and,
+        when photos are to be enrolled, the declared consent, before any work."""
+        from imagine.batch.executor import get_executor
+        from imagine.batch.runner import image_context
+
+        if not self.server:
+            executor = get_executor("local", self.settings)
+            return executor, image_context(self.settings, executor.name)
+        from imagine.batch.service import ServiceError, ServiceExecutor
+
+        if not self.config.api_key:
+            raise ServiceError(
+                "service mode needs an API key: set IMAGINE_BATCH_API_KEY (or pass --api-key)",
+                code="api_key_required",
+            )
+        self.client.identities()  # a bad key: 401 unauthorized, exit 2
+        enrolling = [item.line for item in manifest.items if not item.identity_id]
+        if enrolling:
+            self._check_consent(enrolling)
+        context = {"executor": "service", "server": self.config.url, "profile": self.info.profile}
+        return ServiceExecutor(self.config, self.info), context
+
+    def _check_consent(self, lines: list[int]) -> None:
+        from imagine.batch.service import ServiceError
+
+        where = f"line(s) {', '.join(map(str, lines[:10]))}{' ...' if len(lines) > 10 else ''}"
+        current = self.client.consent_version()
+        if not (self.config.consent_version and self.config.residence):
+            raise ServiceError(
+                f"{where} enroll photos on the service: pass --consent-version {current} (the "
+                "version of the text at GET /v1/consent that every person in them accepted) and "
+                "--residence (where they live, e.g. US-CA)",
+                code="consent_required",
+            )
+        if self.config.consent_version != current:
+            raise ServiceError(
+                f"--consent-version {self.config.consent_version!r} is not the service's current "
+                f"consent text ({current}); show people the text at GET /v1/consent",
+                code="consent_outdated",
+            )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from imagine.batch.manifest import read_manifest
+    from imagine.batch.runner import BatchRun
+    from imagine.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit_json
+
+    target = Target(args, settings)
     manifest = read_manifest(
         args.manifest,
-        ItemDefaults(width=width, height=height, steps=steps),
-        settings.generation_limits(),
-        settings.max_enroll_photos,
+        target.defaults,
+        target.limits,
+        target.max_photos,
+        service=bool(target.server),
     )
     for bad in manifest.invalid:
         print(f"{args.manifest}:{bad.line}: {bad.code}: {bad.message}", file=sys.stderr)
@@ -127,13 +259,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
         return EXIT_FAILED if manifest.invalid else EXIT_OK
 
-    executor = get_executor("local", settings)
+    executor, context = target.executor(manifest)
+    if target.server:
+        print(f"submitting to {target.server}", file=sys.stderr)
     with StopOnSignal() as stop:
         outcome = BatchRun(
             manifest,
             args.out,
             executor,
-            context=image_context(settings, executor.name),
+            context=context,
             resume=args.resume,
             should_stop=stop.is_set,
             progress=LazyProgressBar("batch", "images").update,
@@ -147,7 +281,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(describe(report, args.out))
     for note in report["notes"]:
         print(f"note: {note}", file=sys.stderr)
-    if settings.profile == "smoke" and report["images"]["written_this_run"]:
+    if target.is_noise and report["images"]["written_this_run"]:
         print(f"note: {SMOKE_NOTICE}", file=sys.stderr)
     if outcome.status == "interrupted":
         return EXIT_INTERRUPTED

@@ -58,8 +58,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: euler)")
 
 
+MODEL_FLAGS = ("profile", "model_dir", "scheduler")
+
+
 def with_model_arguments(settings: Settings, args: argparse.Namespace) -> Settings:
-    flags = {"profile": args.profile, "model_dir": args.model_dir, "scheduler": args.scheduler}
+    flags = {name: getattr(args, name) for name in MODEL_FLAGS}
     return settings.replace(**{k: v for k, v in flags.items() if v is not None})
 
 
