@@ -15,7 +15,8 @@ run's token (kept in the state), the item, the first image index and a digest
 of the request, so a run killed after submitting (or halfway through a
 download) finds the same job again on ``--resume`` instead of queueing a
 duplicate. A job found that way which had
-failed or was cancelled is submitted afresh under the next attempt number.
+failed or was cancelled (or which a stopping run cancelled: the state lists
+those) is submitted afresh under the next attempt number.
 
 Manners: a 429 holds every request until its ``Retry-After`` has passed;
 connection errors and 502/503/504 (any 5xx for requests that are safe to
@@ -269,10 +270,15 @@ class ServiceClient:
         return dict(response.json())
 
     def follow(self, job_id: str, on_progress: Callable[[dict], None]) -> dict[str, Any]:
-        """The job's final state, from its event stream (reconnecting when it breaks)."""
+        """The job's final state, from its event stream (reconnecting when it breaks).
+
+        Followed to the end even while the run stops: the stop cancels the job, and
+        a cancelled job must have ended before a resumed run asks for it again."""
         breaks = 0
         while True:
-            response = self.send("GET", f"/v1/generations/{job_id}/events", stream=True)
+            response = self.send(
+                "GET", f"/v1/generations/{job_id}/events", stream=True, ignore_stop=True
+            )
             try:
                 for event, data in sse_events(response.iter_lines()):
                     if event == "progress":
@@ -289,7 +295,7 @@ class ServiceClient:
                         code="service_unavailable",
                     ) from None
                 self.stats.add("retried")
-                self._pause(self._backoff(breaks), ignore_stop=False)
+                self._pause(self._backoff(breaks), ignore_stop=True)
             finally:
                 response.close()
 
@@ -373,17 +379,28 @@ class ServiceExecutor:
         self.stop = threading.Event()
         self.client = ServiceClient(config, self.stop, transport)
         self.notes: tuple[str, ...] = ()
+        # More jobs than the user may queue would only earn 429 too_many_jobs.
+        self.concurrency = min(config.concurrency, info.max_queued_jobs)
+        if self.concurrency < config.concurrency:
+            self.notes += (
+                f"{self.concurrency} job(s) in flight, not {config.concurrency}: the service "
+                f"queues at most {info.max_queued_jobs} per user",
+            )
+        # Identities are the service's: a run resumed against another one enrolls anew.
+        self.memo_key = f"identities {config.url}"
         self.identities: dict[str, str] = {}  # photo_key -> identity id on the service
         self.refused: dict[str, ServiceError] = {}  # photo_key -> why enrollment failed
         self.enroll_lock = threading.Lock()  # one enrollment at a time; the service does too
         self.token = ""
+        self.cancelled: set[str] = set()  # jobs a stopping run (this or an earlier one) cancelled
 
     # -- the calling thread ---------------------------------------------------------------
 
     def run(self, work: Sequence[ItemWork], sink: Sink, should_stop: Callable[[], bool]) -> None:
         self.token = sink.recall("token") or secrets.token_hex(8)
         sink.remember("token", self.token)
-        self.identities = dict(sink.recall("identities") or {})
+        self.identities = dict(sink.recall(self.memo_key) or {})
+        self.cancelled = set(sink.recall("cancelled") or ())
         events: queue.Queue[Event] = queue.Queue()
         todo = split_jobs(work)
         todo.reverse()  # pop() from the end keeps manifest order
@@ -395,8 +412,8 @@ class ServiceExecutor:
             while todo or threads:
                 if stopping_since is None and should_stop():
                     stopping_since = time.monotonic()
-                    self._stop(running)
-                while stopping_since is None and todo and len(threads) < self.config.concurrency:
+                    self._stop(running, sink)
+                while stopping_since is None and todo and len(threads) < self.concurrency:
                     job = todo.pop()
                     if job.item.id in failed:
                         continue
@@ -418,7 +435,7 @@ class ServiceExecutor:
                         break
             self._drain(events, sink, running, failed, wait=0.0)
         finally:
-            self._stop(running)  # a second Ctrl-C (KeyboardInterrupt) lands here too
+            self._stop(running, sink)  # a second Ctrl-C (KeyboardInterrupt) lands here too
             stats = self.client.stats
             if stats.rate_limited or stats.retried:
                 self.notes += (
@@ -427,11 +444,18 @@ class ServiceExecutor:
                     "transient failures",
                 )
 
-    def _stop(self, running: set[str]) -> None:
+    def _stop(self, running: set[str], sink: Sink) -> None:
         if not self.stop.is_set():
             self.stop.set()
             for job_id in list(running):
-                self.client.cancel(job_id)
+                self._cancel(job_id, sink)
+
+    def _cancel(self, job_id: str, sink: Sink) -> None:
+        """Cancel a job and remember it: a cancel takes effect at the job's next step, so a
+        resumed run may find it still running under its key and must not wait for it."""
+        self.client.cancel(job_id)
+        self.cancelled.add(job_id)
+        sink.remember("cancelled", sorted(self.cancelled))
 
     def _drain(
         self,
@@ -459,7 +483,7 @@ class ServiceExecutor:
             elif kind == "started":
                 running.add(rest[0])
                 if self.stop.is_set():  # it was submitted while we stopped
-                    self.client.cancel(rest[0])
+                    self._cancel(rest[0], sink)
             elif kind == "ended":
                 running.discard(rest[0])
             try:
@@ -488,27 +512,35 @@ class ServiceExecutor:
         identity_id = self._identity(item, events)
         body = _body(job, identity_id)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-        start = time.perf_counter()
         for attempt in count():
             if attempt >= MAX_ATTEMPTS:
                 raise ServiceError(
                     f"{MAX_ATTEMPTS} earlier submissions of this job failed or were cancelled",
                     code="too_many_attempts",
                 )
+            start = time.perf_counter()
             key = f"batch-{self.token}-{item.id}-{job.first_k}-{digest}-{attempt}"
             accepted = self.client.submit(body, key)
-            if accepted["status"] not in ("failed", "cancelled"):  # a new job, or ours again
-                break
-        job_id = accepted["id"]
-        events.put(("timing", "submit", time.perf_counter() - start))
+            events.put(("timing", "submit", time.perf_counter() - start))
+            if accepted["status"] in ("failed", "cancelled"):
+                continue  # an earlier run's job that ended without images: ask again
+            final = self._follow(accepted["id"], events)
+            if final["status"] == "cancelled" and accepted["id"] in self.cancelled:
+                if self.stop.is_set():
+                    raise Stopped
+                continue  # an earlier run stopped and cancelled it: ask again
+            break
+        self._collect(job, final, events)
+
+    def _follow(self, job_id: str, events: queue.Queue[Event]) -> dict[str, Any]:
         events.put(("started", job_id))
         try:
             start = time.perf_counter()
             final = self.client.follow(job_id, on_progress=lambda _: None)
             events.put(("timing", "service", time.perf_counter() - start))
+            return final
         finally:
             events.put(("ended", job_id))
-        self._collect(job, final, events)
 
     def _collect(self, job: Job, final: dict[str, Any], events: queue.Queue[Event]) -> None:
         item, status = job.item, final["status"]
@@ -563,6 +595,6 @@ class ServiceExecutor:
                     self.refused[key] = exc  # the same photos fail the same way: ask once
                 raise
             self.identities[key] = identity_id
-            events.put(("remember", "identities", dict(self.identities)))
+            events.put(("remember", self.memo_key, dict(self.identities)))
             events.put(("timing", "enroll", time.perf_counter() - start))
             return identity_id

@@ -7,11 +7,15 @@ import json
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from api.db import Database
+from api.tables import Generation
 from tests.api.server import Server, free_port
 from tests.imagine.test_cli_batch import complete_images, start, wait_for_images, write_lines
 from tests.photos import astronaut, group, hopper
@@ -176,6 +180,10 @@ def test_a_killed_run_resumes_without_queueing_anything_twice(service, folder):
     assert {p: final[p] for p in after_sigkill} == after_sigkill
     assert gallery_size(http) == 16  # no job was made twice
     assert len(http.get("/v1/identities").json()) == 1
+    with Database(f"sqlite:///{server.home / 'imagine.db'}").session() as s:
+        ended = Counter(s.scalars(select(Generation.status)))
+    # one job per prompt made its images; the others were cancelled by the Ctrl-C
+    assert ended["succeeded"] == 8 and set(ended) <= {"succeeded", "cancelled"}, ended
 
 
 @pytest.mark.slow

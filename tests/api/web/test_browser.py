@@ -53,7 +53,14 @@ def server(tmp_path, model_cache):
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(model_cache)
-    s = Server(home, free_port(), IMAGINE_RATE_LIMIT_PER_MINUTE="100000")
+    # Limits other than the defaults: the pages read them from GET /v1/limits.
+    s = Server(
+        home,
+        free_port(),
+        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
+        IMAGINE_MAX_ENROLL_PHOTOS="3",
+        IMAGINE_MAX_IMAGES="4",
+    )
     yield s
     s.stop()
 
@@ -135,7 +142,7 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(page.get_by_label("State or region of residence")).to_be_hidden()
     page.get_by_label("Country of residence").select_option("US")
     page.get_by_label("State or region of residence").select_option("US-CA")
-    page.get_by_label("1 to 5 photos").set_input_files(tmp_path / "group.jpg")
+    page.get_by_label("1 to 3 photos").set_input_files(tmp_path / "group.jpg")
     expect(page.get_by_role("img", name="Preview of photo 1: group.jpg")).to_be_visible()
     page.get_by_label("I have read this text").check()
     shot("2-onboarding")
@@ -143,13 +150,14 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(page.locator("#enroll-error")).to_contain_text("more than one person")
     expect(page.locator("#enroll-error")).to_contain_text("multiple_faces")
     shot("3-onboarding-group-photo-refused")
-    page.get_by_label("1 to 5 photos").set_input_files(tmp_path / "me.jpg")
+    page.get_by_label("1 to 3 photos").set_input_files(tmp_path / "me.jpg")
     page.get_by_role("button", name="Enroll my face").click()
     expect(page).to_have_url(f"{server.url}/create", timeout=60_000)
 
     # Create: the expanded prompt, progress from the events to 100%, the images
     page.get_by_label("Describe the image").fill("me as an astronaut on Mars")
     page.get_by_label("Style").select_option("cinematic")
+    expect(page.get_by_label("Number of images")).to_have_attribute("max", "4")
     page.get_by_label("Number of images").fill("2")
     page.get_by_label("Seed (optional)").fill("7")
     page.get_by_role("button", name="Create", exact=True).click()

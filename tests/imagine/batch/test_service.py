@@ -213,6 +213,12 @@ def run_batch(tmp_path: Path, service: FakeService, lines: list[dict], *, resume
     return outcome.report
 
 
+def manifest_key(folder: Path) -> str:
+    """The photo key of the manifest's me.jpg, as ``read_manifest`` computes it."""
+    path = folder / "m.jsonl"
+    return read_manifest(path, INFO.defaults, INFO.limits, service=True).items[0].photo_key
+
+
 def test_photos_are_enrolled_once_and_every_image_lands_with_the_services_metadata(tmp_path):
     service = FakeService()
     lines = [
@@ -227,7 +233,7 @@ def test_photos_are_enrolled_once_and_every_image_lands_with_the_services_metada
     assert meta["prompt"] == "q" and meta["seed"] == 6  # copy 1 of prompt 1: seed + 1
     assert meta["server"] == URL and meta["image_id"].startswith("img_")
     state = json.loads((tmp_path / "out" / "batch-state.json").read_text())
-    assert list(state["executor"]["identities"].values()) == ["idn_1"]
+    assert state["executor"][f"identities {URL}"] == {manifest_key(tmp_path): "idn_1"}
 
 
 def test_resume_finds_its_jobs_again_and_resubmits_only_failed_ones(tmp_path):
@@ -250,3 +256,10 @@ def test_resume_finds_its_jobs_again_and_resubmits_only_failed_ones(tmp_path):
     assert (tmp_path / "out" / "a" / "0.png").stat().st_mtime_ns == kept
     assert len(service.jobs) == 3 and service.enrolled == 1
     assert sorted(key.rsplit("-", 1)[1] for key in service.keys) == ["0", "0", "1"]
+
+
+def test_no_more_jobs_are_kept_in_flight_than_the_service_queues_per_user():
+    executor = ServiceExecutor(config(concurrency=8), INFO)
+    assert executor.concurrency == INFO.max_queued_jobs == 4
+    assert executor.notes == ("4 job(s) in flight, not 8: the service queues at most 4 per user",)
+    assert ServiceExecutor(config(concurrency=2), INFO).notes == ()

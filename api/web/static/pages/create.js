@@ -9,7 +9,9 @@ import { SMOKE_NOTICE, thumbnail } from "./gallery.js";
 export const title = "Create";
 
 export async function render(root, { flash }) {
-  const [identities, styles] = await Promise.all([api("/v1/identities"), api("/v1/styles")]);
+  const [identities, styles, limits] = await Promise.all([
+    api("/v1/identities"), api("/v1/styles"), api("/v1/limits"),
+  ]);
   root.append(h("h1", {}, "Create images of you"));
   if (flash) root.append(h("p", { class: "info", role: "status" }, flash));
   if (!identities.length) {
@@ -26,7 +28,7 @@ export async function render(root, { flash }) {
   const style = h("select", { name: "style" },
     styles.styles.map((s) => h("option", { value: s.name, selected: s.name === styles.default }, `${s.name}: ${s.description}`)),
   );
-  const n = h("input", { type: "number", name: "n", min: "1", max: "8", value: "1", inputmode: "numeric" });
+  const n = h("input", { type: "number", name: "n", min: "1", max: String(limits.generation.max_images), value: "1", inputmode: "numeric" });
   const seed = h("input", { type: "number", name: "seed", min: "0", max: "4294967295", inputmode: "numeric" });
   const error = h("div", { class: "error", role: "alert", id: "create-error" });
   const submit = h("button", { type: "submit" }, "Create");

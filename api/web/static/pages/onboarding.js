@@ -1,19 +1,21 @@
-// Enrollment: the consent text and its version, residence, 1-5 photos with previews.
+// Enrollment: the consent text and its version, residence, 1 to the service's limit of photos
+// with previews.
 
 import { ApiProblem, api } from "../api.js";
 import { append, field, formatDate, h } from "../dom.js";
 import { MESSAGES, explain } from "../messages.js";
 
 export const title = "Your face";
-const MAX_PHOTOS = 5;
 const ACCEPT = "image/jpeg,image/png,image/webp";
 
 export async function render(root, { navigate }) {
-  const [consent, regions, identities] = await Promise.all([
+  const [consent, regions, identities, limits] = await Promise.all([
     api("/v1/consent"),
     api("/v1/regions"),
     api("/v1/identities"),
+    api("/v1/limits"),
   ]);
+  const MAX_PHOTOS = limits.max_enroll_photos;
   let urls = [];
 
   const consentBox = h("div", { class: "consent-text", tabindex: "0", role: "region", "aria-label": "Consent text" });
