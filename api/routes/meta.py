@@ -94,11 +94,7 @@ def read_limits(services: ServicesDep) -> LimitsPublic:
         profile_is_noise=profile.is_noise,
         defaults=SizeDefaults(width=profile.width, height=profile.height, steps=profile.steps),
         generation=GenerationBounds(
-            max_images=bounds.max_images,
-            max_steps=bounds.max_steps,
-            min_side=bounds.min_side,
-            max_side=bounds.max_side,
-            side_multiple=bounds.side_multiple,
+            **{name: getattr(bounds, name) for name in GenerationBounds.model_fields}
         ),
         max_enroll_photos=settings.max_enroll_photos,
         max_queued_jobs=settings.max_queued_jobs,
