@@ -18,7 +18,9 @@ from api.services import Services
 from api.tables import User
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Dependencies that never block are ``async def``: FastAPI runs a plain ``def``
+    dependency in its thread pool, and each such hop costs more than they do."""
     return request.app.state.services
 
 
@@ -60,14 +62,16 @@ def get_caller(request: Request, services: ServicesDep, session: SessionDep) -> 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
-def get_current_user(caller: CurrentCaller) -> User:
+async def get_current_user(caller: CurrentCaller) -> User:
     return caller.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_client_address(request: Request, services: ServicesDep) -> IPv4Address | IPv6Address | None:
+async def get_client_address(
+    request: Request, services: ServicesDep
+) -> IPv4Address | IPv6Address | None:
     peer = request.client.host if request.client else None
     return client_address(
         peer, request.headers, services.trusted, services.settings.forwarded_header
