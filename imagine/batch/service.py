@@ -5,25 +5,26 @@ consent version and residence the operator declares) and the identity id is
 kept in the state file, so a resumed run enrolls nothing twice; lines naming
 an ``identity_id`` use it as is. Each prompt of an item becomes one generation
 job of its ``n`` copies; a resumed run asks for the same job again and writes
-only the images still missing. At most ``concurrency`` jobs are in flight: a thread per job
-submits it, follows its server-sent events and downloads its images and their
-metadata into the same layout as local mode; results reach the sink from the
-calling thread only.
+only the images still missing. At most ``concurrency`` jobs are in flight: a
+thread per job submits it, follows its server-sent events and downloads its
+images and their metadata into the same layout as local mode; results reach
+the sink from the calling thread only.
 
 Idempotency: every job is submitted with an ``Idempotency-Key`` made of the
 run's token (kept in the state), the item, the first image index and a digest
 of the request, so a run killed after submitting (or halfway through a
 download) finds the same job again on ``--resume`` instead of queueing a
-duplicate. A job found that way which had
-failed or was cancelled (or which a stopping run cancelled: the state lists
-those) is submitted afresh under the next attempt number.
+duplicate. A job found that way which had failed or was cancelled (or which a
+stopping run cancelled and which then ended cancelled: the state lists those)
+is submitted afresh under the next attempt number.
 
 Manners: a 429 holds every request until its ``Retry-After`` has passed;
 connection errors and 502/503/504 (any 5xx for requests that are safe to
 repeat) are retried with exponential backoff, then fail the item as
 ``service_unavailable``; any other refusal fails the item with the service's
 own error code. Stopping cancels the jobs in flight (the service stops them
-after their current step) and leaves the items pending for ``--resume``.
+after their current step), waits up to ``STOP_GRACE_S`` for them to end and
+leaves their items pending for ``--resume``.
 """
 
 from __future__ import annotations
@@ -451,8 +452,9 @@ class ServiceExecutor:
                 self._cancel(job_id, sink)
 
     def _cancel(self, job_id: str, sink: Sink) -> None:
-        """Cancel a job and remember it: a cancel takes effect at the job's next step, so a
-        resumed run may find it still running under its key and must not wait for it."""
+        """Cancel a job and remember it. The cancel takes effect at the job's next step, or
+        not at all when the job is just finishing: a resumed run that finds it again under its
+        key follows it to its end and asks anew only if it did end cancelled."""
         self.client.cancel(job_id)
         self.cancelled.add(job_id)
         sink.remember("cancelled", sorted(self.cancelled))
