@@ -42,6 +42,16 @@ class Caller:
     session_expires_at: datetime | None = None
 
 
+# What a request costs in the per-user rate limit, by route (endpoint) name; others cost 1.
+# A gallery page shows 24 thumbnails and a batch downloads each image with its metadata:
+# reading a stored image is cheap, and counting each in full would starve the pages.
+RATE_COSTS = {"read_image": 0.1, "read_image_metadata": 0.1}
+
+
+def _route_name(request: Request) -> str:
+    return str(getattr(request.scope.get("route"), "name", ""))
+
+
 def get_caller(request: Request, services: ServicesDep, session: SessionDep) -> Caller:
     """The one place that decides who is calling: a bearer API key when the request
     sends one, else the session cookie, whose state-changing requests need the CSRF
@@ -55,7 +65,7 @@ def get_caller(request: Request, services: ServicesDep, session: SessionDep) -> 
         caller = Caller(user, token, row.expires_at)
     if caller.session_token and request.method not in sessions.SAFE_METHODS:
         sessions.check_csrf(caller.session_token, request.headers.get(sessions.CSRF_HEADER))
-    services.limiter.take(caller.user.id)
+    services.limiter.take(caller.user.id, RATE_COSTS.get(_route_name(request), 1.0))
     return caller
 
 

@@ -34,17 +34,18 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, user_id: str) -> None:
+    def take(self, user_id: str, cost: float = 1.0) -> None:
+        """Spend ``cost`` requests' worth of the user's bucket, or raise 429."""
         now = time.monotonic()
         with self._lock:
             tokens, stamp = self._buckets.get(user_id, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
-            if tokens < 1.0:
+            if tokens < cost:
                 self._buckets[user_id] = (tokens, now)
                 raise TooManyRequests(
-                    "too many requests; slow down", retry_after=(1.0 - tokens) / self.rate
+                    "too many requests; slow down", retry_after=(cost - tokens) / self.rate
                 )
-            self._buckets[user_id] = (tokens - 1.0, now)
+            self._buckets[user_id] = (tokens - cost, now)
 
 
 class BodyLimitMiddleware:

@@ -342,6 +342,23 @@ def test_rate_limit_answers_429_with_retry_after(make_services):
         assert int(limited.headers["Retry-After"]) >= 1
 
 
+def test_image_reads_cost_a_tenth_of_a_request_so_a_gallery_page_fits(make_services):
+    services = make_services(executor="null", rate_limit_per_minute=5)
+    with TestClient(create_app(services), client=("127.0.0.1", 50000)) as client:
+        from api.auth import create_user
+
+        with services.db.session() as s:
+            key = create_user(s, "carol")[1]
+        # 40 image and metadata reads (404s here: no such image) spend 4 of the 5 requests
+        for i in range(20):
+            for suffix in ("", "/metadata"):
+                r = client.get(f"/v1/images/img_{i}{suffix}", headers=auth(key))
+                assert r.status_code == 404, r.text
+        assert client.get("/v1/gallery", headers=auth(key)).status_code == 200
+        limited = client.get("/v1/gallery", headers=auth(key))
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+
+
 def test_queue_cap_answers_429(make_services):
     services = make_services(max_queued_jobs=2)
     app = create_app(services, start_worker=False)  # nothing runs: jobs stay queued

@@ -198,7 +198,8 @@ def test_a_rate_limited_run_waits_as_told_and_says_so(tmp_path, model_cache, fol
         started = time.monotonic()
         code, text = run(env, str(manifest), "--out", str(out), *SMALL, *consent(server), log=log)
         assert code == 0, text
-        assert time.monotonic() - started >= 4  # about one request per second
+        # a request a second: the key check, the enrollment, the job and its events
+        assert time.monotonic() - started >= 3
         assert len(complete_images(out)) == 1
         notes = json.loads((out / "report.json").read_text())["notes"]
         assert any("slow down" in note and "429" in note for note in notes), notes
