@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api import sessions
 from api.auth import user_for_key
+from api.errors import NotFound
 from api.region import client_address
 from api.services import Services
 from api.tables import User
@@ -33,6 +34,17 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+Row = TypeVar("Row")
+
+
+def owned(session: Session, model: type[Row], user_id: str, object_id: str, noun: str) -> Row:
+    """The user's row of ``model`` with this id; another user's answers exactly like a
+    missing one (404 ``not_found``), so ids reveal nothing."""
+    row = session.get(model, object_id)
+    if row is None or getattr(row, "user_id", None) != user_id:
+        raise NotFound(f"no such {noun}")
+    return row
 
 
 @dataclass(frozen=True)

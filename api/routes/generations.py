@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
+from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep, owned
 from api.errors import Conflict, NotFound
 from api.jobs import ACTIVE, TERMINAL, request_cancel
 from api.limits import TooManyRequests
@@ -87,10 +87,7 @@ def to_public(session: SessionDep, job: Generation, services: Services) -> Gener
 
 
 def owned_job(session: SessionDep, user_id: str, job_id: str) -> Generation:
-    job = session.get(Generation, job_id)
-    if job is None or job.user_id != user_id:
-        raise NotFound("no such generation")
-    return job
+    return owned(session, Generation, user_id, job_id, "generation")
 
 
 @router.post(

@@ -9,9 +9,9 @@ from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
+from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep, owned
 from api.erasure import delete_files, erase_identity
-from api.errors import ApiError, Conflict, NotFound
+from api.errors import ApiError, Conflict
 from api.region import parse_region
 from api.schemas import IdentityPublic, error_responses
 from api.services import Services
@@ -38,10 +38,7 @@ def to_public(identity: Identity, consent_version: str, retention_days: int) -> 
 
 
 def owned_identity(session: SessionDep, user_id: str, identity_id: str) -> Identity:
-    identity = session.get(Identity, identity_id)
-    if identity is None or identity.user_id != user_id:
-        raise NotFound("no such identity")
-    return identity
+    return owned(session, Identity, user_id, identity_id, "identity")
 
 
 @router.post(

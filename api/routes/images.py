@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query, Response, status
 from PIL import Image
 from sqlalchemy import and_, or_, select
 
-from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep
-from api.errors import ApiError, NotFound
+from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep, owned
+from api.errors import ApiError
 from api.routes.generations import image_public
 from api.schemas import GalleryPage, ImageMetadata, error_responses
 from api.tables import ImageRow
@@ -40,10 +40,7 @@ def labelled_download(data: bytes, image_id: str, config: ProvenanceConfig) -> b
 
 
 def owned_image(session: SessionDep, user_id: str, image_id: str) -> ImageRow:
-    row = session.get(ImageRow, image_id)
-    if row is None or row.user_id != user_id:
-        raise NotFound("no such image")
-    return row
+    return owned(session, ImageRow, user_id, image_id, "image")
 
 
 @router.get(
