@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.services import Services, build_services
 from api.settings import ServiceSettings
+from tests.api.server import smoke_home
 from tests.photos import astronaut
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -42,9 +43,7 @@ def database_url(request, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(tmp_path, database_url, model_cache) -> ServiceSettings:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(model_cache)  # smoke weights built once per session
+    home = smoke_home(tmp_path / "home", model_cache)
     return ServiceSettings(
         home=home,
         database_url=database_url,

@@ -15,6 +15,13 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def smoke_home(home: Path, model_cache: Path) -> Path:
+    """A new IMAGINE_HOME sharing the session's smoke weights (built once per session)."""
+    home.mkdir()
+    (home / "models").symlink_to(model_cache)
+    return home
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

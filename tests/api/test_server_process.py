@@ -14,17 +14,14 @@ from sqlalchemy import select
 from api.db import Database
 from api.jobs import requeue_expired
 from api.tables import Generation, ImageRow, utcnow
-from tests.api.server import Server, free_port
+from tests.api.server import Server, free_port, smoke_home
 from tests.photos import astronaut
 
 
 @pytest.fixture
 def server(tmp_path, model_cache):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(model_cache)
     s = Server(
-        home,
+        smoke_home(tmp_path / "home", model_cache),
         free_port(),
         IMAGINE_LEASE_SECONDS="2",
         IMAGINE_MAX_REQUEST_BYTES="200000",

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.db import Database
 from api.tables import Generation
-from tests.api.server import Server, free_port
+from tests.api.server import Server, free_port, smoke_home
 from tests.imagine.test_cli_batch import complete_images, start, wait_for_images, write_lines
 from tests.photos import astronaut, group, hopper
 
@@ -32,10 +32,7 @@ def folder(tmp_path) -> Path:
 
 def serve(tmp_path: Path, model_cache: Path, **env: str) -> tuple[Server, dict[str, str]]:
     """A started service with one user; the environment a batch run against it needs."""
-    home = tmp_path / "service-home"
-    home.mkdir()
-    (home / "models").symlink_to(model_cache)
-    server = Server(home, free_port(), **env)
+    server = Server(smoke_home(tmp_path / "service-home", model_cache), free_port(), **env)
     key = server.cli("users", "create", "ops")["api_key"]
     server.start()
     client_home = tmp_path / "client-home"

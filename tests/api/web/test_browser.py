@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.server import Server, free_port
+from tests.api.server import Server, free_port, smoke_home
 from tests.photos import astronaut, group
 
 pytestmark = pytest.mark.browser
@@ -50,12 +50,9 @@ UNLABELLED = """() => [
 
 @pytest.fixture
 def server(tmp_path, model_cache):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").symlink_to(model_cache)
     # Limits other than the defaults: the pages read them from GET /v1/limits.
     s = Server(
-        home,
+        smoke_home(tmp_path / "home", model_cache),
         free_port(),
         IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
         IMAGINE_MAX_ENROLL_PHOTOS="3",
