@@ -41,10 +41,15 @@ def create_user(session: Session, name: str) -> tuple[User, str]:
     return user, key
 
 
-def user_for_key(session: Session, authorization: str | None) -> User:
+def bearer_key(authorization: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header, or Unauthorized."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    key = authorization[7:].strip()
+    return authorization[7:].strip()
+
+
+def user_for_key(session: Session, authorization: str | None) -> User:
+    key = bearer_key(authorization)
     user = session.scalar(select(User).where(User.key_hash == hash_key(key)))
     if user is None:
         raise Unauthorized("unknown API key")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,20 +18,59 @@ def database_url(url: str | None, home: Path) -> str:
     return url or f"sqlite:///{(home / 'imagine.db').resolve()}"
 
 
+BUSY_TIMEOUT_S = 30.0
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # One connection per request thread stays open: reconnecting repeats the pragmas.
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+            pool_size=16,
+            max_overflow=48,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")  # readers never block the worker's writes
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cur.close()
 
+        queue_sqlite_writers(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def queue_sqlite_writers(engine: Engine) -> None:
+    """Threads of this process take turns writing on a lock, from their first write until
+    their connection goes back to the pool.
+
+    SQLite lets one connection write at a time; the others retry after sleeps that grow
+    to 100 ms. With a few requests writing at once those sleeps, not the writes, made
+    job creation slow (p99 over 500 ms in ``benchmarks/api.py``). A thread waiting here
+    is woken the moment the writer is done. Other processes (the CLI) still meet
+    SQLite's busy timeout.
+    """
+    lock = threading.Lock()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _wait_to_write(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        info = conn.connection.info  # the pooled DBAPI connection's, kept until checkin
+        if "holds_write_lock" in info or not statement.lstrip()[:7].upper().startswith(WRITES):
+            return
+        # A thread that already writes on another connection would wait for itself;
+        # after the busy timeout it goes on, and SQLite decides as it would without us.
+        if lock.acquire(timeout=BUSY_TIMEOUT_S):
+            info["holds_write_lock"] = True
+
+    @event.listens_for(engine, "checkin")
+    def _done_writing(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None and record.info.pop("holds_write_lock", False):
+            lock.release()
 
 
 def migrate(engine: Engine) -> None:

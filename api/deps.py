@@ -1,8 +1,14 @@
-"""FastAPI dependencies: routes list exactly what they need through these ``Annotated`` aliases."""
+"""FastAPI dependencies: routes list exactly what they need through these ``Annotated`` aliases.
+
+A request's database work runs in one thread-pool call. FastAPI runs every plain
+``def`` dependency and route in its thread pool, and each hop there costs more than
+the queries it wraps (``benchmarks/api.py``). So these dependencies never block: they
+are ``async def`` and do no I/O. The caller is looked up inside the route's own unit of
+work (``auth.caller(session)``), in the same thread-pool call as everything it reads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
@@ -10,30 +16,23 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import sessions
-from api.auth import user_for_key
+from api.auth import bearer_key, user_for_key
+from api.db import Database
 from api.errors import NotFound
+from api.limits import RateLimiter
 from api.region import client_address
 from api.services import Services
 from api.tables import User
 
 
 async def get_services(request: Request) -> Services:
-    """Dependencies that never block are ``async def``: FastAPI runs a plain ``def``
-    dependency in its thread pool, and each such hop costs more than they do."""
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    with services.db.session() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 Row = TypeVar("Row")
 
@@ -60,35 +59,63 @@ class Caller:
 RATE_COSTS = {"read_image": 0.1, "read_image_metadata": 0.1}
 
 
-def _route_name(request: Request) -> str:
-    return str(getattr(request.scope.get("route"), "name", ""))
+@dataclass(frozen=True)
+class Credentials:
+    """What a request offers to say who is calling, read from its headers: a bearer API
+    key when it sends one, else the browser session cookie, whose state-changing
+    requests must also carry the session's CSRF token."""
+
+    authorization: str | None
+    cookie: str | None
+    csrf_token: str | None
+    method: str
+    cost: float  # what the request costs in the caller's rate limit
+    limiter: RateLimiter
+
+    def caller(self, session: Session) -> Caller:
+        """The one place that decides who is calling, looked up in ``session``: 401 for an
+        unknown key or an ended session, 403 without the CSRF token, 429 over the rate."""
+        if self.authorization or not self.cookie:
+            caller = Caller(user_for_key(session, self.authorization))
+        else:
+            user, row = sessions.session_for_token(session, self.cookie)
+            caller = Caller(user, self.cookie, row.expires_at)
+        if caller.session_token and self.method not in sessions.SAFE_METHODS:
+            sessions.check_csrf(caller.session_token, self.csrf_token)
+        self.limiter.take(caller.user.id, self.cost)
+        return caller
+
+    def user(self, session: Session) -> User:
+        return self.caller(session).user
+
+    async def identify(self, db: Database) -> Caller:
+        """``caller`` in a unit of work of its own: for routes that must know who calls
+        before slow work outside the database (reading uploads, face analysis)."""
+
+        def look_up() -> Caller:
+            with db.session() as session:
+                return self.caller(session)
+
+        return await run_in_threadpool(look_up)
 
 
-def get_caller(request: Request, services: ServicesDep, session: SessionDep) -> Caller:
-    """The one place that decides who is calling: a bearer API key when the request
-    sends one, else the session cookie, whose state-changing requests need the CSRF
-    token. Shares the request's database session (one transaction)."""
+async def get_credentials(request: Request, services: ServicesDep) -> Credentials:
     authorization = request.headers.get("authorization")
-    token = request.cookies.get(sessions.COOKIE)
-    if authorization or not token:
-        caller = Caller(user_for_key(session, authorization))
-    else:
-        user, row = sessions.session_for_token(session, token)
-        caller = Caller(user, token, row.expires_at)
-    if caller.session_token and request.method not in sessions.SAFE_METHODS:
-        sessions.check_csrf(caller.session_token, request.headers.get(sessions.CSRF_HEADER))
-    services.limiter.take(caller.user.id, RATE_COSTS.get(_route_name(request), 1.0))
-    return caller
+    cookie = request.cookies.get(sessions.COOKIE)
+    if authorization or not cookie:
+        bearer_key(authorization)  # no key at all, or not a bearer one: 401 at once
+    route = str(getattr(request.scope.get("route"), "name", ""))
+    return Credentials(
+        authorization=authorization,
+        cookie=cookie,
+        csrf_token=request.headers.get(sessions.CSRF_HEADER),
+        method=request.method,
+        cost=RATE_COSTS.get(route, 1.0),
+        limiter=services.limiter,
+    )
 
 
-CurrentCaller = Annotated[Caller, Depends(get_caller)]
-
-
-async def get_current_user(caller: CurrentCaller) -> User:
-    return caller.user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
+Auth = Annotated[Credentials, Depends(get_credentials)]
 
 
 async def get_client_address(

@@ -112,9 +112,10 @@ class Generation(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key", name="uq_generation_idempotency"),
         Index("ix_generation_claim", "status", "created_at"),
+        Index("ix_generation_user_status", "user_id", "status"),  # the per-user queue cap
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     identity_id: Mapped[str] = mapped_column(
         ForeignKey("identities.id", ondelete="CASCADE"), index=True
     )

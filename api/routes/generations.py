@@ -12,9 +12,10 @@ from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep, owned
+from api.deps import Auth, ClientAddress, Credentials, ServicesDep, owned
 from api.errors import Conflict, NotFound
 from api.jobs import ACTIVE, TERMINAL, request_cancel
 from api.limits import TooManyRequests
@@ -56,13 +57,7 @@ def image_public(row: ImageRow) -> ImagePublic:
     )
 
 
-def to_public(session: SessionDep, job: Generation, services: Services) -> GenerationPublic:
-    images = []
-    if job.status == "succeeded":
-        rows = session.scalars(
-            select(ImageRow).where(ImageRow.generation_id == job.id).order_by(ImageRow.index)
-        )
-        images = [image_public(r) for r in rows]
+def to_public(job: Generation, images: list[ImageRow], services: Services) -> GenerationPublic:
     return GenerationPublic(
         id=job.id,
         status=cast(Status, job.status),
@@ -73,7 +68,7 @@ def to_public(session: SessionDep, job: Generation, services: Services) -> Gener
         step=job.step,
         total_steps=job.total_steps,
         expanded=ExpandedPublic.model_validate(job.expanded) if job.expanded else None,
-        images=images,
+        images=[image_public(row) for row in images],
         error=ErrorBody(code=job.error_code, message=job.error_message or "")
         if job.error_code
         else None,
@@ -86,8 +81,24 @@ def to_public(session: SessionDep, job: Generation, services: Services) -> Gener
     )
 
 
-def owned_job(session: SessionDep, user_id: str, job_id: str) -> Generation:
+def owned_job(session: Session, user_id: str, job_id: str) -> Generation:
     return owned(session, Generation, user_id, job_id, "generation")
+
+
+def job_public(session: Session, user_id: str, job_id: str, services: Services) -> GenerationPublic:
+    """The user's job with its images, in one query (polling is the busiest route)."""
+    rows = session.execute(
+        select(Generation, ImageRow)
+        .outerjoin(ImageRow, ImageRow.generation_id == Generation.id)
+        .where(Generation.id == job_id)
+        .order_by(ImageRow.index)
+    ).all()
+    if not rows or rows[0][0].user_id != user_id:
+        raise NotFound("no such generation")
+    job = rows[0][0]
+    # Images are visible once their job has succeeded (they commit together).
+    images = [image for _, image in rows if image is not None] if job.status == "succeeded" else []
+    return to_public(job, images, services)
 
 
 @router.post(
@@ -95,7 +106,7 @@ def owned_job(session: SessionDep, user_id: str, job_id: str) -> Generation:
 )
 async def create_generation(
     body: GenerationCreate,
-    user: CurrentUser,
+    auth: Auth,
     services: ServicesDep,
     address: ClientAddress,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -103,7 +114,7 @@ async def create_generation(
     """Queue a generation. The same Idempotency-Key with the same body returns the same job."""
     digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     accepted = await run_in_threadpool(
-        _submit, services, user.id, body, digest, address, idempotency_key
+        _submit, services, auth, body, digest, address, idempotency_key
     )
     services.executor.notify()
     return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
@@ -111,7 +122,7 @@ async def create_generation(
 
 def _submit(
     services: Services,
-    user_id: str,
+    auth: Credentials,
     body: GenerationCreate,
     digest: str,
     address: object,
@@ -123,6 +134,7 @@ def _submit(
         if request[name] is None:
             request[name] = getattr(profile, name)
     with services.db.session() as session:
+        user_id = auth.user(session).id
         if idempotency_key:
             previous = session.scalar(
                 select(Generation).where(
@@ -189,10 +201,9 @@ def _submit(
 
 
 @router.get("/{generation_id}", response_model=GenerationPublic, responses=ERRORS)
-def read_generation(
-    generation_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
-) -> GenerationPublic:
-    return to_public(session, owned_job(session, user.id, generation_id), services)
+def read_generation(generation_id: str, auth: Auth, services: ServicesDep) -> GenerationPublic:
+    with services.db.session() as session:
+        return job_public(session, auth.user(session).id, generation_id, services)
 
 
 @router.post(
@@ -201,16 +212,15 @@ def read_generation(
     response_model=GenerationPublic,
     responses=ERRORS,
 )
-def cancel_generation(
-    generation_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
-) -> GenerationPublic:
+def cancel_generation(generation_id: str, auth: Auth, services: ServicesDep) -> GenerationPublic:
     """Cancel a queued job at once, a running one at its next denoising step."""
-    job = owned_job(session, user.id, generation_id)
-    if job.status in TERMINAL:
-        raise Conflict(f"the generation has already {job.status}", code="not_cancellable")
-    request_cancel(session, job)
-    session.flush()
-    return to_public(session, job, services)
+    with services.db.session() as session:
+        job = owned_job(session, auth.user(session).id, generation_id)
+        if job.status in TERMINAL:
+            raise Conflict(f"the generation has already {job.status}", code="not_cancellable")
+        request_cancel(session, job)
+        session.flush()
+        return to_public(job, [], services)  # not succeeded, so no images to show
 
 
 @router.get(
@@ -225,13 +235,14 @@ def cancel_generation(
     },
 )
 async def stream_generation_events(
-    generation_id: str, user: CurrentUser, services: ServicesDep, request: Request
+    generation_id: str, auth: Auth, services: ServicesDep, request: Request
 ) -> StreamingResponse:
     """Server-sent events: progress as it changes, then the final state."""
+    user_id = (await auth.identify(services.db)).user.id
 
     def snapshot() -> GenerationPublic:
         with services.db.session() as session:
-            return to_public(session, owned_job(session, user.id, generation_id), services)
+            return job_public(session, user_id, generation_id, services)
 
     first = await run_in_threadpool(snapshot)  # 404 before the stream starts
 

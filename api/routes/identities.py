@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep, owned
+from api.deps import Auth, ClientAddress, ServicesDep, owned
 from api.erasure import delete_files, erase_identity
 from api.errors import ApiError, Conflict
 from api.region import parse_region
@@ -37,7 +38,7 @@ def to_public(identity: Identity, consent_version: str, retention_days: int) -> 
     )
 
 
-def owned_identity(session: SessionDep, user_id: str, identity_id: str) -> Identity:
+def owned_identity(session: Session, user_id: str, identity_id: str) -> Identity:
     return owned(session, Identity, user_id, identity_id, "identity")
 
 
@@ -46,7 +47,7 @@ def owned_identity(session: SessionDep, user_id: str, identity_id: str) -> Ident
 )
 async def create_identity(
     services: ServicesDep,
-    user: CurrentUser,
+    auth: Auth,
     address: ClientAddress,
     photos: Annotated[list[UploadFile], File(description="1-5 photos of you: JPEG, PNG or WebP")],
     consent: Annotated[str, Form(description='"true": you accept the consent text')],
@@ -54,6 +55,7 @@ async def create_identity(
     residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
 ) -> IdentityPublic:
     """Enroll your face from 1-5 photos. The photos are analysed and discarded."""
+    user = (await auth.identify(services.db)).user
     if consent.strip().lower() != "true":
         raise ApiError("enrollment needs consent=true", code="consent_required")
     if consent_version != services.consent.version:
@@ -116,36 +118,33 @@ def _store(
 
 
 @router.get("", response_model=list[IdentityPublic], responses=ERRORS)
-def list_identities(
-    user: CurrentUser, session: SessionDep, services: ServicesDep
-) -> list[IdentityPublic]:
+def list_identities(auth: Auth, services: ServicesDep) -> list[IdentityPublic]:
     """Your enrolled identities, newest first."""
-    rows = session.execute(
-        select(Identity, Consent.policy_version)
-        .outerjoin(Consent, Consent.id == Identity.consent_id)
-        .where(Identity.user_id == user.id)
-        .order_by(Identity.created_at.desc(), Identity.id.desc())
-    )
     days = services.settings.retention_days
-    return [to_public(identity, version or "unknown", days) for identity, version in rows]
+    with services.db.session() as session:
+        rows = session.execute(
+            select(Identity, Consent.policy_version)
+            .outerjoin(Consent, Consent.id == Identity.consent_id)
+            .where(Identity.user_id == auth.user(session).id)
+            .order_by(Identity.created_at.desc(), Identity.id.desc())
+        )
+        return [to_public(identity, version or "unknown", days) for identity, version in rows]
 
 
 @router.get("/{identity_id}", response_model=IdentityPublic, responses=ERRORS)
-def read_identity(
-    identity_id: str, user: CurrentUser, session: SessionDep, services: ServicesDep
-) -> IdentityPublic:
-    identity = owned_identity(session, user.id, identity_id)
-    consent = session.get(Consent, identity.consent_id)
-    version = consent.policy_version if consent else "unknown"
-    return to_public(identity, version, services.settings.retention_days)
+def read_identity(identity_id: str, auth: Auth, services: ServicesDep) -> IdentityPublic:
+    with services.db.session() as session:
+        identity = owned_identity(session, auth.user(session).id, identity_id)
+        consent = session.get(Consent, identity.consent_id)
+        version = consent.policy_version if consent else "unknown"
+        return to_public(identity, version, services.settings.retention_days)
 
 
 @router.delete("/{identity_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-def delete_identity(identity_id: str, user: CurrentUser, services: ServicesDep) -> Response:
+def delete_identity(identity_id: str, auth: Auth, services: ServicesDep) -> Response:
     """Erase the face embedding, every image made from it, and its queued or running jobs."""
     with services.db.session() as session:
-        keys = erase_identity(
-            session, owned_identity(session, user.id, identity_id), "user_request"
-        )
+        identity = owned_identity(session, auth.user(session).id, identity_id)
+        keys = erase_identity(session, identity, "user_request")
     delete_files(services.storage, keys)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from PIL import Image
 from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
 
-from api.deps import ClientAddress, CurrentUser, ServicesDep, SessionDep, owned
+from api.deps import Auth, ClientAddress, ServicesDep, owned
 from api.errors import ApiError
 from api.routes.generations import image_public
 from api.schemas import GalleryPage, ImageMetadata, error_responses
@@ -39,7 +40,7 @@ def labelled_download(data: bytes, image_id: str, config: ProvenanceConfig) -> b
     return mark(pixels, image_id, dataclasses.replace(config, label=True)).data
 
 
-def owned_image(session: SessionDep, user_id: str, image_id: str) -> ImageRow:
+def owned_image(session: Session, user_id: str, image_id: str) -> ImageRow:
     return owned(session, ImageRow, user_id, image_id, "image")
 
 
@@ -50,14 +51,15 @@ def owned_image(session: SessionDep, user_id: str, image_id: str) -> ImageRow:
 )
 def read_image(
     image_id: str,
-    user: CurrentUser,
-    session: SessionDep,
+    auth: Auth,
     services: ServicesDep,
     address: ClientAddress,
     download: Annotated[bool, Query(description="as an attachment (a file to save)")] = False,
 ) -> Response:
-    services.gate.require("gallery", address)
-    row = owned_image(session, user.id, image_id)
+    with services.db.session() as session:
+        user = auth.user(session)
+        services.gate.require("gallery", address)
+        row = owned_image(session, user.id, image_id)
     headers = dict(IMAGE_HEADERS)
     data = services.storage.get(row.storage_key)
     if download:
@@ -70,20 +72,21 @@ def read_image(
 @router.get("/v1/images/{image_id}/metadata", response_model=ImageMetadata, responses=ERRORS)
 def read_image_metadata(
     image_id: str,
-    user: CurrentUser,
-    session: SessionDep,
+    auth: Auth,
     services: ServicesDep,
     address: ClientAddress,
 ) -> ImageMetadata:
-    services.gate.require("gallery", address)
-    row = owned_image(session, user.id, image_id)
-    return ImageMetadata(id=row.id, generation_id=row.generation_id, metadata=row.meta)
+    with services.db.session() as session:
+        user = auth.user(session)
+        services.gate.require("gallery", address)
+        row = owned_image(session, user.id, image_id)
+        return ImageMetadata(id=row.id, generation_id=row.generation_id, metadata=row.meta)
 
 
 @router.delete("/v1/images/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-def delete_image(image_id: str, user: CurrentUser, services: ServicesDep) -> Response:
+def delete_image(image_id: str, auth: Auth, services: ServicesDep) -> Response:
     with services.db.session() as session:
-        row = owned_image(session, user.id, image_id)
+        row = owned_image(session, auth.user(session).id, image_id)
         key = row.storage_key
         session.delete(row)
     services.storage.delete(key)
@@ -107,29 +110,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @router.get("/v1/gallery", response_model=GalleryPage, responses=ERRORS)
 def list_gallery(
-    user: CurrentUser,
-    session: SessionDep,
+    auth: Auth,
     services: ServicesDep,
     address: ClientAddress,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 24,
 ) -> GalleryPage:
     """Your images, newest first; pass ``next_cursor`` back to get the next page."""
-    services.gate.require("gallery", address)
-    query = select(ImageRow).where(ImageRow.user_id == user.id)
-    if cursor:
-        stamp, image_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                ImageRow.created_at < stamp,
-                and_(ImageRow.created_at == stamp, ImageRow.id < image_id),
+    with services.db.session() as session:
+        query = select(ImageRow).where(ImageRow.user_id == auth.user(session).id)
+        services.gate.require("gallery", address)
+        if cursor:
+            stamp, image_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    ImageRow.created_at < stamp,
+                    and_(ImageRow.created_at == stamp, ImageRow.id < image_id),
+                )
+            )
+        rows = list(
+            session.scalars(
+                query.order_by(ImageRow.created_at.desc(), ImageRow.id.desc()).limit(limit + 1)
             )
         )
-    rows = list(
-        session.scalars(
-            query.order_by(ImageRow.created_at.desc(), ImageRow.id.desc()).limit(limit + 1)
-        )
-    )
     more = len(rows) > limit
     rows = rows[:limit]
     return GalleryPage(

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from api import sessions
 from api.auth import Unauthorized, user_for_key
-from api.deps import CurrentCaller, ServicesDep
+from api.deps import Auth, ServicesDep
 from api.schemas import SessionCreate, SessionPublic, error_responses
 
 router = APIRouter(prefix="/v1/session", tags=["session"])
@@ -51,8 +51,10 @@ def create_session(body: SessionCreate, request: Request, services: ServicesDep)
 
 
 @router.get("", response_model=SessionPublic, responses=ERRORS)
-def read_session(caller: CurrentCaller) -> SessionPublic:
+def read_session(auth: Auth, services: ServicesDep) -> SessionPublic:
     """Who is signed in with this browser, and the session's CSRF token."""
+    with services.db.session() as session:
+        caller = auth.caller(session)
     if caller.session_token is None or caller.session_expires_at is None:
         raise Unauthorized("no browser session: sign in with POST /v1/session")
     return SessionPublic(
@@ -63,10 +65,11 @@ def read_session(caller: CurrentCaller) -> SessionPublic:
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-def delete_session(caller: CurrentCaller, services: ServicesDep) -> Response:
+def delete_session(auth: Auth, services: ServicesDep) -> Response:
     """Sign out: the session ends on the server and the cookie is cleared."""
-    if caller.session_token is not None:
-        with services.db.session() as session:
+    with services.db.session() as session:
+        caller = auth.caller(session)
+        if caller.session_token is not None:
             sessions.end_session(session, caller.session_token)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict")
