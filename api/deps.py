@@ -19,13 +19,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import sessions
-from api.auth import bearer_key, user_for_key
+from api.auth import Account, bearer_key, user_for_key
 from api.db import Database
 from api.errors import NotFound
 from api.limits import RateLimiter
 from api.region import client_address
 from api.services import Services
-from api.tables import User
 
 
 async def get_services(request: Request) -> Services:
@@ -48,7 +47,7 @@ def owned(session: Session, model: type[Row], user_id: str, object_id: str, noun
 
 @dataclass(frozen=True)
 class Caller:
-    user: User
+    user: Account
     session_token: str | None = None  # the browser session's cookie token; None: an API key
     session_expires_at: datetime | None = None
 
@@ -85,7 +84,7 @@ class Credentials:
         self.limiter.take(caller.user.id, self.cost)
         return caller
 
-    def user(self, session: Session) -> User:
+    def user(self, session: Session) -> Account:
         return self.caller(session).user
 
     async def identify(self, db: Database) -> Caller:

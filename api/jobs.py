@@ -84,8 +84,7 @@ def claim_compatible(
 
 def _take(s: Session, job_id: str, owner: str, lease_s: float) -> Claim | None:
     now = utcnow()
-    claimed = _changed(
-        s,
+    attempt = s.scalar(
         update(Generation)
         .where(Generation.id == job_id, Generation.status == "queued")
         .values(
@@ -96,12 +95,10 @@ def _take(s: Session, job_id: str, owner: str, lease_s: float) -> Claim | None:
             started_at=now,
             progress=0.0,
             step=0,
-        ),
+        )
+        .returning(Generation.attempts)
     )
-    if not claimed:
-        return None
-    attempt = s.scalar(select(Generation.attempts).where(Generation.id == job_id))
-    return Claim(job_id, owner, int(attempt or 1))
+    return Claim(job_id, owner, int(attempt)) if attempt is not None else None
 
 
 def release(db: Database, claim: Claim) -> bool:

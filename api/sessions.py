@@ -22,7 +22,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from api.auth import Unauthorized
+from api.auth import Account, Unauthorized
 from api.errors import ApiError, InvalidAddress
 from api.region.address import IPNetwork, parse_ip
 from api.tables import User, WebSession, utcnow
@@ -48,7 +48,7 @@ def csrf_token(token: str) -> str:
     return hmac.new(token.encode(), b"imagine-csrf", hashlib.sha256).hexdigest()
 
 
-def start_session(session: Session, user: User, hours: float) -> tuple[str, WebSession]:
+def start_session(session: Session, user: Account, hours: float) -> tuple[str, WebSession]:
     """A new session for ``user``: (the cookie's token, returned once; the row)."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
@@ -62,7 +62,7 @@ def start_session(session: Session, user: User, hours: float) -> tuple[str, WebS
     return token, row
 
 
-def session_for_token(session: Session, token: str) -> tuple[User, WebSession]:
+def session_for_token(session: Session, token: str) -> tuple[Account, WebSession]:
     """The signed-in user and their session, or Unauthorized when unknown or expired."""
     row = session.get(WebSession, _hash(token))
     if row is None or row.expires_at <= utcnow():
@@ -70,7 +70,7 @@ def session_for_token(session: Session, token: str) -> tuple[User, WebSession]:
     user = session.get(User, row.user_id)
     if user is None:
         raise Unauthorized("your session has ended; sign in again")
-    return user, row
+    return Account(user.id, user.name), row
 
 
 def check_csrf(token: str, sent: str | None) -> None:
