@@ -28,7 +28,14 @@ from api.services import Services
 
 
 async def get_services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
+
+
+def services_of(request: Request) -> Services:
+    """The dependencies below read the services here rather than through ``ServicesDep``:
+    each sub-dependency FastAPI resolves costs about as much as a query."""
+    services: Services = request.app.state.services
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -98,7 +105,7 @@ class Credentials:
         return await run_in_threadpool(look_up)
 
 
-async def get_credentials(request: Request, services: ServicesDep) -> Credentials:
+async def get_credentials(request: Request) -> Credentials:
     authorization = request.headers.get("authorization")
     cookie = request.cookies.get(sessions.COOKIE)
     if authorization or not cookie:
@@ -110,16 +117,15 @@ async def get_credentials(request: Request, services: ServicesDep) -> Credential
         csrf_token=request.headers.get(sessions.CSRF_HEADER),
         method=request.method,
         cost=RATE_COSTS.get(route, 1.0),
-        limiter=services.limiter,
+        limiter=services_of(request).limiter,
     )
 
 
 Auth = Annotated[Credentials, Depends(get_credentials)]
 
 
-async def get_client_address(
-    request: Request, services: ServicesDep
-) -> IPv4Address | IPv6Address | None:
+async def get_client_address(request: Request) -> IPv4Address | IPv6Address | None:
+    services = services_of(request)
     peer = request.client.host if request.client else None
     return client_address(
         peer, request.headers, services.trusted, services.settings.forwarded_header
