@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from api.db import Database
@@ -29,24 +29,64 @@ class Claim:
     attempt: int
 
 
-def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
-    """Take the oldest queued job: running, leased to ``owner`` until now + lease."""
-    with db.session() as s:
-        query = (
-            select(Generation.id)
-            .where(Generation.status == "queued")
-            .order_by(Generation.created_at, Generation.id)
-            .limit(1)
+# Executors call the functions from here to ``request_cancel`` for every job (progress
+# at every denoising step), so they use the table's columns (SQLAlchemy Core): the ORM's
+# statement handling, such as looking for loaded copies of the rows an UPDATE changes,
+# cost more than the statements themselves (``benchmarks/api.py``). Each runs in a
+# session of its own that holds no loaded jobs.
+JOBS = cast(Table, Generation.__table__)
+JOB = JOBS.c
+
+
+def _lease(target: Any) -> Any:
+    """``UPDATE`` that leases the job ``target`` names if it is still queued; the owner,
+    the time and the lease's end are bound per call (``_lease_values``)."""
+    return (
+        update(JOBS)
+        .where(JOB.id == target, JOB.status == "queued")
+        .values(
+            status="running",
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("until", type_=JOB.lease_expires_at.type),
+            attempts=JOB.attempts + 1,
+            started_at=bindparam("now", type_=JOB.started_at.type),
+            progress=0.0,
+            step=0,
         )
-        if db.engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        job_id = s.scalar(query)
-        return _take(s, job_id, owner, lease_s) if job_id else None
+        .returning(JOB.id, JOB.attempts)
+    )
+
+
+def _lease_values(owner: str, lease_s: float) -> dict[str, Any]:
+    now = utcnow()
+    return {"owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
+
+
+_OLDEST_QUEUED = (
+    select(JOB.id).where(JOB.status == "queued").order_by(JOB.created_at, JOB.id).limit(1)
+)
+LEASE_OLDEST = _lease(_OLDEST_QUEUED.scalar_subquery())
+# PostgreSQL: workers on other machines skip a job another one is leasing, never wait on it.
+LEASE_OLDEST_SKIP_LOCKED = _lease(
+    _OLDEST_QUEUED.with_for_update(skip_locked=True).scalar_subquery()
+)
+LEASE_ONE = _lease(bindparam("job_id"))
+
+
+def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
+    """Take the oldest queued job: running, leased to ``owner`` until now + lease. One
+    statement chooses the job and leases it."""
+    postgres = db.engine.dialect.name == "postgresql"
+    with db.session() as s:
+        row = s.execute(
+            LEASE_OLDEST_SKIP_LOCKED if postgres else LEASE_OLDEST, _lease_values(owner, lease_s)
+        ).first()
+    return Claim(row.id, owner, int(row.attempts)) if row else None
 
 
 def job_request(db: Database, claim: Claim) -> dict[str, Any] | None:
     with db.session() as s:
-        return s.scalar(select(Generation.request).where(Generation.id == claim.job_id))
+        return s.scalar(select(JOB.request).where(JOB.id == claim.job_id))
 
 
 def batch_key(request: dict[str, Any]) -> tuple[int, int, int]:
@@ -63,9 +103,9 @@ def claim_compatible(
     claims: list[Claim] = []
     with db.session() as s:
         query = (
-            select(Generation.id, Generation.request)
-            .where(Generation.status == "queued")
-            .order_by(Generation.created_at, Generation.id)
+            select(JOB.id, JOB.request)
+            .where(JOB.status == "queued")
+            .order_by(JOB.created_at, JOB.id)
             .limit(scan)
         )
         if db.engine.dialect.name == "postgresql":
@@ -83,22 +123,8 @@ def claim_compatible(
 
 
 def _take(s: Session, job_id: str, owner: str, lease_s: float) -> Claim | None:
-    now = utcnow()
-    attempt = s.scalar(
-        update(Generation)
-        .where(Generation.id == job_id, Generation.status == "queued")
-        .values(
-            status="running",
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            attempts=Generation.attempts + 1,
-            started_at=now,
-            progress=0.0,
-            step=0,
-        )
-        .returning(Generation.attempts)
-    )
-    return Claim(job_id, owner, int(attempt)) if attempt is not None else None
+    row = s.execute(LEASE_ONE, {**_lease_values(owner, lease_s), "job_id": job_id}).first()
+    return Claim(job_id, owner, int(row.attempts)) if row else None
 
 
 def release(db: Database, claim: Claim) -> bool:
@@ -108,7 +134,7 @@ def release(db: Database, claim: Claim) -> bool:
         return bool(
             _changed(
                 s,
-                update(Generation)
+                update(JOBS)
                 .where(_owned(claim))
                 .values(
                     status="queued",
@@ -116,24 +142,20 @@ def release(db: Database, claim: Claim) -> bool:
                     lease_expires_at=None,
                     progress=0.0,
                     step=0,
-                    attempts=Generation.attempts - 1,
+                    attempts=JOB.attempts - 1,
                 ),
             )
         )
 
 
-def _changed(session: Session, statement: Any) -> int:
+def _changed(session: Session, statement: Any, params: dict[str, Any] | None = None) -> int:
     """Rows an UPDATE touched: the guard of every conditional state change here."""
-    result = cast(CursorResult[Any], session.execute(statement))
+    result = cast(CursorResult[Any], session.execute(statement, params))
     return result.rowcount
 
 
 def _owned(claim: Claim) -> Any:
-    return (
-        (Generation.id == claim.job_id)
-        & (Generation.status == "running")
-        & (Generation.lease_owner == claim.owner)
-    )
+    return (JOB.id == claim.job_id) & (JOB.status == "running") & (JOB.lease_owner == claim.owner)
 
 
 def heartbeat(db: Database, claim: Claim, lease_s: float) -> bool:
@@ -142,7 +164,7 @@ def heartbeat(db: Database, claim: Claim, lease_s: float) -> bool:
         return bool(
             _changed(
                 s,
-                update(Generation)
+                update(JOBS)
                 .where(_owned(claim))
                 .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)),
             )
@@ -153,16 +175,33 @@ def report_progress(db: Database, claim: Claim, step: int, total: int) -> bool:
     """Record progress; returns True when the user asked to cancel (or the job vanished)."""
     with db.session() as s:
         s.execute(
-            update(Generation)
+            update(JOBS)
             .where(_owned(claim))
             .values(step=step, total_steps=total, progress=step / max(total, 1))
         )
         row = s.execute(
-            select(Generation.cancel_requested, Generation.lease_owner).where(
-                Generation.id == claim.job_id
-            )
+            select(JOB.cancel_requested, JOB.lease_owner).where(JOB.id == claim.job_id)
         ).first()
     return row is None or bool(row.cancel_requested) or row.lease_owner != claim.owner
+
+
+COMPLETE = (
+    update(JOBS)
+    .where(
+        JOB.id == bindparam("job_id"),
+        JOB.status == "running",
+        JOB.lease_owner == bindparam("owner"),
+        JOB.cancel_requested.is_(False),
+    )
+    .values(
+        status="succeeded",
+        progress=1.0,
+        finished_at=bindparam("now", type_=JOB.finished_at.type),
+        lease_owner=None,
+        lease_expires_at=None,
+        warnings=bindparam("outcome", type_=JOB.warnings.type),
+    )
+)
 
 
 def complete(
@@ -176,16 +215,13 @@ def complete(
     with db.session() as s:
         done = _changed(
             s,
-            update(Generation)
-            .where(_owned(claim), Generation.cancel_requested.is_(False))
-            .values(
-                status="succeeded",
-                progress=1.0,
-                finished_at=utcnow(),
-                lease_owner=None,
-                lease_expires_at=None,
-                warnings={"items": warnings, "withheld": withheld or []},
-            ),
+            COMPLETE,
+            {
+                "job_id": claim.job_id,
+                "owner": claim.owner,
+                "now": utcnow(),
+                "outcome": {"items": warnings, "withheld": withheld or []},
+            },
         )
         if not done:
             return False
@@ -207,7 +243,7 @@ def finish(
         return bool(
             _changed(
                 s,
-                update(Generation)
+                update(JOBS)
                 .where(_owned(claim))
                 .values(
                     status=status,
