@@ -11,14 +11,14 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auth, ClientAddress, Credentials, ServicesDep, owned
 from api.errors import Conflict, NotFound
-from api.jobs import ACTIVE, TERMINAL, request_cancel
+from api.jobs import ACTIVE, JOB, JOBS, TERMINAL, request_cancel
 from api.limits import TooManyRequests
 from api.routes.identities import owned_identity
 from api.schemas import (
@@ -41,13 +41,13 @@ router = APIRouter(prefix="/v1/generations", tags=["generations"])
 # Retention counts years from an identity's last use; recording it once a day is
 # precise enough, and spares most job submissions a second write.
 LAST_USE_RESOLUTION = timedelta(days=1)
-# Job submission runs these on every request; statements are built once.
+# Job submission runs these on every request: built once, on the table's columns (Core).
 ACTIVE_JOBS = (
     select(func.count())
-    .select_from(Generation)
-    .where(Generation.user_id == bindparam("user_id"), Generation.status.in_(ACTIVE))
+    .select_from(JOBS)
+    .where(JOB.user_id == bindparam("user_id"), JOB.status.in_(ACTIVE))
 )
-NEW_JOB = insert(cast(Table, Generation.__table__))  # Core: no unit of work for one row
+NEW_JOB = insert(JOBS)
 ERRORS = error_responses(401, 404, 409, 422, 429, 451)
 
 
