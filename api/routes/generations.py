@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auth, ClientAddress, Credentials, ServicesDep, owned
+from api.deps import Auth, ClientAddress, Credentials, ServicesDep, mine, owned
 from api.errors import Conflict, NotFound
 from api.jobs import ACTIVE, JOB, JOBS, TERMINAL, request_cancel
 from api.limits import TooManyRequests
@@ -108,9 +108,7 @@ JOB_WITH_IMAGES = (
 def job_public(session: Session, user_id: str, job_id: str, services: Services) -> GenerationPublic:
     """The user's job and, once it has succeeded, its images."""
     rows = session.execute(JOB_WITH_IMAGES, {"job_id": job_id}).all()
-    if not rows or rows[0][0].user_id != user_id:
-        raise NotFound("no such generation")
-    job = rows[0][0]
+    job = mine(rows[0][0] if rows else None, user_id, "generation")
     # Images are visible once their job has succeeded (they commit together).
     images = [image for _, image in rows if image is not None] if job.status == "succeeded" else []
     return to_public(job, images, services)

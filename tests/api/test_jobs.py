@@ -1,0 +1,137 @@
+"""Job claims against a real database, and SQLite writes from many threads at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from api.db import Database, migrate
+from api.jobs import claim_next, complete
+from api.tables import Generation, Identity, User, new_id, utcnow
+
+
+@pytest.fixture
+def db(database_url) -> Iterator[Database]:
+    database = Database(database_url)
+    migrate(database.engine)
+    yield database
+    database.engine.dispose()
+
+
+def queue_jobs(db: Database, count: int) -> list[str]:
+    """``count`` queued jobs of one user, oldest first in the returned order."""
+    start = utcnow() - timedelta(hours=1)
+    with db.session() as s:
+        user = User(id=new_id("usr"), name=new_id("name"), key_hash=new_id("key"))
+        identity = Identity(
+            id=new_id("idn"),
+            user_id=user.id,
+            consent_id=new_id("cns"),
+            residence="US-CA",
+            embedding_encrypted=b"x",
+            embedding_dim=128,
+            backend="dlib",
+            model_id="test",
+            photos={"items": []},
+        )
+        jobs = [
+            Generation(
+                id=new_id("gen"),
+                user_id=user.id,
+                identity_id=identity.id,
+                request={"n": 1, "prompt": "me", "width": 64, "height": 64, "steps": 2},
+                request_sha256="0" * 64,
+                created_at=start + timedelta(seconds=i),
+            )
+            for i in range(count)
+        ]
+        s.add(user)
+        s.flush()
+        s.add(identity)
+        s.flush()
+        s.add_all(jobs)
+    return [job.id for job in jobs]
+
+
+def test_each_queued_job_is_claimed_once_oldest_first_by_competing_workers(db):
+    ids = queue_jobs(db, 24)
+    claims: list = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (claim := claim_next(db, name, lease_s=60)) is not None:
+            with lock:
+                claims.append(claim)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(c.job_id for c in claims) == sorted(ids)  # every job, none twice
+    assert all(c.attempt == 1 for c in claims)
+    with db.session() as s:
+        rows = {j.id: j for j in s.scalars(select(Generation))}
+    assert {rows[c.job_id].lease_owner for c in claims} <= {f"w{i}" for i in range(4)}
+    assert all(rows[i].status == "running" and rows[i].lease_expires_at for i in ids)
+
+    first = queue_jobs(db, 3)
+    claim = claim_next(db, "solo", lease_s=60)
+    assert claim is not None and claim.job_id == first[0]
+    assert complete(db, claim, [], ["done"])
+    with db.session() as s:
+        done = s.get(Generation, first[0])
+        assert done is not None
+        assert (done.status, done.lease_owner, done.warnings) == (
+            "succeeded",
+            None,
+            {"items": ["done"], "withheld": []},
+        )
+
+
+def test_an_empty_queue_claims_nothing(db):
+    assert claim_next(db, "w", lease_s=60) is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_writers_in_many_threads_all_commit_and_a_failed_one_frees_the_others(db):
+    ids = queue_jobs(db, 1)
+    errors: list[BaseException] = []
+
+    def failing_writer() -> None:
+        try:
+            with db.session() as s:
+                s.add(User(id=new_id("usr"), name="dup", key_hash=new_id("key")))
+                s.flush()  # this thread now holds the write turn
+                raise RuntimeError("the request failed after writing")
+        except RuntimeError:
+            pass
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                with db.session() as s:
+                    s.add(User(id=new_id("usr"), name=f"u{n}-{i}", key_hash=new_id("key")))
+        except BaseException as exc:  # e.g. "database is locked"
+            errors.append(exc)
+
+    failing = threading.Thread(target=failing_writer, daemon=True)
+    failing.start()
+    failing.join(timeout=10)
+    threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)  # far below SQLite's 30 s busy timeout: nobody waited for it
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    with db.session() as s:
+        names = set(s.scalars(select(User.name)))
+    assert "dup" not in names  # the failed transaction was rolled back
+    assert {f"u{n}-{i}" for n in range(8) for i in range(10)} <= names
+    claim = claim_next(db, "w", lease_s=60)  # no write turn was left held
+    assert claim is not None and claim.job_id == ids[0]
