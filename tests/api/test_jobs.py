@@ -1,16 +1,17 @@
-"""Job claims against a real database, and SQLite writes from many threads at once."""
+"""Job state against a real database: claims, requeues, and SQLite writes from many threads."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from api.db import Database, migrate
-from api.jobs import claim_next, complete
+from api.jobs import claim_next, complete, requeue_expired
 from api.tables import Generation, Identity, User, new_id, utcnow
 
 
@@ -22,11 +23,13 @@ def db(database_url) -> Iterator[Database]:
     database.engine.dispose()
 
 
-def queue_jobs(db: Database, count: int) -> list[str]:
-    """``count`` queued jobs of one user, oldest first in the returned order."""
+def queue_jobs(db: Database, count: int, **job: Any) -> list[str]:
+    """``count`` jobs of a new user (queued unless ``job`` says otherwise), oldest first."""
     start = utcnow() - timedelta(hours=1)
     with db.session() as s:
         user = User(id=new_id("usr"), name=new_id("name"), key_hash=new_id("key"))
+        s.add(user)
+        s.flush()
         identity = Identity(
             id=new_id("idn"),
             user_id=user.id,
@@ -38,6 +41,8 @@ def queue_jobs(db: Database, count: int) -> list[str]:
             model_id="test",
             photos={"items": []},
         )
+        s.add(identity)
+        s.flush()
         jobs = [
             Generation(
                 id=new_id("gen"),
@@ -46,15 +51,12 @@ def queue_jobs(db: Database, count: int) -> list[str]:
                 request={"n": 1, "prompt": "me", "width": 64, "height": 64, "steps": 2},
                 request_sha256="0" * 64,
                 created_at=start + timedelta(seconds=i),
+                **job,
             )
             for i in range(count)
         ]
-        s.add(user)
-        s.flush()
-        s.add(identity)
-        s.flush()
         s.add_all(jobs)
-    return [job.id for job in jobs]
+    return [j.id for j in jobs]
 
 
 def test_each_queued_job_is_claimed_once_oldest_first_by_competing_workers(db):
@@ -95,6 +97,20 @@ def test_each_queued_job_is_claimed_once_oldest_first_by_competing_workers(db):
 
 def test_an_empty_queue_claims_nothing(db):
     assert claim_next(db, "w", lease_s=60) is None
+
+
+def test_requeue_gives_up_after_max_attempts(db):
+    past = utcnow() - timedelta(seconds=10)
+    dead = {"status": "running", "lease_owner": "dead", "lease_expires_at": past}
+    retried = queue_jobs(db, 1, attempts=1, **dead)[0]
+    lost = queue_jobs(db, 1, attempts=3, **dead)[0]
+    assert requeue_expired(db, max_attempts=3) == 2
+    with db.session() as s:
+        again, failed = s.get(Generation, retried), s.get(Generation, lost)
+        assert again is not None and failed is not None
+        assert again.status == "queued" and again.lease_owner is None
+        assert failed.status == "failed" and failed.error_code == "worker_lost"
+    assert requeue_expired(db, max_attempts=3) == 0  # nothing stays running forever
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from api.db import Database
-from api.jobs import requeue_expired
-from api.tables import Generation, ImageRow, utcnow
+from api.tables import Generation, ImageRow
 from tests.api.server import Server, free_port, smoke_home
 from tests.photos import astronaut
 
@@ -83,53 +81,6 @@ def test_a_job_survives_a_killed_server(server, smoke):
             len(s.scalars(select(ImageRow).where(ImageRow.generation_id == job["id"])).all()) == 2
         )
     assert len(list((server.home / "images").glob("*/*.png"))) == 2  # no duplicate, no orphan
-    db.engine.dispose()
-
-
-def test_requeue_gives_up_after_max_attempts(tmp_path):
-    from api.db import migrate
-    from api.tables import Identity, User
-
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
-    migrate(db.engine)
-    with db.session() as s:
-        s.add(User(id="usr_1", name="a", key_hash="h"))
-        s.flush()
-        s.add(
-            Identity(
-                id="idn_1",
-                user_id="usr_1",
-                consent_id="c",
-                residence="US-CA",
-                embedding_encrypted=b"",
-                embedding_dim=128,
-                backend="dlib",
-                model_id="m",
-                photos={"items": []},
-            )
-        )
-        s.flush()
-        past = utcnow() - timedelta(seconds=10)
-        for i, attempts in enumerate((1, 3)):
-            s.add(
-                Generation(
-                    id=f"gen_{i}",
-                    user_id="usr_1",
-                    identity_id="idn_1",
-                    status="running",
-                    request={"prompt": "me", "n": 1},
-                    request_sha256="x",
-                    attempts=attempts,
-                    lease_owner="dead",
-                    lease_expires_at=past,
-                )
-            )
-    assert requeue_expired(db, max_attempts=3) == 2
-    with db.session() as s:
-        retried, lost = s.get(Generation, "gen_0"), s.get(Generation, "gen_1")
-        assert retried.status == "queued" and retried.lease_owner is None
-        assert lost.status == "failed" and lost.error_code == "worker_lost"
-    assert requeue_expired(db, max_attempts=3) == 0  # nothing stays running forever
     db.engine.dispose()
 
 
