@@ -12,7 +12,8 @@ same for each server's CPU time per request, which the client's share of
 the cores does not blur. Between phases the run waits until the executor
 has finished every job, and counts its CPU in the job creation's share.
 
-    .venv/bin/python benchmarks/api.py [--requests 1000] [--rounds 5] [--concurrency 8] [--json out.json]
+    .venv/bin/python benchmarks/api.py [--requests 1000] [--rounds 5] [--concurrency 8]
+        [--json out.json]
 """
 
 from __future__ import annotations
