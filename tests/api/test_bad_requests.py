@@ -89,6 +89,26 @@ def test_bad_requests_get_their_codes(world):
             "unauthorized",
         ),
         (
+            "unknown API key on job creation",
+            lambda: client.post("/v1/generations", headers=auth("imk_nope"), json=ok),
+            401,
+            "unauthorized",
+        ),
+        # No credentials at all: refused before the body is read. A key is checked in the
+        # route's own transaction, so a malformed body with an unknown key is a 422 first.
+        (
+            "no API key and a malformed body",
+            lambda: client.post("/v1/generations", json={"prompt": 5}),
+            401,
+            "unauthorized",
+        ),
+        (
+            "unknown API key and a malformed body",
+            lambda: client.post("/v1/generations", headers=auth("imk_nope"), json={"prompt": 5}),
+            422,
+            "invalid_request",
+        ),
+        (
             "consent missing",
             lambda: client.post(
                 "/v1/identities",
