@@ -130,6 +130,11 @@ Auth = Annotated[Credentials, Depends(get_credentials)]
 
 
 async def get_client_address(request: Request) -> IPv4Address | IPv6Address | None:
+    return address_of(request)
+
+
+def address_of(request: Request) -> IPv4Address | IPv6Address | None:
+    """The client's address, as far as the trusted proxies vouch for it (region gate)."""
     services = services_of(request)
     peer = request.client.host if request.client else None
     return client_address(

@@ -8,7 +8,7 @@ used is decided elsewhere, by one validator (``contract.py``) for every backend.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,8 @@ class ExpandedPrompt:
     tokens: int = 0  # token positions of ``prompt``, start and end included
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"added": list(self.added), "warnings": list(self.warnings)}
+        # The fields are flat, so no deep copy (``asdict``): this runs for every job submitted.
+        return {**vars(self), "added": list(self.added), "warnings": list(self.warnings)}
 
     def with_warnings(self, *warnings: str) -> ExpandedPrompt:
         return replace(self, warnings=(*self.warnings, *warnings))

@@ -11,16 +11,15 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auth, ClientAddress, Credentials, ServicesDep, mine, owned
+from api.deps import Auth, Credentials, ServicesDep, address_of, mine, owned, services_of
 from api.errors import Conflict, NotFound
 from api.jobs import ACTIVE, JOB, JOBS, TERMINAL, request_cancel
 from api.limits import TooManyRequests
-from api.routes.identities import owned_identity
 from api.schemas import (
     ErrorBody,
     ExpandedPublic,
@@ -32,7 +31,7 @@ from api.schemas import (
     error_responses,
 )
 from api.services import Services
-from api.tables import Generation, ImageRow, new_id, utcnow
+from api.tables import Generation, Identity, ImageRow, new_id, utcnow
 from imagine.models import DEFAULTS
 from imagine.pipeline import check_request
 from llm_prompting import expand
@@ -42,12 +41,24 @@ router = APIRouter(prefix="/v1/generations", tags=["generations"])
 # precise enough, and spares most job submissions a second write.
 LAST_USE_RESOLUTION = timedelta(days=1)
 # Job submission runs these on every request: built once, on the table's columns (Core).
-ACTIVE_JOBS = (
+# One statement reads what it checks of the identity and counts its owner's queued and
+# running jobs (as ORs of plain parameters: SQLAlchemy renders an IN list anew each call).
+IDENTITIES = cast(Table, Identity.__table__)
+_ID = IDENTITIES.c
+SUBMIT_CHECKS = select(
+    _ID.user_id,
+    _ID.embedding_dim,
+    _ID.backend,
+    _ID.residence,
+    _ID.last_used_at,
     select(func.count())
     .select_from(JOBS)
-    .where(JOB.user_id == bindparam("user_id"), JOB.status.in_(ACTIVE))
-)
+    .where(JOB.user_id == _ID.user_id, or_(*(JOB.status == state for state in ACTIVE)))
+    .scalar_subquery()
+    .label("active"),
+).where(_ID.id == bindparam("identity_id"))
 NEW_JOB = insert(JOBS)
+MARK_USED = update(IDENTITIES).where(_ID.id == bindparam("identity_id"))
 ERRORS = error_responses(401, 404, 409, 422, 429, 451)
 
 
@@ -120,14 +131,14 @@ def job_public(session: Session, user_id: str, job_id: str, services: Services) 
 async def create_generation(
     body: GenerationCreate,
     auth: Auth,
-    services: ServicesDep,
-    address: ClientAddress,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Queue a generation. The same Idempotency-Key with the same body returns the same job."""
+    services = services_of(request)  # not dependencies: each costs more than its work
     digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     accepted = await run_in_threadpool(
-        _submit, services, auth, body, digest, address, idempotency_key
+        _submit, services, auth, body, digest, address_of(request), idempotency_key
     )
     services.executor.notify()
     return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
@@ -161,7 +172,11 @@ def _submit(
                         code="idempotency_conflict",
                     )
                 return GenerationAccepted(id=previous.id, status=cast(Status, previous.status))
-        identity = owned_identity(session, user_id, body.identity_id)
+        identity = mine(
+            session.execute(SUBMIT_CHECKS, {"identity_id": body.identity_id}).first(),
+            user_id,
+            "identity",
+        )
         check_request(
             settings.generation_limits(),
             body.prompt,
@@ -179,10 +194,9 @@ def _submit(
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
         text = expand(body.prompt, body.style, services.prompting)  # moderation: 422
-        active = session.scalar(ACTIVE_JOBS, {"user_id": user_id})
-        if (active or 0) >= settings.max_queued_jobs:
+        if identity.active >= settings.max_queued_jobs:
             raise TooManyRequests(
-                f"you have {active} generations queued or running; the limit is "
+                f"you have {identity.active} generations queued or running; the limit is "
                 f"{settings.max_queued_jobs}",
                 retry_after=5,
                 code="too_many_jobs",
@@ -194,7 +208,7 @@ def _submit(
                 {
                     "id": job_id,
                     "user_id": user_id,
-                    "identity_id": identity.id,
+                    "identity_id": body.identity_id,
                     "status": "queued",
                     "request": request,
                     "request_sha256": digest,
@@ -209,7 +223,7 @@ def _submit(
                 "a request with this Idempotency-Key is in progress", code="idempotency_conflict"
             ) from None
         if identity.last_used_at < now - LAST_USE_RESOLUTION:
-            identity.last_used_at = now
+            session.execute(MARK_USED, {"identity_id": body.identity_id, "last_used_at": now})
         return GenerationAccepted(id=job_id, status="queued")
 
 

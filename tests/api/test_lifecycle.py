@@ -188,6 +188,31 @@ def test_retention_sweep_erases_unused_identities(client, user_key, services, se
     assert "retention_expired" in kinds
 
 
+def test_generating_restarts_the_retention_period(client, user_key, services, settings):
+    key = user_key("gus")
+    identity = enroll(client, key)
+    almost_expired = utcnow() - timedelta(days=settings.retention_days - 1)
+
+    def last_used(when=None):
+        with services.db.session() as s:
+            if when is not None:
+                s.execute(
+                    update(Identity).where(Identity.id == identity["id"]).values(last_used_at=when)
+                )
+            return s.scalar(select(Identity.last_used_at).where(Identity.id == identity["id"]))
+
+    last_used(almost_expired)
+    generate(client, key, identity["id"])
+    used = last_used()
+    assert used > utcnow() - timedelta(minutes=1)
+    # Two days on, the identity would be past retention had that use not counted.
+    last_used(used - timedelta(days=2))
+    assert sweep_once(services)["expired_identities"] == 0
+    assert client.get(f"/v1/identities/{identity['id']}", headers=auth(key)).status_code == 200
+    last_used(almost_expired - timedelta(days=2))
+    assert sweep_once(services)["expired_identities"] == 1
+
+
 def test_consent_records_what_was_shown(client, user_key, services):
     key = user_key("hal")
     consent = client.get("/v1/consent").json()
