@@ -60,7 +60,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     """Open the database (migrated), storage, key and gate; create the executor (not started)."""
     refuse_face_crop_adapters(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database)
+    db = Database(settings.database, settings.sqlite_synchronous)
     migrate(db.engine)
     storage = FileStorage(settings.images_dir)
     cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.home / "embedding.key"))

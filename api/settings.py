@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.db import SQLITE_SYNCHRONOUS
 from api.region import FEATURES, GeoConfig, RegionConfig, parse_networks
 from api.region.address import FORWARDING_HEADERS, IPNetwork
 from imagine.settings import Settings, SettingsError
@@ -31,6 +32,7 @@ class ServiceSettings(Settings):
     host: str = "127.0.0.1"  # imagine serve
     port: int = 8000
     database_url: str | None = None  # default: SQLite at IMAGINE_HOME/imagine.db
+    sqlite_synchronous: str = "normal"  # "normal" | "full": "full" also survives power loss
     storage_dir: Path | None = None  # default: IMAGINE_HOME/images
     embedding_key: str | None = None  # base64 AES-256 key; default: IMAGINE_HOME/embedding.key
     retention_days: int = 1095  # identities unused this long are erased (BIPA: 3 years)
@@ -46,6 +48,12 @@ class ServiceSettings(Settings):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "forwarded_header", self.forwarded_header.lower())
+        object.__setattr__(self, "sqlite_synchronous", self.sqlite_synchronous.lower())
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise SettingsError(
+                f"IMAGINE_SQLITE_SYNCHRONOUS={self.sqlite_synchronous!r}: "
+                f"expected one of {list(SQLITE_SYNCHRONOUS)}"
+            )
         if self.forwarded_header not in FORWARDING_HEADERS:
             raise SettingsError(
                 f"IMAGINE_FORWARDED_HEADER={self.forwarded_header!r}: "

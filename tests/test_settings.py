@@ -35,6 +35,9 @@ def test_bad_values_name_the_variable():
     with pytest.raises(SettingsError) as err:
         Settings.from_env({"IMAGINE_MAX_UPLOAD_BYTES": "ten"})
     assert "IMAGINE_MAX_UPLOAD_BYTES" in str(err.value)
+    with pytest.raises(SettingsError) as err:
+        ServiceSettings.from_env({"IMAGINE_SQLITE_SYNCHRONOUS": "off"})
+    assert "IMAGINE_SQLITE_SYNCHRONOUS" in str(err.value) and "'full'" in str(err.value)
 
 
 def test_service_settings_extend_the_library_settings():
@@ -50,6 +53,11 @@ def test_service_settings_extend_the_library_settings():
     assert s.home == Path("/data/im") and s.face_backend == "dlib"
     assert [str(n) for n in s.trusted_networks()] == ["10.0.0.0/8", "2001:db8::/32"]
     assert s.forwarded_header == "forwarded"
+    assert s.sqlite_synchronous == "normal"
+    assert (
+        ServiceSettings.from_env({"IMAGINE_SQLITE_SYNCHRONOUS": "FULL"}).sqlite_synchronous
+        == "full"
+    )
     region = s.region()
     assert region.local_region == "US-CA"
     assert region.geo.mmdb == (Path("a.mmdb"), Path("b.mmdb"))

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     from imagine.cli import emit_json
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database)
+    db = Database(settings.database, settings.sqlite_synchronous)
     migrate(db.engine)
     if args.action == "create":
         with db.session() as session:

@@ -151,3 +151,14 @@ def test_sqlite_writers_in_many_threads_all_commit_and_a_failed_one_frees_the_ot
     assert {f"u{n}-{i}" for n in range(8) for i in range(10)} <= names
     claim = claim_next(db, "w", lease_s=60)  # no write turn was left held
     assert claim is not None and claim.job_id == ids[0]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("setting", "pragma"), [("normal", 1), ("full", 2)])
+def test_the_service_opens_sqlite_in_wal_mode_as_durable_as_configured(
+    make_services, setting, pragma
+):
+    services = make_services(sqlite_synchronous=setting)
+    with services.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
