@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -63,9 +63,9 @@ _users = User.__table__.c
 ACCOUNT_BY_KEY = select(_users.id, _users.name).where(_users.key_hash == bindparam("key_hash"))
 
 
-def user_for_key(session: Session, authorization: str | None) -> Account:
+def user_for_key(db: Session | Connection, authorization: str | None) -> Account:
     key = bearer_key(authorization)
-    row = session.execute(ACCOUNT_BY_KEY, {"key_hash": hash_key(key)}).first()
+    row = db.execute(ACCOUNT_BY_KEY, {"key_hash": hash_key(key)}).first()
     if row is None:
         raise Unauthorized("unknown API key")
     return Account(row.id, row.name)

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -83,21 +84,22 @@ class Credentials:
     cost: float  # what the request costs in the caller's rate limit
     limiter: RateLimiter
 
-    def caller(self, session: Session) -> Caller:
-        """The one place that decides who is calling, looked up in ``session``: 401 for an
-        unknown key or an ended session, 403 without the CSRF token, 429 over the rate."""
+    def caller(self, db: Session | Connection) -> Caller:
+        """The one place that decides who is calling, looked up in the unit of work ``db``:
+        401 for an unknown key or an ended session, 403 without the CSRF token, 429 over
+        the rate."""
         if self.authorization or not self.cookie:
-            caller = Caller(user_for_key(session, self.authorization))
+            caller = Caller(user_for_key(db, self.authorization))
         else:
-            user, row = sessions.session_for_token(session, self.cookie)
-            caller = Caller(user, self.cookie, row.expires_at)
+            user, expires_at = sessions.session_for_token(db, self.cookie)
+            caller = Caller(user, self.cookie, expires_at)
         if caller.session_token and self.method not in sessions.SAFE_METHODS:
             sessions.check_csrf(caller.session_token, self.csrf_token)
         self.limiter.take(caller.user.id, self.cost)
         return caller
 
-    def user(self, session: Session) -> Account:
-        return self.caller(session).user
+    def user(self, db: Session | Connection) -> Account:
+        return self.caller(db).user
 
     async def identify(self, db: Database) -> Caller:
         """``caller`` in a unit of work of its own: for routes that must know who calls

@@ -58,6 +58,9 @@ SUBMIT_CHECKS = select(
     .label("active"),
 ).where(_ID.id == bindparam("identity_id"))
 NEW_JOB = insert(JOBS)
+SAME_KEY = select(JOB.id, JOB.status, JOB.request_sha256).where(
+    JOB.user_id == bindparam("user_id"), JOB.idempotency_key == bindparam("idempotency_key")
+)
 MARK_USED = update(IDENTITIES).where(_ID.id == bindparam("identity_id"))
 ERRORS = error_responses(401, 404, 409, 422, 429, 451)
 
@@ -157,14 +160,12 @@ def _submit(
     for name in ("steps", "width", "height"):
         if request[name] is None:
             request[name] = getattr(profile, name)
-    with services.db.session() as session:
-        user_id = auth.user(session).id
+    with services.db.connection() as db:
+        user_id = auth.user(db).id
         if idempotency_key:
-            previous = session.scalar(
-                select(Generation).where(
-                    Generation.user_id == user_id, Generation.idempotency_key == idempotency_key
-                )
-            )
+            previous = db.execute(
+                SAME_KEY, {"user_id": user_id, "idempotency_key": idempotency_key}
+            ).first()
             if previous is not None:
                 if previous.request_sha256 != digest:
                     raise Conflict(
@@ -173,7 +174,7 @@ def _submit(
                     )
                 return GenerationAccepted(id=previous.id, status=cast(Status, previous.status))
         identity = mine(
-            session.execute(SUBMIT_CHECKS, {"identity_id": body.identity_id}).first(),
+            db.execute(SUBMIT_CHECKS, {"identity_id": body.identity_id}).first(),
             user_id,
             "identity",
         )
@@ -203,7 +204,7 @@ def _submit(
             )
         job_id, now = new_id("gen"), utcnow()
         try:
-            session.execute(
+            db.execute(
                 NEW_JOB,
                 {
                     "id": job_id,
@@ -223,7 +224,7 @@ def _submit(
                 "a request with this Idempotency-Key is in progress", code="idempotency_conflict"
             ) from None
         if identity.last_used_at < now - LAST_USE_RESOLUTION:
-            session.execute(MARK_USED, {"identity_id": body.identity_id, "last_used_at": now})
+            db.execute(MARK_USED, {"identity_id": body.identity_id, "last_used_at": now})
         return GenerationAccepted(id=job_id, status="queued")
 
 
