@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auth, Credentials, ServicesDep, address_of, mine, owned, services_of
@@ -143,8 +144,17 @@ async def create_generation(
     accepted = await run_in_threadpool(
         _submit, services, auth, body, digest, address_of(request), idempotency_key
     )
+    return JSONResponse(
+        accepted.model_dump(),
+        status_code=status.HTTP_202_ACCEPTED,
+        background=BackgroundTask(_wake, services),
+    )
+
+
+async def _wake(services: Services) -> None:
+    """Tell the executor about the new job once the response is out, so that it does not
+    compete with sending it. ``async``: Starlette would run a plain function in a thread."""
     services.executor.notify()
-    return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
 
 def _submit(
