@@ -205,10 +205,11 @@ def test_generating_restarts_the_retention_period(client, user_key, services, se
     generate(client, key, identity["id"])
     used = last_used()
     assert used > utcnow() - timedelta(minutes=1)
-    # Two days on, the identity would be past retention had that use not counted.
+    # Two days on, the identity is kept because of that use...
     last_used(used - timedelta(days=2))
     assert sweep_once(services)["expired_identities"] == 0
     assert client.get(f"/v1/identities/{identity['id']}", headers=auth(key)).status_code == 200
+    # ...and erased when its last use is the one before.
     last_used(almost_expired - timedelta(days=2))
     assert sweep_once(services)["expired_identities"] == 1
 
