@@ -7,12 +7,16 @@ database created on the local server and dropped afterwards).
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api import worker
+from api.jobs import report_progress
 from api.main import create_app
 from api.services import Services, build_services
 from api.settings import ServiceSettings
@@ -132,3 +136,31 @@ def ready(client: TestClient, timeout: float = 120.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(client.get("/readyz").json())
+
+
+@dataclass
+class Hold:
+    """Where the worker stops: once it has recorded step 2 of ``job_id``."""
+
+    job_id: str | None = None
+    released: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def hold_at_step_2(monkeypatch) -> Iterator[Hold]:
+    """Hold the worker at step 2 of ``hold.job_id`` until the test sets ``hold.released``, so
+    that what the test does meanwhile (a cancel) lands while the job runs: on a fast machine
+    the job could otherwise finish first. The job's progress and its cancellation go
+    through the worker's real code."""
+    hold = Hold()
+
+    def progress(db, claim, step, total):
+        asked = report_progress(db, claim, step, total)
+        if claim.job_id == hold.job_id and step >= 2 and not asked:
+            hold.released.wait(timeout=60)
+            asked = report_progress(db, claim, step, total)
+        return asked
+
+    monkeypatch.setattr(worker, "report_progress", progress)
+    yield hold
+    hold.released.set()

@@ -51,13 +51,13 @@ def test_compatible_jobs_share_a_device_batch(make_services):
     assert jobs[1]["expanded"]["prompt"] != jobs[0]["expanded"]["prompt"]
 
 
-def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services):
+def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services, hold_at_step_2):
     services = make_services(batch_window_ms=0)
     with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
         with services.db.session() as s:
             alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
         a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]
-        doomed = submit(client, alice, a, "me", steps=40)
+        doomed = hold_at_step_2.job_id = submit(client, alice, a, "me", steps=40)
         kept = submit(client, bob, b, "me", steps=40)
         services.executor.start()
         try:
@@ -65,9 +65,12 @@ def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services):
             while client.get(f"/v1/generations/{doomed}", headers=auth(alice)).json()["step"] < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            client.post(f"/v1/generations/{doomed}/cancel", headers=auth(alice))
+            cancel = client.post(f"/v1/generations/{doomed}/cancel", headers=auth(alice))
+            assert cancel.status_code == 202 and cancel.json()["status"] == "running"
+            hold_at_step_2.released.set()
             cancelled, done = wait_for(client, alice, doomed), wait_for(client, bob, kept)
         finally:
+            hold_at_step_2.released.set()
             services.executor.stop()
     assert cancelled["status"] == "cancelled" and cancelled["images"] == []
     assert done["status"] == "succeeded" and len(done["images"]) == 1

@@ -129,16 +129,18 @@ def test_cancel_a_queued_job(make_services, user_key):
         assert r.json()["error"]["code"] == "cancelled"
 
 
-def test_cancel_a_running_job_and_follow_it_with_events(client, user_key):
+def test_cancel_a_running_job_and_follow_it_with_events(client, user_key, hold_at_step_2):
     key = user_key("erin")
     ready(client)
     identity = enroll(client, key)
     job = generate(client, key, identity["id"], steps=60, n=2)
+    hold_at_step_2.job_id = job["id"]
     deadline = time.monotonic() + 60
     while client.get(f"/v1/generations/{job['id']}", headers=auth(key)).json()["step"] < 2:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)
     assert client.post(f"/v1/generations/{job['id']}/cancel", headers=auth(key)).status_code == 202
+    hold_at_step_2.released.set()
     final = wait_for(client, key, job["id"])
     assert final["status"] == "cancelled" and final["images"] == []
     assert final["step"] < final["total_steps"]
