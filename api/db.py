@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,11 @@ def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
         # One connection per request thread stays open: reconnecting repeats the pragmas.
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": BUSY_TIMEOUT_S,
+                "factory": writers_take_turns(threading.Lock()),
+            },
             pool_size=16,
             max_overflow=48,
         )
@@ -47,37 +52,70 @@ def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
             cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cur.close()
 
-        queue_sqlite_writers(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def queue_sqlite_writers(engine: Engine) -> None:
-    """Threads of this process take turns writing on a lock, from their first write until
-    their connection goes back to the pool.
+def writers_take_turns(lock: threading.Lock) -> type[sqlite3.Connection]:
+    """A sqlite3 connection class whose transactions take turns on ``lock`` to write, from
+    their first write until they commit or roll back (or the connection closes).
 
     SQLite lets one connection write at a time; the others retry after sleeps that grow
     to 100 ms. With a few requests writing at once those sleeps, not the writes, made
     job creation slow (p99 over 500 ms in ``benchmarks/api.py``). A thread waiting here
     is woken the moment the writer is done. Other processes (the CLI) still meet
-    SQLite's busy timeout.
+    SQLite's busy timeout. This sits under SQLAlchemy rather than in its
+    ``before_cursor_execute`` event, which cost 13 us on every statement.
     """
-    lock = threading.Lock()
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _wait_to_write(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        info = conn.connection.info  # the pooled DBAPI connection's, kept until checkin
-        if "holds_write_lock" in info or not statement.lstrip()[:7].upper().startswith(WRITES):
-            return
-        # A thread that already writes on another connection would wait for itself;
-        # after the busy timeout it goes on, and SQLite decides as it would without us.
-        if lock.acquire(timeout=BUSY_TIMEOUT_S):
-            info["holds_write_lock"] = True
+    class TurnTakingCursor(sqlite3.Cursor):
+        connection: TurnTakingConnection
 
-    @event.listens_for(engine, "checkin")
-    def _done_writing(_dbapi_conn: Any, record: Any) -> None:
-        if record is not None and record.info.pop("holds_write_lock", False):
-            lock.release()
+        def execute(self, sql: str, parameters: Any = (), /) -> TurnTakingCursor:
+            self.connection.wait_to_write(sql)
+            return super().execute(sql, parameters)
+
+        def executemany(self, sql: str, parameters: Any, /) -> TurnTakingCursor:
+            self.connection.wait_to_write(sql)
+            return super().executemany(sql, parameters)
+
+    class TurnTakingConnection(sqlite3.Connection):
+        writing = False
+
+        def cursor(self, factory: Any = TurnTakingCursor) -> Any:
+            return super().cursor(factory)
+
+        def wait_to_write(self, sql: str) -> None:
+            if self.writing or not sql.lstrip()[:7].upper().startswith(WRITES):
+                return
+            # A thread that already writes on another connection would wait for itself;
+            # after the busy timeout it goes on, and SQLite decides as it would without us.
+            self.writing = lock.acquire(timeout=BUSY_TIMEOUT_S)
+
+        def done_writing(self) -> None:
+            if self.writing:
+                self.writing = False
+                lock.release()
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self.done_writing()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self.done_writing()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self.done_writing()
+
+    return TurnTakingConnection
 
 
 def migrate(engine: Engine) -> None:
