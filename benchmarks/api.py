@@ -12,7 +12,7 @@ same for each server's CPU time per request, which the client's share of
 the cores does not blur. Between phases the run waits until the executor
 has finished every job, and counts its CPU in the job creation's share.
 
-    .venv/bin/python benchmarks/api.py [--requests 1000] [--rounds 5] [--concurrency 8]
+    .venv/bin/python benchmarks/api.py [--requests 5000] [--rounds 10] [--concurrency 8]
         [--json out.json]
 """
 
@@ -114,9 +114,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=1000, help="per endpoint, all rounds")
+    parser.add_argument("--requests", type=int, default=5000, help="per endpoint, all rounds")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
