@@ -46,11 +46,12 @@ def test_enroll_generate_fetch_delete(client, user_key):
     # Downloads carry the visible label over the stored, already watermarked pixels.
     stored = np.asarray(Image.open(io.BytesIO(png.content)), dtype=int)
     labelled = np.asarray(Image.open(io.BytesIO(saved.content)), dtype=int)
-    change = np.abs(stored - labelled).mean(axis=2)
-    h, w = change.shape
-    assert (
-        change[h // 2 :, w // 2 :].mean() > 3 * change[: h // 2].mean()
-    )  # the label, bottom right
+    # The label's box and text change pixels by more than 40; marking the copy again, by
+    # less (as in tests/imagine/test_provenance.py). On a 64 px image the label spans the
+    # bottom rows; the top half keeps only the new watermark.
+    label = np.abs(stored - labelled).max(axis=2) > 40
+    h = label.shape[0]
+    assert label[3 * h // 4 :].mean() > 0.1 and label[: h // 2].mean() < 0.01
     findings = verify(saved.content, ProvenanceConfig())
     assert findings.ai_generated and findings.matches(watermark_id(image["id"]))
     assert (
