@@ -63,9 +63,9 @@ def _lease_values(owner: str, lease_s: float) -> dict[str, Any]:
     return {"owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
 
 
-_OLDEST_QUEUED = (
-    select(JOB.id).where(JOB.status == "queued").order_by(JOB.created_at, JOB.id).limit(1)
-)
+# Queued jobs, oldest first: what every claim chooses from.
+_QUEUED = select(JOB.id).where(JOB.status == "queued").order_by(JOB.created_at, JOB.id)
+_OLDEST_QUEUED = _QUEUED.limit(1)
 LEASE_OLDEST = _lease(_OLDEST_QUEUED.scalar_subquery())
 # PostgreSQL: workers on other machines skip a job another one is leasing, never wait on it.
 LEASE_OLDEST_SKIP_LOCKED = _lease(
@@ -103,12 +103,7 @@ def claim_compatible(
     queue costs one bounded query."""
     claims: list[Claim] = []
     with db.connection() as c:
-        query = (
-            select(JOB.id, JOB.request)
-            .where(JOB.status == "queued")
-            .order_by(JOB.created_at, JOB.id)
-            .limit(scan)
-        )
+        query = _QUEUED.add_columns(JOB.request).limit(scan)
         if db.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         for job_id, request in c.execute(query).all():
