@@ -12,11 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from api.db import Database
-from api.tables import AuditEvent, Generation, ImageRow, utcnow
+from api.tables import AuditEvent, Generation, ImageRow, User, utcnow
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -37,6 +47,56 @@ class Claim:
 JOBS = cast(Table, Generation.__table__)
 JOB = JOBS.c
 IMAGES = cast(Table, ImageRow.__table__)
+
+
+# A user's queued and running jobs, counted as ORs of plain parameters (SQLAlchemy renders
+# a bound IN list anew on every call).
+ACTIVE_OF_USER = (
+    select(func.count())
+    .select_from(JOBS)
+    .where(JOB.user_id == bindparam("user_id"), or_(*(JOB.status == state for state in ACTIVE)))
+    .scalar_subquery()
+)
+NEW_JOB_COLUMNS = (
+    "id",
+    "user_id",
+    "identity_id",
+    "status",
+    "request",
+    "request_sha256",
+    "idempotency_key",
+    "expanded",
+    "total_steps",
+    "created_at",
+)
+# INSERT ... SELECT <the new row> WHERE <the user's active jobs> < cap: the count and the
+# insert are one statement, so two submissions cannot both see room for one more job.
+INSERT_UNDER_CAP = (
+    insert(JOBS)
+    .from_select(
+        NEW_JOB_COLUMNS,
+        select(*(bindparam(name, type_=JOBS.c[name].type) for name in NEW_JOB_COLUMNS)).where(
+            bindparam("cap") > ACTIVE_OF_USER
+        ),
+    )
+    .returning(JOB.id)
+)  # rowcount: psycopg reports -1 for an INSERT ... SELECT
+USERS = cast(Table, User.__table__)
+LOCK_USER = select(USERS.c.id).where(USERS.c.id == bindparam("user_id")).with_for_update()
+
+
+def insert_job(c: Connection, row: dict[str, Any], cap: int) -> bool:
+    """Queue the job ``row`` (the columns of ``NEW_JOB_COLUMNS``) unless its owner already
+    has ``cap`` jobs queued or running; False when the cap is reached.
+
+    SQLite runs the statement under its one write lock, so the count it reads is current.
+    PostgreSQL (read committed) would let two transactions each count without the other's
+    uncommitted row: the owner's ``users`` row is locked first, so a user's submissions
+    take turns, and the count, a new statement, sees every job committed before.
+    """
+    if c.dialect.name == "postgresql":
+        c.execute(LOCK_USER, {"user_id": row["user_id"]})
+    return c.execute(INSERT_UNDER_CAP, {**row, "cap": cap}).first() is not None
 
 
 def _lease(target: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auth, Credentials, ServicesDep, address_of, mine, owned, services_of
 from api.errors import Conflict, NotFound
-from api.jobs import ACTIVE, JOB, JOBS, TERMINAL, request_cancel
+from api.jobs import ACTIVE_OF_USER, JOB, TERMINAL, insert_job, request_cancel
 from api.limits import TooManyRequests
 from api.schemas import (
     ErrorBody,
@@ -43,7 +43,7 @@ router = APIRouter(prefix="/v1/generations", tags=["generations"])
 LAST_USE_RESOLUTION = timedelta(days=1)
 # Job submission runs these on every request: built once, on the table's columns (Core).
 # One statement reads what it checks of the identity and counts its owner's queued and
-# running jobs (as ORs of plain parameters: SQLAlchemy renders an IN list anew each call).
+# running jobs (for the message; ``insert_job`` enforces the cap atomically).
 IDENTITIES = cast(Table, Identity.__table__)
 _ID = IDENTITIES.c
 SUBMIT_CHECKS = select(
@@ -52,13 +52,8 @@ SUBMIT_CHECKS = select(
     _ID.backend,
     _ID.residence,
     _ID.last_used_at,
-    select(func.count())
-    .select_from(JOBS)
-    .where(JOB.user_id == _ID.user_id, or_(*(JOB.status == state for state in ACTIVE)))
-    .scalar_subquery()
-    .label("active"),
+    ACTIVE_OF_USER.label("active"),
 ).where(_ID.id == bindparam("identity_id"))
-NEW_JOB = insert(JOBS)
 SAME_KEY = select(JOB.id, JOB.status, JOB.request_sha256).where(
     JOB.user_id == bindparam("user_id"), JOB.idempotency_key == bindparam("idempotency_key")
 )
@@ -184,7 +179,9 @@ def _submit(
                     )
                 return GenerationAccepted(id=previous.id, status=cast(Status, previous.status))
         identity = mine(
-            db.execute(SUBMIT_CHECKS, {"identity_id": body.identity_id}).first(),
+            db.execute(
+                SUBMIT_CHECKS, {"identity_id": body.identity_id, "user_id": user_id}
+            ).first(),
             user_id,
             "identity",
         )
@@ -206,36 +203,40 @@ def _submit(
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
         text = expand(body.prompt, body.style, services.prompting)  # moderation: 422
         if identity.active >= settings.max_queued_jobs:
-            raise TooManyRequests(
-                f"you have {identity.active} generations queued or running; the limit is "
-                f"{settings.max_queued_jobs}",
-                retry_after=5,
-                code="too_many_jobs",
-            )
+            raise _too_many(identity.active, settings.max_queued_jobs)
         job_id, now = new_id("gen"), utcnow()
+        row = {
+            "id": job_id,
+            "user_id": user_id,
+            "identity_id": body.identity_id,
+            "status": "queued",
+            "request": request,
+            "request_sha256": digest,
+            "idempotency_key": idempotency_key,
+            "expanded": text.to_dict(),
+            "total_steps": request["n"] * request["steps"],
+            "created_at": now,
+        }
         try:
-            db.execute(
-                NEW_JOB,
-                {
-                    "id": job_id,
-                    "user_id": user_id,
-                    "identity_id": body.identity_id,
-                    "status": "queued",
-                    "request": request,
-                    "request_sha256": digest,
-                    "idempotency_key": idempotency_key,
-                    "expanded": text.to_dict(),
-                    "total_steps": request["n"] * request["steps"],
-                    "created_at": now,
-                },
-            )
+            queued = insert_job(db, row, settings.max_queued_jobs)
         except IntegrityError:  # a concurrent request with the same key won the race
             raise Conflict(
                 "a request with this Idempotency-Key is in progress", code="idempotency_conflict"
             ) from None
+        if not queued:  # another submission took the last place since the count above
+            raise _too_many(None, settings.max_queued_jobs)
         if identity.last_used_at < now - LAST_USE_RESOLUTION:
             db.execute(MARK_USED, {"identity_id": body.identity_id, "last_used_at": now})
         return GenerationAccepted(id=job_id, status="queued")
+
+
+def _too_many(active: int | None, cap: int) -> TooManyRequests:
+    count = f"{active} generations" if active is not None else "as many generations"
+    return TooManyRequests(
+        f"you have {count} queued or running; the limit is {cap}",
+        retry_after=5,
+        code="too_many_jobs",
+    )
 
 
 @router.get("/{generation_id}", response_model=GenerationPublic, responses=ERRORS)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import func, select
 
 from api.main import create_app
+from api.tables import Generation
 from tests.api.conftest import SMALL, auth, enroll, wait_for
 from tests.photos import astronaut, encode, group, hopper, no_face
 
@@ -396,3 +400,29 @@ def test_queue_cap_answers_429(make_services):
         third = client.post("/v1/generations", headers=auth(key), json=body)
         assert third.status_code == 429 and third.json()["error"]["code"] == "too_many_jobs"
         assert "Retry-After" in third.headers
+
+
+def test_concurrent_submissions_cannot_race_past_the_queue_cap(make_services):
+    """20 submissions at once from one user: exactly the cap is queued, the rest are 429
+    (an outside probe once had 20 of 20 accepted with a cap of 4)."""
+    services = make_services(max_queued_jobs=4)
+    app = create_app(services, start_worker=False)  # nothing runs: jobs stay queued
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        from api.auth import create_user
+
+        with services.db.session() as s:
+            key = create_user(s, "carol")[1]
+        identity = enroll(client, key)
+        body = {"identity_id": identity["id"], "prompt": "me", **SMALL}
+        start = threading.Barrier(20)
+
+        def submit(_: int) -> tuple[int, str | None]:
+            start.wait(timeout=60)
+            r = client.post("/v1/generations", headers=auth(key), json=body)
+            return r.status_code, (r.json().get("error") or {}).get("code")
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(submit, range(20)))
+        assert sorted(answers, key=str) == [(202, None)] * 4 + [(429, "too_many_jobs")] * 16
+        with services.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Generation)) == 4
