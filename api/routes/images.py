@@ -7,6 +7,7 @@ import binascii
 import dataclasses
 import io
 import json
+import threading
 from datetime import datetime
 from typing import Annotated
 
@@ -17,8 +18,11 @@ from sqlalchemy.orm import Session
 
 from api.deps import Auth, ClientAddress, ServicesDep, owned
 from api.errors import ApiError
+from api.limits import TooManyRequests
 from api.routes.generations import image_public
 from api.schemas import GalleryPage, ImageMetadata, error_responses
+from api.services import Services
+from api.storage import MissingObject, variant_key
 from api.tables import ImageRow
 from imagine.provenance import ProvenanceConfig, mark
 
@@ -38,6 +42,39 @@ def labelled_download(data: bytes, image_id: str, config: ProvenanceConfig) -> b
     with Image.open(io.BytesIO(data)) as stored:
         pixels = stored.convert("RGB")
     return mark(pixels, image_id, dataclasses.replace(config, label=True)).data
+
+
+# Drawing the label and marking the copy again costs about 2 s of CPU at 2048² (against
+# about a millisecond for a request): it is done once per image, the copy kept beside
+# it in storage, and costs its maker this many requests of the rate limit. One copy is
+# rendered at a time per process, so downloads cannot take every core from the others.
+LABEL_RENDER_COST = 5.0
+_RENDERING = threading.Lock()
+RENDER_WAIT_S = 60.0
+
+
+def labelled_copy(services: Services, user_id: str, row: ImageRow) -> bytes:
+    """The labelled download of ``row``: the kept copy, or rendered now and kept."""
+    key = variant_key(row.storage_key, "labelled")
+    try:
+        return services.storage.get(key)
+    except MissingObject:
+        pass
+    if not _RENDERING.acquire(timeout=RENDER_WAIT_S):
+        raise TooManyRequests("downloads are busy; try again", retry_after=5)
+    try:
+        try:  # another request may have rendered it while this one waited
+            return services.storage.get(key)
+        except MissingObject:
+            pass
+        services.limiter.take(user_id, LABEL_RENDER_COST)
+        data = labelled_download(
+            services.storage.get(row.storage_key), row.id, services.settings.provenance()
+        )
+        services.storage.put(key, data)
+        return data
+    finally:
+        _RENDERING.release()
 
 
 def owned_image(session: Session, user_id: str, image_id: str) -> ImageRow:
@@ -61,11 +98,12 @@ def read_image(
         services.gate.require("gallery", address)
         row = owned_image(session, user.id, image_id)
     headers = dict(IMAGE_HEADERS)
-    data = services.storage.get(row.storage_key)
     if download:
         headers["Content-Disposition"] = f'attachment; filename="imagine-{row.id}.png"'
-        if services.settings.download_label:  # a file that leaves the gallery says what it is
-            data = labelled_download(data, row.id, services.settings.provenance())
+    if download and services.settings.download_label:  # a file that leaves the gallery says so
+        data = labelled_copy(services, user.id, row)
+    else:
+        data = services.storage.get(row.storage_key)  # gone since the row was read: 404
     return Response(data, media_type="image/png", headers=headers)
 
 

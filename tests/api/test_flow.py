@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from api.storage import variant_key
+from api.tables import ImageRow
 from imagine.provenance import ProvenanceConfig, verify, watermark_id
 from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
 
@@ -66,3 +68,51 @@ def test_enroll_generate_fetch_delete(client, user_key):
     assert client.delete(f"/v1/identities/{identity['id']}", headers=auth(key)).status_code == 204
     assert client.get("/v1/gallery", headers=auth(key)).json()["items"] == []
     assert client.get(image["url"], headers=auth(key)).status_code == 404
+
+
+def _one_image(client, key: str) -> dict:
+    ready(client)
+    identity = enroll(client, key)
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={"identity_id": identity["id"], "prompt": "me as an astronaut", **SMALL},
+    )
+    job = wait_for(client, key, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job["images"][0]
+
+
+def _stored_path(services, image_id: str, variant: str | None = None):
+    with services.db.session() as s:
+        key = s.get(ImageRow, image_id).storage_key
+    return services.storage.path(variant_key(key, variant) if variant else key)
+
+
+def test_an_image_whose_file_vanished_is_a_404_not_a_500(client, services, user_key):
+    """A read that found the row while a DELETE removed the file (a probe saw 5 of 160
+    concurrent reads answer 500) says the image is gone."""
+    key = user_key("alice")
+    image = _one_image(client, key)
+    _stored_path(services, image["id"]).unlink()
+    for params in ({}, {"download": "true"}):
+        r = client.get(image["url"], params=params, headers=auth(key))
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), params
+
+
+def test_the_labelled_download_is_rendered_once_kept_and_deleted_with_its_image(
+    client, services, user_key
+):
+    key = user_key("alice")
+    image = _one_image(client, key)
+    first = client.get(image["url"], params={"download": "true"}, headers=auth(key))
+    stored, kept = (
+        _stored_path(services, image["id"]),
+        _stored_path(services, image["id"], "labelled"),
+    )
+    assert kept.read_bytes() == first.content
+    rendered_at = kept.stat().st_mtime_ns
+    again = client.get(image["url"], params={"download": "true"}, headers=auth(key))
+    assert again.content == first.content and kept.stat().st_mtime_ns == rendered_at
+    assert client.delete(image["url"], headers=auth(key)).status_code == 204
+    assert not kept.exists() and not stored.exists()
