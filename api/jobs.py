@@ -123,24 +123,32 @@ def _lease_values(owner: str, lease_s: float) -> dict[str, Any]:
     return {"owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
 
 
-# Queued jobs, oldest first: what every claim chooses from.
-_QUEUED = select(JOB.id).where(JOB.status == "queued").order_by(JOB.created_at, JOB.id)
-_OLDEST_QUEUED = _QUEUED.limit(1)
-LEASE_OLDEST = _lease(_OLDEST_QUEUED.scalar_subquery())
-# PostgreSQL: workers on other machines skip a job another one is leasing, never wait on it.
-LEASE_OLDEST_SKIP_LOCKED = _lease(
-    _OLDEST_QUEUED.with_for_update(skip_locked=True).scalar_subquery()
+# Queued jobs, fairly: the user served least recently first (never served: first of
+# all), then oldest first. A user's most recent start stands for when they were last
+# served, so users take turns however many jobs one of them has queued.
+_SERVED = JOBS.alias("served")
+_LAST_SERVED = (
+    select(func.max(_SERVED.c.started_at)).where(_SERVED.c.user_id == JOB.user_id).scalar_subquery()
 )
+_QUEUED = (
+    select(JOB.id)
+    .where(JOB.status == "queued")
+    .order_by(_LAST_SERVED.asc().nulls_first(), JOB.created_at, JOB.id)
+)
+_NEXT_QUEUED = _QUEUED.limit(1)
+LEASE_NEXT = _lease(_NEXT_QUEUED.scalar_subquery())
+# PostgreSQL: workers on other machines skip a job another one is leasing, never wait on it.
+LEASE_NEXT_SKIP_LOCKED = _lease(_NEXT_QUEUED.with_for_update(skip_locked=True).scalar_subquery())
 LEASE_ONE = _lease(bindparam("job_id"))
 
 
 def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
-    """Take the oldest queued job: running, leased to ``owner`` until now + lease. One
-    statement chooses the job and leases it."""
+    """Take the next queued job (``_QUEUED``: users in turn, then oldest first): running,
+    leased to ``owner`` until now + lease. One statement chooses the job and leases it."""
     postgres = db.engine.dialect.name == "postgresql"
     with db.connection() as c:
         row = c.execute(
-            LEASE_OLDEST_SKIP_LOCKED if postgres else LEASE_OLDEST, _lease_values(owner, lease_s)
+            LEASE_NEXT_SKIP_LOCKED if postgres else LEASE_NEXT, _lease_values(owner, lease_s)
         ).first()
     return Claim(row.id, owner, int(row.attempts)) if row else None
 
@@ -158,7 +166,7 @@ def batch_key(request: dict[str, Any]) -> tuple[int, int, int]:
 def claim_compatible(
     db: Database, owner: str, lease_s: float, key: tuple[int, int, int], room: int, scan: int = 32
 ) -> list[Claim]:
-    """Take queued jobs that can join a device batch of ``key``, oldest first, while their
+    """Take queued jobs that can join a device batch of ``key``, in claim order, while their
     images fit in ``room``. Looks at the ``scan`` oldest queued jobs only, so a large
     queue costs one bounded query."""
     claims: list[Claim] = []
@@ -227,6 +235,20 @@ def heartbeat(db: Database, claim: Claim, lease_s: float) -> bool:
         )
 
 
+def cancel_asked(db: Database, claim: Claim) -> bool:
+    """True when the user asked to cancel the job (or it is no longer ours)."""
+    with db.connection() as c:
+        return _cancel_asked(c, claim)
+
+
+def _cancel_asked(c: Connection, claim: Claim) -> bool:
+    row = c.execute(CANCEL_STATE, {"job_id": claim.job_id}).first()
+    return row is None or bool(row.cancel_requested) or row.lease_owner != claim.owner
+
+
+CANCEL_STATE = select(JOB.cancel_requested, JOB.lease_owner).where(JOB.id == bindparam("job_id"))
+
+
 def report_progress(db: Database, claim: Claim, step: int, total: int) -> bool:
     """Record progress; returns True when the user asked to cancel (or the job vanished)."""
     with db.connection() as c:
@@ -235,10 +257,7 @@ def report_progress(db: Database, claim: Claim, step: int, total: int) -> bool:
             .where(_owned(claim))
             .values(step=step, total_steps=total, progress=step / max(total, 1))
         )
-        row = c.execute(
-            select(JOB.cancel_requested, JOB.lease_owner).where(JOB.id == claim.job_id)
-        ).first()
-    return row is None or bool(row.cancel_requested) or row.lease_owner != claim.owner
+        return _cancel_asked(c, claim)
 
 
 COMPLETE = (

@@ -75,6 +75,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         lease_s=settings.lease_seconds,
         max_attempts=settings.max_attempts,
         batch_window_s=settings.batch_window_ms / 1000,
+        job_timeout_s=settings.job_timeout_s,
     )
     name = executor or settings.executor
     if name not in EXECUTORS:

@@ -41,6 +41,7 @@ class ServiceSettings(Settings):
     max_queued_jobs: int = 4  # queued or running generations per user
     lease_seconds: float = 30.0  # a running job's lease, renewed by heartbeat
     max_attempts: int = 3  # a job whose worker died this often fails with worker_lost
+    job_timeout_s: float = 900.0  # a run past this fails with job_timeout; 0: no limit
     download_label: bool = True  # gallery downloads carry the visible "Imagined with AI" label
     batch_window_ms: int = 20  # a lone job waits this long for same-size jobs to share its batch
     executor: str = "inprocess"  # "inprocess" (the worker owns the pipeline in this process)

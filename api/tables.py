@@ -113,6 +113,7 @@ class Generation(Base):
         UniqueConstraint("user_id", "idempotency_key", name="uq_generation_idempotency"),
         Index("ix_generation_claim", "status", "created_at"),
         Index("ix_generation_user_status", "user_id", "status"),  # the per-user queue cap
+        Index("ix_generation_user_started", "user_id", "started_at"),  # users served in turn
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

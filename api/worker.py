@@ -8,12 +8,14 @@ same loop in a GPU actor: claim, run with heartbeats, commit or finish.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from api.crypto import EmbeddingCipher
@@ -21,6 +23,7 @@ from api.db import Database
 from api.jobs import (
     Claim,
     batch_key,
+    cancel_asked,
     claim_compatible,
     claim_next,
     complete,
@@ -68,10 +71,18 @@ class WorkerContext:
     max_attempts: int
     sweep_s: float = 5.0  # how often expired leases are requeued
     batch_window_s: float = 0.0  # how long a lone job waits for compatible ones to batch with
+    job_timeout_s: float = 0.0  # a run longer than this fails its jobs with job_timeout; 0: none
 
 
 class _Stopping(Exception):
-    pass
+    """The worker is stopping (shutdown, or its lease was lost): the jobs go back to the queue."""
+
+
+class _TimedOut(Exception):
+    """The run passed its time limit: its jobs fail with ``job_timeout``."""
+
+
+ENDED_EARLY = (_Stopping, _TimedOut, Cancelled)  # a run ended before publishing: _end_early
 
 
 class _WorkerThread:
@@ -245,6 +256,7 @@ def run_jobs(
     if not jobs:
         return
     last = {"t": 0.0}
+    deadline = time.monotonic() + ctx.job_timeout_s if ctx.job_timeout_s else math.inf
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
@@ -257,9 +269,18 @@ def run_jobs(
             job.cancel_asked = report_progress(ctx.db, job.claim, step, job_total)
 
     def cancelled() -> bool:
+        """Between denoising steps: stop, time out, or tell the pipeline whether to cancel."""
         if interrupted():
             raise _Stopping()
+        if time.monotonic() > deadline:
+            raise _TimedOut()
         return any(job.cancel_asked for job in jobs)
+
+    def check(job: _Job) -> None:
+        """Between images while they are finished (marks, checks): the same, for one job."""
+        job.cancel_asked = cancel_asked(ctx.db, job.claim)
+        if cancelled():
+            raise Cancelled("cancelled while its images were finished")
 
     first = jobs[0]
     try:
@@ -271,31 +292,54 @@ def run_jobs(
             progress=progress,
             is_cancelled=cancelled,
         )
-    except _Stopping:
-        for job in jobs:
-            release(ctx.db, job.claim)
-        return
-    except Cancelled as exc:
-        for job in jobs:
-            if job.cancel_asked:
-                finish(ctx.db, job.claim, "cancelled", exc.code, exc.message)
-            else:
-                release(ctx.db, job.claim)  # it ran in a batch with a cancelled job
+    except ENDED_EARLY as exc:
+        _end_early(ctx, jobs, exc)
         return
     except Exception as exc:  # the whole batch failed: each of its jobs ends with the reason
         for job in jobs:
             _end_with(ctx, job.claim, exc)
         return
     for job, result in zip(jobs, results, strict=True):
-        with _job_errors(ctx, job.claim):
-            store_outputs(ctx, runtime, job.claim, result, job.identity_id, job.backend)
+        try:
+            with _job_errors(ctx, job.claim):
+                store_outputs(
+                    ctx,
+                    runtime,
+                    job.claim,
+                    result,
+                    job.identity_id,
+                    job.backend,
+                    partial(check, job),
+                )
+        except ENDED_EARLY as exc:
+            _end_early(ctx, [job], exc)
+
+
+def _end_early(ctx: WorkerContext, jobs: list[_Job], exc: Exception) -> None:
+    """End a run that stopped before its images were published. A shutdown (or a lost
+    lease) sends every job back to the queue; a time-out fails them all; a cancel ends the
+    jobs that asked for it and sends the others, which shared its batch, back."""
+    for job in jobs:
+        if isinstance(exc, _Stopping):
+            release(ctx.db, job.claim)
+        elif isinstance(exc, _TimedOut):
+            message = f"the generation ran past the time limit of {ctx.job_timeout_s:g} s"
+            finish(ctx.db, job.claim, "failed", "job_timeout", message)
+        elif job.cancel_asked:
+            assert isinstance(exc, Cancelled)
+            finish(ctx.db, job.claim, "cancelled", exc.code, exc.message)
+        else:
+            release(ctx.db, job.claim)  # it ran in a batch with a cancelled job
 
 
 @contextmanager
 def _job_errors(ctx: WorkerContext, claim: Claim) -> Iterator[None]:
-    """Whatever goes wrong in the block ends this job, not the worker."""
+    """Whatever goes wrong in the block ends this job, not the worker (a stop, time-out or
+    cancel goes on to ``_end_early``)."""
     try:
         yield
+    except ENDED_EARLY:
+        raise
     except Exception as exc:
         _end_with(ctx, claim, exc)
 
@@ -329,47 +373,60 @@ def store_outputs(
     result: GenerationResult,
     identity_id: str,
     backend: str,
+    check: Callable[[], None] = lambda: None,
 ) -> None:
     """Check and mark each image, write the files, then publish rows and status in one
-    transaction. Images that fail the output check are never written; the job lists them."""
+    transaction. Images that fail the output check are never written; the job lists them.
+    ``check`` runs before each image (marking one takes seconds at large sizes) and raises
+    to stop: what was written is deleted, and nothing is published."""
     with ctx.db.session() as s:
         job = s.get(Generation, claim.job_id)
         user_id = job.user_id if job else None
     if user_id is None:
         return
     image_ids = [new_id("img") for _ in result.images]  # each watermark leads to its image
-    rows, keys, withheld = [], [], []
-    for done in finalize(
-        result,
-        claim.job_id,
-        checker=runtime.checker,
-        provenance=runtime.provenance,
-        face_backend=backend,
-        notes=runtime.notes,
-        mark_ids=image_ids,
-    ):
-        if done.data is None:
-            withheld.append({"index": done.index, "seed": done.item.seed, "code": done.withheld})
-            continue
-        key = ctx.storage.new_key()
-        ctx.storage.put(key, done.data)
-        keys.append(key)
-        rows.append(
-            dict(
-                id=image_ids[done.index],
-                user_id=user_id,
-                generation_id=claim.job_id,
-                identity_id=identity_id,
-                index=done.index,
-                storage_key=key,
-                seed=done.item.seed,
-                width=done.item.image.width,
-                height=done.item.image.height,
-                identity_similarity=done.item.identity.similarity,
-                meta=done.meta,
-                created_at=utcnow(),
+    rows: list[dict] = []
+    keys: list[str] = []
+    withheld: list[dict] = []
+    try:
+        for done in finalize(
+            result,
+            claim.job_id,
+            checker=runtime.checker,
+            provenance=runtime.provenance,
+            face_backend=backend,
+            notes=runtime.notes,
+            mark_ids=image_ids,
+            before_each=check,
+        ):
+            if done.data is None:
+                withheld.append(
+                    {"index": done.index, "seed": done.item.seed, "code": done.withheld}
+                )
+                continue
+            key = ctx.storage.new_key()
+            ctx.storage.put(key, done.data)
+            keys.append(key)
+            rows.append(
+                dict(
+                    id=image_ids[done.index],
+                    user_id=user_id,
+                    generation_id=claim.job_id,
+                    identity_id=identity_id,
+                    index=done.index,
+                    storage_key=key,
+                    seed=done.item.seed,
+                    width=done.item.image.width,
+                    height=done.item.image.height,
+                    identity_similarity=done.item.identity.similarity,
+                    meta=done.meta,
+                    created_at=utcnow(),
+                )
             )
-        )
+    except BaseException:
+        for key in keys:
+            ctx.storage.delete(key)
+        raise
     warnings = [*result.warnings, *runtime.notes]
     if not rows:
         finish(

@@ -17,7 +17,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,11 +151,15 @@ def finalize(
     face_backend: str,
     notes: tuple[str, ...] = (),
     mark_ids: list[str] | None = None,
+    before_each: Callable[[], None] | None = None,
 ) -> list[Finalized]:
     """Check and mark every image of ``result``. The watermark of image k carries
-    ``mark_ids[k]`` (default ``<generation_id>-<k>``, the file stem)."""
+    ``mark_ids[k]`` (default ``<generation_id>-<k>``, the file stem). ``before_each`` runs
+    before each image: a worker checks there for a cancel (it raises to stop)."""
     out = []
     for index, item in enumerate(result.images):
+        if before_each is not None:
+            before_each()
         meta = sidecar(result, item, index, generation_id, face_backend)
         meta["warnings"] = [*meta["warnings"], *notes]
         mark_id = mark_ids[index] if mark_ids else f"{generation_id}-{index}"

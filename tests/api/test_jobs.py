@@ -162,3 +162,18 @@ def test_the_service_opens_sqlite_in_wal_mode_as_durable_as_configured(
     with services.db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+
+
+def test_users_take_turns_however_many_jobs_one_of_them_queued(db):
+    """A user who queued three jobs first does not keep a later user waiting for all three:
+    each claim serves the user served least recently, then the oldest job."""
+    alice = queue_jobs(db, 3)
+    bob = queue_jobs(db, 1)  # queued after all of alice's (queue_jobs starts an hour ago)
+    with db.session() as s:
+        for i, job_id in enumerate(bob):
+            s.get(Generation, job_id).created_at = utcnow() - timedelta(minutes=30 - i)
+    order = []
+    while (claim := claim_next(db, "w", lease_s=60)) is not None:
+        order.append(claim.job_id)
+        assert complete(db, claim, [], [])
+    assert order == [alice[0], bob[0], alice[1], alice[2]]

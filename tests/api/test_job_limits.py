@@ -1,0 +1,96 @@
+"""What bounds a job: a time limit, and a cancel that bites while its images are finished."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import create_user
+from api.main import create_app
+from imagine.safety import CHECKERS, SafetyResult
+from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
+
+
+def submit(client, key, identity_id, **extra) -> str:
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={"identity_id": identity_id, "prompt": "me as an astronaut", **SMALL, **extra},
+    )
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def wait_until_step(client, key, job_id: str, step: int, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v1/generations/{job_id}", headers=auth(key)).json()["step"] < step:
+        assert time.monotonic() < deadline, f"job {job_id} never reached step {step}"
+        time.sleep(0.05)
+
+
+def stored_files(services) -> set[str]:
+    return services.storage.keys()
+
+
+def test_a_job_past_its_time_limit_fails_with_job_timeout(make_services, hold_at_step_2):
+    services = make_services(job_timeout_s=1.0)
+    with TestClient(create_app(services), client=("127.0.0.1", 1)) as client:
+        with services.db.session() as s:
+            key = create_user(s, "alice")[1]
+        ready(client)
+        job_id = hold_at_step_2.job_id = submit(client, key, enroll(client, key)["id"], steps=40)
+        started = time.monotonic()
+        wait_until_step(client, key, job_id, 2)
+        time.sleep(max(0.0, started + 1.5 - time.monotonic()))  # the limit has passed
+        hold_at_step_2.released.set()
+        final = wait_for(client, key, job_id, timeout=300)
+    assert final["status"] == "failed" and final["images"] == []
+    assert final["error"]["code"] == "job_timeout" and "1 s" in final["error"]["message"]
+    assert stored_files(services) == set()
+
+
+class HeldChecker:
+    """A fake output checker that holds the worker at the first image it checks until the
+    test lets it go: the job is then finishing its images (checks and marks)."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def check(self, image) -> SafetyResult:
+        self.reached.set()
+        self.go.wait(timeout=300)
+        return SafetyResult(checker=self.name, flagged=(), scores={})
+
+
+@pytest.fixture
+def held_checker():
+    checker = HeldChecker()
+    CHECKERS["held"] = lambda config: checker
+    yield checker
+    checker.go.set()
+    CHECKERS.pop("held")
+
+
+def test_a_cancel_while_images_are_finished_stops_before_the_next_image(
+    make_services, held_checker
+):
+    """Marking one 2048² image takes about 2 s: a cancel no longer waits for all of them."""
+    services = make_services(safety_checker="held")
+    with TestClient(create_app(services), client=("127.0.0.1", 1)) as client:
+        with services.db.session() as s:
+            key = create_user(s, "alice")[1]
+        ready(client)
+        job_id = submit(client, key, enroll(client, key)["id"], n=3)
+        assert held_checker.reached.wait(timeout=300), "the job never reached its images"
+        cancel = client.post(f"/v1/generations/{job_id}/cancel", headers=auth(key))
+        assert cancel.status_code == 202
+        held_checker.go.set()
+        final = wait_for(client, key, job_id, timeout=300)
+    assert final["status"] == "cancelled" and final["images"] == []
+    assert final["error"]["message"] == "cancelled while its images were finished"
+    assert stored_files(services) == set()
