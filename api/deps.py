@@ -12,12 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from api import sessions
 from api.auth import Account, bearer_key, user_for_key
@@ -145,3 +149,34 @@ def address_of(request: Request) -> IPv4Address | IPv6Address | None:
 
 
 ClientAddress = Annotated[IPv4Address | IPv6Address | None, Depends(get_client_address)]
+
+
+def _needs_caller(dependant: Dependant) -> bool:
+    return any(d.call is get_credentials or _needs_caller(d) for d in dependant.dependencies)
+
+
+class AuthFirstRoute(APIRoute):
+    """A route whose request is refused for who sends it (401, 403, 429) before it is
+    refused for what it sends (422, or 400 for a body that cannot be parsed).
+
+    FastAPI parses and validates the body before the route's dependencies run, so a
+    malformed body sent without a key would answer 422. The caller is looked up only when
+    the request failed that way: a valid request still does its one lookup in the route's
+    own unit of work."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+        if not _needs_caller(self.dependant):
+            return handler
+
+        async def authenticate_first(request: Request) -> Any:
+            try:
+                return await handler(request)
+            except (RequestValidationError, HTTPException) as exc:
+                if isinstance(exc, HTTPException) and exc.status_code != 400:
+                    raise
+                credentials = await get_credentials(request)  # no key: 401
+                await credentials.identify(services_of(request).db)  # unknown key: 401
+                raise
+
+        return authenticate_first

@@ -17,7 +17,16 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auth, Credentials, ServicesDep, address_of, mine, owned, services_of
+from api.deps import (
+    Auth,
+    AuthFirstRoute,
+    Credentials,
+    ServicesDep,
+    address_of,
+    mine,
+    owned,
+    services_of,
+)
 from api.errors import Conflict, NotFound
 from api.jobs import ACTIVE_OF_USER, JOB, TERMINAL, insert_job, request_cancel
 from api.limits import TooManyRequests
@@ -37,7 +46,7 @@ from imagine.models import DEFAULTS
 from imagine.pipeline import check_request
 from llm_prompting import expand
 
-router = APIRouter(prefix="/v1/generations", tags=["generations"])
+router = APIRouter(prefix="/v1/generations", tags=["generations"], route_class=AuthFirstRoute)
 # Retention counts years from an identity's last use; recording it once a day is
 # precise enough, and spares most job submissions a second write.
 LAST_USE_RESOLUTION = timedelta(days=1)
@@ -58,7 +67,7 @@ SAME_KEY = select(JOB.id, JOB.status, JOB.request_sha256).where(
     JOB.user_id == bindparam("user_id"), JOB.idempotency_key == bindparam("idempotency_key")
 )
 MARK_USED = update(IDENTITIES).where(_ID.id == bindparam("identity_id"))
-ERRORS = error_responses(401, 404, 409, 422, 429, 451)
+ERRORS = error_responses(400, 401, 404, 409, 422, 429, 451)
 
 
 def image_public(row: ImageRow) -> ImagePublic:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auth, ClientAddress, ServicesDep, owned
+from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep, owned
 from api.erasure import delete_files, erase_identity
 from api.errors import ApiError, Conflict
 from api.region import parse_region
@@ -19,7 +19,7 @@ from api.services import Services
 from api.tables import Consent, Identity, new_id
 from identity.enrollment import IdentityProfile, enroll
 
-router = APIRouter(prefix="/v1/identities", tags=["identities"])
+router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=AuthFirstRoute)
 ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 451)
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from api.deps import Auth, ClientAddress, ServicesDep, owned
+from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep, owned
 from api.errors import ApiError
 from api.limits import TooManyRequests
 from api.routes.generations import image_public
@@ -26,7 +26,7 @@ from api.storage import MissingObject, variant_key
 from api.tables import ImageRow
 from imagine.provenance import ProvenanceConfig, mark
 
-router = APIRouter(tags=["images"])
+router = APIRouter(tags=["images"], route_class=AuthFirstRoute)
 ERRORS = error_responses(400, 401, 404, 422, 429, 451)
 IMAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auth, ServicesDep
+from api.deps import Auth, AuthFirstRoute, ServicesDep
 from api.schemas import error_responses
 from imagine.provenance import verify
 
-router = APIRouter(tags=["provenance"])
+router = APIRouter(tags=["provenance"], route_class=AuthFirstRoute)
 
 
 @router.post("/v1/provenance/verify", responses=error_responses(400, 401, 413, 415, 422, 429))

@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 
 from api import sessions
 from api.auth import Unauthorized, user_for_key
-from api.deps import Auth, ServicesDep
+from api.deps import Auth, AuthFirstRoute, ServicesDep
 from api.schemas import SessionCreate, SessionPublic, error_responses
 
-router = APIRouter(prefix="/v1/session", tags=["session"])
-ERRORS = error_responses(401, 403, 422, 429)
+router = APIRouter(prefix="/v1/session", tags=["session"], route_class=AuthFirstRoute)
+ERRORS = error_responses(400, 401, 403, 422, 429)
 
 
 @router.post(

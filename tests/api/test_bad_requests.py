@@ -426,3 +426,52 @@ def test_concurrent_submissions_cannot_race_past_the_queue_cap(make_services):
         assert sorted(answers, key=str) == [(202, None)] * 4 + [(429, "too_many_jobs")] * 16
         with services.db.session() as s:
             assert s.scalar(select(func.count()).select_from(Generation)) == 4
+
+
+def test_who_calls_is_judged_before_what_they_send(world):
+    """No key, or an unknown one, is a 401 whatever the body: a probe got 422 first."""
+    client, key, identity_id, _ = world
+    unknown = {"Authorization": "Bearer imk_nobody"}
+    malformed = [
+        (
+            "/v1/generations",
+            {"content": b'{"prompt": ', "headers": {"Content-Type": "application/json"}},
+        ),
+        (
+            "/v1/generations",
+            {"content": b'{"prompt": "\xff\xfe"}', "headers": {"Content-Type": "application/json"}},
+        ),
+        ("/v1/generations", {"json": {"identity_id": identity_id, "n": "many"}}),
+        (
+            "/v1/identities",
+            {"content": b"--x\r\n", "headers": {"Content-Type": "multipart/form-data"}},
+        ),
+        ("/v1/identities", {"data": {"consent": "maybe"}}),
+        ("/v1/provenance/verify", {"data": {"nothing": "here"}}),
+    ]
+    for path, kwargs in malformed:
+        for headers in ({}, unknown):
+            r = client.post(path, **{**kwargs, "headers": {**kwargs.get("headers", {}), **headers}})
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized"), (
+                path,
+                r.text,
+            )
+        r = client.post(path, **{**kwargs, "headers": {**kwargs.get("headers", {}), **auth(key)}})
+        assert r.status_code in (400, 422), (path, r.text)
+
+
+def test_every_status_a_route_answers_for_a_bad_body_is_in_its_openapi(world):
+    """Unparseable bodies answer 400 ``bad_request`` and invalid ones 422: both documented
+    on every route that takes a body, as 401 is on every route that needs a key."""
+    client = world[0]
+    schema = client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            if "requestBody" in operation:
+                assert {"400", "422"} <= documented, (method, path, documented)
+            if path.startswith("/v1/") and path not in PUBLIC_PATHS:
+                assert "401" in documented, (method, path, documented)
+
+
+PUBLIC_PATHS = {"/v1/consent", "/v1/styles", "/v1/limits", "/v1/regions", "/v1/session"}
