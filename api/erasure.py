@@ -1,20 +1,24 @@
 """Erasing biometric data: an identity, every image and job derived from it, and its files.
 
-Rows go in one transaction; files are deleted after it commits (a crash in
-between leaves orphan files, which ``sweep_orphans`` removes). A running job
-of the identity loses its row, so its worker cannot commit (``jobs.complete``
-checks the row) and deletes what it wrote.
+Rows go in one transaction; then ``finish_erasure`` deletes the files (a crash in
+between leaves orphan files, which ``sweep_orphans`` removes) and checkpoints SQLite's
+WAL. A running job of the identity loses its row, so its worker cannot commit
+(``jobs.complete`` checks the row) and deletes what it wrote.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from api.db import Database
 from api.storage import FileStorage
 from api.tables import AuditEvent, Generation, Identity, ImageRow, User, utcnow
+
+log = logging.getLogger("api")
 
 
 def erase_identity(session: Session, identity: Identity, reason: str) -> list[str]:
@@ -47,6 +51,14 @@ def erase_user(session: Session, user: User) -> list[str]:
     session.delete(user)
     session.add(AuditEvent(kind="user_deleted", subject=user.id, detail={}))
     return keys
+
+
+def finish_erasure(db: Database, storage: FileStorage, keys: list[str]) -> None:
+    """After an erasure commits: delete its files, and leave no copy of the erased rows in
+    SQLite's WAL (a copy of IMAGINE_HOME, such as a backup, would carry it)."""
+    delete_files(storage, keys)
+    if not db.checkpoint():
+        log.warning("erasure: readers kept the SQLite WAL from being emptied; it will be later")
 
 
 def delete_files(storage: FileStorage, keys: list[str]) -> None:

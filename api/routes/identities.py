@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auth, ClientAddress, ServicesDep, owned
-from api.erasure import delete_files, erase_identity
+from api.erasure import erase_identity, finish_erasure
 from api.errors import ApiError, Conflict
 from api.region import parse_region
 from api.schemas import IdentityPublic, error_responses
@@ -146,5 +146,5 @@ def delete_identity(identity_id: str, auth: Auth, services: ServicesDep) -> Resp
     with services.db.session() as session:
         identity = owned_identity(session, auth.user(session).id, identity_id)
         keys = erase_identity(session, identity, "user_request")
-    delete_files(services.storage, keys)
+    finish_erasure(services.db, services.storage, keys)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
