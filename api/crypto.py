@@ -27,27 +27,37 @@ KEY = 32  # bytes, AES-256 (master and data keys)
 WRAPPED_KEY = NONCE + KEY + TAG  # 60 bytes: identity_keys.wrapped_key
 
 
-def load_key(configured: str | None, key_file: Path) -> bytes:
-    """The 32-byte key from ``IMAGINE_EMBEDDING_KEY`` (base64), else from ``key_file``.
+def load_key(configured: str | None, key_file: Path | None, home: Path) -> bytes:
+    """The 32-byte master key: ``IMAGINE_EMBEDDING_KEY`` (base64), else the base64 file
+    ``IMAGINE_KEY_FILE``, else ``home/embedding.key``.
 
-    On first start without a configured key, a random key is written to
-    ``key_file`` (mode 0600) so a laptop install works; production should set
-    the variable from a secret store.
+    Only the default file is created (random, mode 0600) on first start, so a laptop install
+    works. A configured file that is missing is an error: a secret store that failed to mount
+    must not start the service under a new key that opens none of the stored embeddings.
     """
     if configured:
-        try:
-            key = base64.b64decode(configured, validate=True)
-        except (binascii.Error, ValueError):
-            raise SettingsError("IMAGINE_EMBEDDING_KEY must be base64") from None
-        if len(key) != 32:
-            raise SettingsError("IMAGINE_EMBEDDING_KEY must decode to 32 bytes (AES-256)")
-        return key
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return _decode_key(configured, "IMAGINE_EMBEDDING_KEY")
+    if key_file is not None:
+        if not key_file.is_file():
+            raise SettingsError(f"IMAGINE_KEY_FILE={str(key_file)!r}: no such file")
+        return _decode_key(key_file.read_text().strip(), f"IMAGINE_KEY_FILE ({key_file})")
+    default = home / "embedding.key"
+    if not default.exists():
+        default.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(base64.b64encode(AESGCM.generate_key(bit_length=KEY * 8)))
-    return base64.b64decode(key_file.read_bytes().strip())
+    return _decode_key(default.read_text().strip(), str(default))
+
+
+def _decode_key(text: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{source} must be base64") from None
+    if len(key) != KEY:
+        raise SettingsError(f"{source} must decode to {KEY} bytes (AES-256)")
+    return key
 
 
 class EmbeddingCipher:

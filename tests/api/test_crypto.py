@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 
-from api.crypto import KEY, WRAPPED_KEY, EmbeddingCipher
+from api.crypto import KEY, WRAPPED_KEY, EmbeddingCipher, load_key
+from imagine.settings import SettingsError
 
 MASTER = bytes(range(KEY))
 EMBEDDING = np.linspace(-1, 1, 128, dtype=np.float32)  # [128] float32, as dlib gives
@@ -43,3 +46,28 @@ def test_legacy_blobs_under_the_master_key_still_open():
     cipher = EmbeddingCipher(MASTER)
     legacy = cipher.encrypt(EMBEDDING, "idn_a", MASTER)
     assert (cipher.decrypt(legacy, "idn_a", None) == EMBEDDING).all()
+
+
+def test_the_master_key_comes_from_the_variable_the_key_file_or_home(tmp_path):
+    key = base64.b64encode(MASTER).decode()
+    assert load_key(key, tmp_path / "ignored", tmp_path) == MASTER
+    key_file = tmp_path / "secrets" / "master.key"
+    key_file.parent.mkdir()
+    key_file.write_text(key + "\n")
+    home = tmp_path / "home"
+    assert load_key(None, key_file, home) == MASTER
+    assert not home.exists()  # nothing written beside the data
+    generated = load_key(None, None, home)
+    assert len(generated) == KEY and load_key(None, None, home) == generated
+    assert (home / "embedding.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_configured_key_file_that_is_missing_or_bad_is_refused(tmp_path):
+    missing = tmp_path / "unmounted" / "master.key"
+    with pytest.raises(SettingsError, match=r"IMAGINE_KEY_FILE=.*no such file"):
+        load_key(None, missing, tmp_path)
+    assert not missing.exists() and not (tmp_path / "embedding.key").exists()
+    short = tmp_path / "short.key"
+    short.write_text(base64.b64encode(b"x" * 16).decode())
+    with pytest.raises(SettingsError, match="32 bytes"):
+        load_key(None, short, tmp_path)
