@@ -1,4 +1,12 @@
-"""Embeddings at rest: AES-256-GCM with a key from settings, bound to the identity id."""
+"""Embeddings at rest: envelope encryption with AES-256-GCM, so that erasure can shred a key.
+
+Each identity's embedding is encrypted under its own random data key; the data key is
+stored wrapped (encrypted) by the master key in ``identity_keys``, a row apart from the
+ciphertext. Erasure deletes that row, and with it the only way to open any copy of the
+ciphertext that outlives the delete (SQLite free pages and WAL, PostgreSQL dead tuples,
+backups): crypto-shredding (issue 16). Both layers bind the identity id as associated data,
+each with its own label, so a blob opens only for its identity and only as what it is.
+"""
 
 from __future__ import annotations
 
@@ -14,43 +22,92 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from imagine.settings import SettingsError
 
 NONCE = 12  # bytes, GCM's standard nonce size
+TAG = 16  # bytes, GCM's authentication tag
+KEY = 32  # bytes, AES-256 (master and data keys)
+WRAPPED_KEY = NONCE + KEY + TAG  # 60 bytes: identity_keys.wrapped_key
 
 
-def load_key(configured: str | None, key_file: Path) -> bytes:
-    """The 32-byte key from ``IMAGINE_EMBEDDING_KEY`` (base64), else from ``key_file``.
+def load_key(configured: str | None, key_file: Path | None, home: Path) -> bytes:
+    """The 32-byte master key: ``IMAGINE_EMBEDDING_KEY`` (base64), else the base64 file
+    ``IMAGINE_KEY_FILE``, else ``home/embedding.key``.
 
-    On first start without a configured key, a random key is written to
-    ``key_file`` (mode 0600) so a laptop install works; production should set
-    the variable from a secret store.
+    Only the default file is created (random, mode 0600) on first start, so a laptop install
+    works. A configured file that is missing is an error: a secret store that failed to mount
+    must not start the service under a new key that opens none of the stored embeddings.
     """
     if configured:
-        try:
-            key = base64.b64decode(configured, validate=True)
-        except (binascii.Error, ValueError):
-            raise SettingsError("IMAGINE_EMBEDDING_KEY must be base64") from None
-        if len(key) != 32:
-            raise SettingsError("IMAGINE_EMBEDDING_KEY must decode to 32 bytes (AES-256)")
-        return key
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return _decode_key(configured, "IMAGINE_EMBEDDING_KEY")
+    if key_file is not None:
+        if not key_file.is_file():
+            raise SettingsError(f"IMAGINE_KEY_FILE={str(key_file)!r}: no such file")
+        return _decode_key(key_file.read_text().strip(), f"IMAGINE_KEY_FILE ({key_file})")
+    default = home / "embedding.key"
+    if not default.exists():
+        default.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(base64.b64encode(AESGCM.generate_key(bit_length=256)))
-    return base64.b64decode(key_file.read_bytes().strip())
+            f.write(base64.b64encode(AESGCM.generate_key(bit_length=KEY * 8)))
+    return _decode_key(default.read_text().strip(), str(default))
+
+
+def _decode_key(text: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{source} must be base64") from None
+    if len(key) != KEY:
+        raise SettingsError(f"{source} must decode to {KEY} bytes (AES-256)")
+    return key
 
 
 class EmbeddingCipher:
-    def __init__(self, key: bytes):
-        self._aead = AESGCM(key)
+    def __init__(self, master_key: bytes):
+        self._master = AESGCM(master_key)
 
-    def encrypt(self, embedding: np.ndarray, identity_id: str) -> bytes:
-        nonce = os.urandom(NONCE)
+    def seal(self, embedding: np.ndarray, identity_id: str) -> tuple[bytes, bytes]:
+        """(ciphertext, wrapped data key) for a new identity: a fresh data key each time."""
+        data_key = AESGCM.generate_key(bit_length=KEY * 8)
+        return self.encrypt(embedding, identity_id, data_key), self.wrap(data_key, identity_id)
+
+    def wrap(self, data_key: bytes, identity_id: str) -> bytes:
+        return _seal(self._master, data_key, _key_label(identity_id))
+
+    def unwrap(self, wrapped_key: bytes, identity_id: str) -> bytes:
+        return _open(
+            self._master, wrapped_key, _key_label(identity_id), f"data key of {identity_id}"
+        )
+
+    def encrypt(self, embedding: np.ndarray, identity_id: str, data_key: bytes) -> bytes:
         plain = np.asarray(embedding, dtype="<f4").tobytes()  # [D] float32 little-endian
-        return nonce + self._aead.encrypt(nonce, plain, identity_id.encode())
+        return _seal(AESGCM(data_key), plain, _embedding_label(identity_id))
 
-    def decrypt(self, blob: bytes, identity_id: str) -> np.ndarray:
-        try:
-            plain = self._aead.decrypt(blob[:NONCE], blob[NONCE:], identity_id.encode())
-        except InvalidTag:
-            raise ValueError(f"embedding of {identity_id} does not decrypt with this key") from None
+    def decrypt(self, blob: bytes, identity_id: str, wrapped_key: bytes | None) -> np.ndarray:
+        """The [D] float32 embedding. ``wrapped_key`` None means a legacy blob, encrypted
+        directly under the master key before data keys existed (migration 0004) and not yet
+        resealed (``api.erasure.seal_legacy_embeddings``)."""
+        if wrapped_key is None:
+            aead = self._master
+        else:
+            aead = AESGCM(self.unwrap(wrapped_key, identity_id))
+        plain = _open(aead, blob, _embedding_label(identity_id), f"embedding of {identity_id}")
         return np.frombuffer(plain, dtype="<f4").astype(np.float32)
+
+
+def _embedding_label(identity_id: str) -> bytes:
+    return identity_id.encode()  # as legacy blobs were bound, so both formats share it
+
+
+def _key_label(identity_id: str) -> bytes:
+    return b"data-key:" + identity_id.encode()  # a wrapped key never opens as an embedding
+
+
+def _seal(aead: AESGCM, plain: bytes, label: bytes) -> bytes:
+    nonce = os.urandom(NONCE)
+    return nonce + aead.encrypt(nonce, plain, label)
+
+
+def _open(aead: AESGCM, blob: bytes, label: bytes, what: str) -> bytes:
+    try:
+        return aead.decrypt(blob[:NONCE], blob[NONCE:], label)
+    except InvalidTag:
+        raise ValueError(f"{what} does not decrypt with this key") from None

@@ -50,6 +50,9 @@ def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
             cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            # Deleted rows are overwritten with zeros, not left in free space (some builds do
+            # this by default, others not): an erased embedding leaves no bytes (issue 16).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
@@ -148,6 +151,16 @@ class Database:
         ``session``. Without the ORM's bookkeeping it costs about half as much."""
         with self.engine.begin() as conn:
             yield conn
+
+    def checkpoint(self) -> bool:
+        """SQLite: copy the WAL into the database file and truncate it, so that no older copy
+        of an erased row's page stays in the WAL (issue 16); False when readers kept it from
+        finishing within the busy timeout. Other databases: nothing to do, True."""
+        if self.engine.dialect.name != "sqlite":
+            return True
+        with self.engine.connect() as conn:
+            busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        return busy == 0
 
     def ping(self) -> bool:
         from sqlalchemy import text

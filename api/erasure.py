@@ -1,20 +1,30 @@
-"""Erasing biometric data: an identity, every image and job derived from it, and its files.
+"""Erasing biometric data: an identity, its data key, every image and job derived from it,
+and its files.
 
-Rows go in one transaction; files are deleted after it commits (a crash in
-between leaves orphan files, which ``sweep_orphans`` removes). A running job
-of the identity loses its row, so its worker cannot commit (``jobs.complete``
-checks the row) and deletes what it wrote.
+Rows go in one transaction; then ``finish_erasure`` deletes the files (a crash in
+between leaves orphan files, which ``sweep_orphans`` removes) and checkpoints SQLite's
+WAL. A running job of the identity loses its row, so its worker cannot commit
+(``jobs.complete`` checks the row) and deletes what it wrote.
+
+Erasure is final because the embedding's data key is destroyed with its row (crypto-
+shredding, api/crypto.py): a copy of the ciphertext that outlives the delete opens with
+nothing that is left. SQLite also zeroes deleted rows (secure_delete) and empties its WAL.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from api.crypto import EmbeddingCipher
+from api.db import Database
 from api.storage import FileStorage
-from api.tables import AuditEvent, Generation, Identity, ImageRow, User, utcnow
+from api.tables import AuditEvent, Generation, Identity, IdentityKey, ImageRow, User, utcnow
+
+log = logging.getLogger("api")
 
 
 def erase_identity(session: Session, identity: Identity, reason: str) -> list[str]:
@@ -28,6 +38,7 @@ def erase_identity(session: Session, identity: Identity, reason: str) -> list[st
             delete(Generation).where(Generation.identity_id == identity.id).returning(Generation.id)
         ).all()
     )
+    session.execute(delete(IdentityKey).where(IdentityKey.identity_id == identity.id))
     session.delete(identity)
     session.add(
         AuditEvent(
@@ -49,9 +60,50 @@ def erase_user(session: Session, user: User) -> list[str]:
     return keys
 
 
+def finish_erasure(db: Database, storage: FileStorage, keys: list[str]) -> None:
+    """After an erasure commits: delete its files, and leave no copy of the erased rows in
+    SQLite's WAL (a copy of IMAGINE_HOME, such as a backup, would carry it)."""
+    delete_files(storage, keys)
+    if not db.checkpoint():
+        log.warning("erasure: readers kept the SQLite WAL from being emptied; it will be later")
+
+
 def delete_files(storage: FileStorage, keys: list[str]) -> None:
     for key in keys:
         storage.delete(key)
+
+
+def seal_legacy_embeddings(db: Database, cipher: EmbeddingCipher) -> int:
+    """Give each identity enrolled before data keys (migration 0004) one, so that erasing it
+    destroys a key too; returns how many were resealed. Their earlier ciphertext, under the
+    master key alone, may outlive this in PostgreSQL dead tuples and in backups: those copies
+    open with the master key (README, "Biometric data lifecycle")."""
+    resealed = 0
+    with db.session() as session:
+        legacy = session.execute(
+            select(Identity.id, Identity.embedding_encrypted)
+            .outerjoin(IdentityKey, IdentityKey.identity_id == Identity.id)
+            .where(IdentityKey.identity_id.is_(None))
+        ).all()
+        for identity_id, blob in legacy:
+            try:
+                embedding = cipher.decrypt(blob, identity_id, None)
+            except ValueError as err:
+                log.warning("not resealed: %s", err)  # another key; its jobs fail as before
+                continue
+            sealed, wrapped = cipher.seal(embedding, identity_id)
+            # Guarded by the old blob: another process that resealed it first wins.
+            changed = session.connection().execute(
+                update(Identity)
+                .where(Identity.id == identity_id, Identity.embedding_encrypted == blob)
+                .values(embedding_encrypted=sealed)
+            )
+            if changed.rowcount:
+                session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped))
+                resealed += 1
+    if resealed:
+        db.checkpoint()  # the legacy ciphertext leaves SQLite's WAL too
+    return resealed
 
 
 def expired_identities(session: Session, retention_days: int) -> list[Identity]:

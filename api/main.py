@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import handlers, web
-from api.erasure import delete_files, erase_identity, expired_identities, sweep_orphans
+from api.erasure import erase_identity, expired_identities, finish_erasure, sweep_orphans
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
 from api.routes import generations, identities, images, meta, provenance, session
@@ -65,7 +65,8 @@ def sweep_once(services: Services) -> dict[str, int]:
         expired = expired_identities(session, services.settings.retention_days)
         for identity in expired:
             keys += erase_identity(session, identity, "retention_expired")
-    delete_files(services.storage, keys)
+    if expired:
+        finish_erasure(services.db, services.storage, keys)
     with services.db.session() as session:
         orphans = sweep_orphans(session, services.storage)
         ended = delete_expired_sessions(session)

@@ -9,6 +9,7 @@ from typing import Any
 from api.consent import ConsentText, consent_text
 from api.crypto import EmbeddingCipher, load_key
 from api.db import Database, migrate
+from api.erasure import seal_legacy_embeddings
 from api.limits import RateLimiter
 from api.region import RegionGate, build_gate
 from api.region.address import IPNetwork
@@ -63,7 +64,8 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     db = Database(settings.database, settings.sqlite_synchronous)
     migrate(db.engine)
     storage = FileStorage(settings.images_dir)
-    cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.home / "embedding.key"))
+    cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.key_file, settings.home))
+    seal_legacy_embeddings(db, cipher)
     # Refuse to start rather than store images unchecked or unsigned by mistake: a C2PA key
     # that cannot sign, or (in production) no output checker, is an operator error.
     c2pa_signing = signing_status(settings.provenance())

@@ -34,7 +34,11 @@ class ServiceSettings(Settings):
     database_url: str | None = None  # default: SQLite at IMAGINE_HOME/imagine.db
     sqlite_synchronous: str = "normal"  # "normal" | "full": "full" also survives power loss
     storage_dir: Path | None = None  # default: IMAGINE_HOME/images
-    embedding_key: str | None = None  # base64 AES-256 key; default: IMAGINE_HOME/embedding.key
+    embedding_key: str | None = None  # base64 AES-256 master key; else key_file
+    # The master key's file (base64), kept outside IMAGINE_HOME in production: a copy of the
+    # home (backup, disk image) must not carry the key beside the ciphertext. Unset:
+    # IMAGINE_HOME/embedding.key, created on first start.
+    key_file: Path | None = None
     retention_days: int = 1095  # identities unused this long are erased (BIPA: 3 years)
     max_request_bytes: int = 52 * 1024 * 1024  # whole request body, chunked or not
     rate_limit_per_minute: int = 120  # requests per user

@@ -96,13 +96,26 @@ class Identity(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     consent_id: Mapped[str] = mapped_column(String(32))
     residence: Mapped[str] = mapped_column(String(16))
-    embedding_encrypted: Mapped[bytes] = mapped_column(LargeBinary)  # AES-GCM, see api/crypto.py
+    # AES-GCM under the data key in identity_keys (legacy: under the master key), api/crypto.py
+    embedding_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     embedding_dim: Mapped[int] = mapped_column(Integer)
     backend: Mapped[str] = mapped_column(String(32))
     model_id: Mapped[str] = mapped_column(String(128))
     photos: Mapped[dict[str, Any]] = mapped_column()  # per-photo quality figures, no pixels
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdentityKey(Base):
+    """An identity's data key, wrapped by the master key (api/crypto.py). Kept apart from the
+    ciphertext so that erasure destroys it: leftover copies of the ciphertext then have no key."""
+
+    __tablename__ = "identity_keys"
+    identity_id: Mapped[str] = mapped_column(
+        ForeignKey("identities.id", ondelete="CASCADE"), primary_key=True
+    )
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)  # 60 bytes: nonce, key, tag
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Generation(Base):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from sqlalchemy import select
+
 from api.crypto import EmbeddingCipher
 from api.db import Database
 from api.jobs import (
@@ -35,7 +37,7 @@ from api.jobs import (
     requeue_expired,
 )
 from api.storage import FileStorage
-from api.tables import Generation, Identity, new_id, utcnow
+from api.tables import Generation, Identity, IdentityKey, new_id, utcnow
 from identity.errors import IdentityError
 from imagine.errors import ImagineError
 from imagine.outputs import finalize
@@ -205,15 +207,24 @@ class _Job:
 def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -> _Job | None:
     with ctx.db.session() as s:
         job = s.get(Generation, claim.job_id)
-        identity = s.get(Identity, job.identity_id) if job else None
-        if job is None or identity is None:
+        if job is None:
+            return None  # erased since it was claimed
+        # One statement, so that the blob and its key come from one snapshot (a concurrent
+        # seal_legacy_embeddings replaces both).
+        identity = s.execute(
+            select(Identity.embedding_encrypted, IdentityKey.wrapped_key, Identity.backend)
+            .outerjoin(IdentityKey, IdentityKey.identity_id == Identity.id)
+            .where(Identity.id == job.identity_id)
+        ).one_or_none()
+        if identity is None:
             return None  # erased since it was claimed
         request, expanded = dict(job.request), dict(job.expanded or {})
-        blob, identity_id, backend = identity.embedding_encrypted, identity.id, identity.backend
+        identity_id = job.identity_id
+        blob, wrapped_key, backend = identity
     base = request.get("seed")
     base = secrets.randbelow(2**31) if base is None else base
     text = stored_expansion(expanded) or pipeline.expand(request["prompt"], request.get("style"))
-    embedding = ctx.cipher.decrypt(blob, identity_id)
+    embedding = ctx.cipher.decrypt(blob, identity_id, wrapped_key)
     seeds = tuple(base + k for k in range(request["n"]))
     return _Job(
         claim,

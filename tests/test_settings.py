@@ -48,8 +48,11 @@ def test_service_settings_extend_the_library_settings():
         "IMAGINE_FORWARDED_HEADER": "Forwarded",
         "IMAGINE_GEO_MMDB": "a.mmdb,b.mmdb",
         "IMAGINE_ENROLL_REGIONS": "US,!US-IL",
+        "IMAGINE_KEY_FILE": "/run/secrets/imagine.key",
     }
     s = ServiceSettings.from_env(env)
+    assert s.key_file == Path("/run/secrets/imagine.key")
+    assert ServiceSettings.from_env({}).key_file is None
     assert s.home == Path("/data/im") and s.face_backend == "dlib"
     assert [str(n) for n in s.trusted_networks()] == ["10.0.0.0/8", "2001:db8::/32"]
     assert s.forwarded_header == "forwarded"

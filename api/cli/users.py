@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     from api.auth import create_user
     from api.db import Database, migrate
-    from api.erasure import delete_files, erase_user
+    from api.erasure import erase_user, finish_erasure
     from api.errors import NotFound
     from api.storage import FileStorage
     from api.tables import User
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
             if found is None:
                 raise NotFound(f"no user named {args.name!r}")
             keys = erase_user(session, found)
-        delete_files(FileStorage(settings.images_dir), keys)
+        finish_erasure(db, FileStorage(settings.images_dir), keys)
         result = {"name": args.name, "deleted": True, "images_erased": len(keys)}
         text = f"deleted user {args.name} and {len(keys)} image(s)"
     db.engine.dispose()

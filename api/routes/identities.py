@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep, owned
-from api.erasure import delete_files, erase_identity
+from api.erasure import erase_identity, finish_erasure
 from api.errors import ApiError, Conflict
 from api.region import parse_region
 from api.schemas import IdentityPublic, error_responses
 from api.services import Services
-from api.tables import Consent, Identity, new_id
+from api.tables import Consent, Identity, IdentityKey, new_id
 from identity.enrollment import IdentityProfile, enroll
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=AuthFirstRoute)
@@ -101,19 +101,21 @@ def _store(
         )
         identity_id = new_id("idn")
         summary = profile.summary()
+        sealed, wrapped_key = services.cipher.seal(profile.embedding, identity_id)
         identity = Identity(
             id=identity_id,
             user_id=user_id,
             consent_id=record.id,
             residence=residence,
-            embedding_encrypted=services.cipher.encrypt(profile.embedding, identity_id),
+            embedding_encrypted=sealed,
             embedding_dim=profile.embedding_dim,
             backend=profile.backend,
             model_id=profile.model_id,
             photos={"items": summary["photos"]},
         )
         session.add_all([record, identity])
-        session.flush()
+        session.flush()  # the identity row first: its key row refers to it
+        session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped_key))
         return to_public(identity, c.version, c.retention_days)
 
 
@@ -146,5 +148,5 @@ def delete_identity(identity_id: str, auth: Auth, services: ServicesDep) -> Resp
     with services.db.session() as session:
         identity = owned_identity(session, auth.user(session).id, identity_id)
         keys = erase_identity(session, identity, "user_request")
-    delete_files(services.storage, keys)
+    finish_erasure(services.db, services.storage, keys)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -109,8 +109,8 @@ def test_bad_requests_get_their_codes(world):
         (
             "unknown API key and a malformed body",
             lambda: client.post("/v1/generations", headers=auth("imk_nope"), json={"prompt": 5}),
-            422,
-            "invalid_request",
+            401,
+            "unauthorized",
         ),
         (
             "consent missing",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 
@@ -56,9 +57,9 @@ class HeldChecker:
     """A fake output checker that holds the worker at the first image it checks until the
     test lets it go: the job is then finishing its images (checks and marks)."""
 
-    name = "held"
-
     def __init__(self) -> None:
+        # A name of its own: checkers are built once per configuration and kept.
+        self.name = f"held-{secrets.token_hex(4)}"
         self.reached, self.go = threading.Event(), threading.Event()
 
     def check(self, image) -> SafetyResult:
@@ -70,17 +71,17 @@ class HeldChecker:
 @pytest.fixture
 def held_checker():
     checker = HeldChecker()
-    CHECKERS["held"] = lambda config: checker
+    CHECKERS[checker.name] = lambda config: checker
     yield checker
     checker.go.set()
-    CHECKERS.pop("held")
+    CHECKERS.pop(checker.name)
 
 
 def test_a_cancel_while_images_are_finished_stops_before_the_next_image(
     make_services, held_checker
 ):
     """Marking one 2048² image takes about 2 s: a cancel no longer waits for all of them."""
-    services = make_services(safety_checker="held")
+    services = make_services(safety_checker=held_checker.name)
     with TestClient(create_app(services), client=("127.0.0.1", 1)) as client:
         with services.db.session() as s:
             key = create_user(s, "alice")[1]
