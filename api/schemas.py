@@ -98,7 +98,8 @@ class GenerationCreate(Strict):
     identity_id: str = Field(max_length=64)
     prompt: str = Field(min_length=1, max_length=1000)
     n: int = Field(default=1, ge=1)
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    # Bounded by check_request (invalid_seed), with n: image k uses seed + k.
+    seed: int | None = None
     style: str | None = Field(default=None, max_length=64)
     width: int | None = None
     height: int | None = None

@@ -107,8 +107,6 @@ def check_request(
         raise InvalidArgument(
             f"steps must be 1-{lim.max_steps}, got {steps!r}", code="invalid_steps"
         )
-    if seed is not None and not 0 <= seed < 2**32:
-        raise InvalidArgument(f"seed must be 0-{2**32 - 1}, got {seed!r}", code="invalid_seed")
     for name, side in (("width", width), ("height", height)):
         if not lim.min_side <= side <= lim.max_side or side % lim.side_multiple:
             raise InvalidArgument(
@@ -120,9 +118,27 @@ def check_request(
         raise InvalidArgument(
             f"best_of must be 1-{lim.max_best_of}, got {best_of!r}", code="invalid_best_of"
         )
+    check_seed(seed, n * best_of)  # n and best_of are known good here
     if not 0.0 <= adapter_scale <= 2.0:
         raise InvalidArgument(
             f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
+        )
+
+
+SEED_LIMIT = 2**32  # seeds are uint32: every entry point accepts exactly these
+
+
+def check_seed(seed: int | None, count: int) -> None:
+    """Image k of a request uses ``seed + k``: every one of the ``count`` seeds must be a
+    valid seed, or the last images could not be asked for again by their own seed."""
+    if seed is None:
+        return
+    highest = SEED_LIMIT - count
+    if not 0 <= seed <= highest:
+        raise InvalidArgument(
+            f"seed must be 0-{highest}: image k uses seed + k, and the last of {count} "
+            f"must stay below 2**32; got {seed!r}",
+            code="invalid_seed",
         )
 
 

@@ -195,8 +195,14 @@ def test_bad_requests_get_their_codes(world):
         ("steps too many", lambda: generate({**ok, "steps": 1000}), 422, "invalid_steps"),
         ("width not a multiple of 8", lambda: generate({**ok, "width": 100}), 422, "invalid_size"),
         ("height too large", lambda: generate({**ok, "height": 8192}), 422, "invalid_size"),
-        ("negative seed", lambda: generate({**ok, "seed": -1}), 422, "invalid_request"),
-        ("seed too large", lambda: generate({**ok, "seed": 2**40}), 422, "invalid_request"),
+        ("negative seed", lambda: generate({**ok, "seed": -1}), 422, "invalid_seed"),
+        ("seed too large", lambda: generate({**ok, "seed": 2**40}), 422, "invalid_seed"),
+        (
+            "second image's seed too large",
+            lambda: generate({**ok, "seed": 2**32 - 1, "n": 2}),
+            422,
+            "invalid_seed",
+        ),
         (
             "harmful prompt",
             lambda: generate({**ok, "prompt": "me holding a bloody severed head"}),

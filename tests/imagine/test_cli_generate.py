@@ -108,6 +108,7 @@ def test_same_seed_reproduces_the_image_up_to_its_watermark(capsys, env, portrai
         (["--size", "big"], "invalid_size"),
         (["--n", "0"], "invalid_n"),
         (["--steps", "1000"], "invalid_steps"),
+        (["--seed", str(2**32 - 1), "--n", "2"], "invalid_seed"),
         (["--profile", "sdxl"], "model_not_found"),
         (["--profile", "sdxl", "--model-dir", "/nonexistent/sdxl"], "model_not_found"),
     ],

@@ -92,6 +92,7 @@ def test_the_same_photo_content_shares_one_enrollment_key(folder):
         ({"photos": ["photos/me.jpg"], "prompt": "x", "n": 9}, "invalid_n"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "n": True}, "invalid_n"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "seed": -1}, "invalid_seed"),
+        ({"photos": ["photos/me.jpg"], "prompt": "x", "seed": 2**32 - 1, "n": 2}, "invalid_seed"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "style": 3}, "invalid_style"),
         ({"id": "../etc", "photos": ["photos/me.jpg"], "prompt": "x"}, "invalid_id"),
         ({"id": "report.html", "photos": ["photos/me.jpg"], "prompt": "x"}, "invalid_id"),
