@@ -96,7 +96,9 @@ class IdentityPublic(BaseModel):
 
 class GenerationCreate(Strict):
     identity_id: str = Field(max_length=64)
-    prompt: str = Field(min_length=1, max_length=1000)
+    # Length and characters are check_prompt's (prompt_too_long, invalid_prompt): one code
+    # per rule. The body limit (IMAGINE_MAX_REQUEST_BYTES) bounds what is read at all.
+    prompt: str = Field(min_length=1)
     n: int = Field(default=1, ge=1)
     # Bounded by check_request (invalid_seed), with n: image k uses seed + k.
     seed: int | None = None
@@ -189,6 +191,7 @@ class GenerationBounds(BaseModel):
     min_side: int
     max_side: int
     side_multiple: int  # width and height are multiples of it
+    max_prompt_chars: int  # after trimming and Unicode NFC
 
 
 class LimitsPublic(BaseModel):

@@ -188,7 +188,8 @@ def _submit(
             user_id,
             "identity",
         )
-        check_request(
+        # The prompt as stored, expanded and shown: normalised, or refused (nothing stored).
+        request["prompt"] = check_request(
             settings.generation_limits(),
             body.prompt,
             body.n,
@@ -204,7 +205,7 @@ def _submit(
                 code="identity_incompatible",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
-        text = expand(body.prompt, body.style, services.prompting)  # moderation: 422
+        text = expand(request["prompt"], body.style, services.prompting)  # moderation: 422
         if identity.active >= settings.max_queued_jobs:
             raise TooManyRequests(
                 f"you have {identity.active} generations queued or running; the limit is "
