@@ -191,7 +191,6 @@ class GenerationBounds(BaseModel):
     min_side: int
     max_side: int
     side_multiple: int  # width and height are multiples of it
-    max_prompt_chars: int  # after trimming and Unicode NFC
 
 
 class LimitsPublic(BaseModel):
@@ -199,6 +198,9 @@ class LimitsPublic(BaseModel):
     profile_is_noise: bool  # True on the smoke profile: the images are noise
     defaults: SizeDefaults  # what a generation that leaves width, height or steps out gets
     generation: GenerationBounds
+    # Beside ``generation``, not in it: clients before it build their bounds from exactly
+    # the fields of ``generation`` and would refuse one more.
+    max_prompt_chars: int  # characters after trimming and Unicode NFC; more: prompt_too_long
     max_enroll_photos: int
     max_queued_jobs: int  # queued or running generations per user; more is 429 too_many_jobs
     rate_limit_per_minute: int  # requests per user; more is 429 with Retry-After

@@ -42,7 +42,7 @@ def test_limits_say_what_the_service_accepts_and_it_refuses_what_they_exclude(wo
     assert body["profile"] == "smoke" and body["profile_is_noise"] is True
     assert body["defaults"] == {"width": 256, "height": 256, "steps": 4}
     assert body["generation"]["max_images"] == 3 and body["generation"]["max_steps"] == 20
-    assert body["generation"]["max_prompt_chars"] == 30
+    assert body["max_prompt_chars"] == 30
     assert body["max_queued_jobs"] == 2 and body["max_enroll_photos"] == 5
     identity = enroll(client, key)["id"]
     for field, value, code in (
