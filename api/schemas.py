@@ -96,9 +96,12 @@ class IdentityPublic(BaseModel):
 
 class GenerationCreate(Strict):
     identity_id: str = Field(max_length=64)
-    prompt: str = Field(min_length=1, max_length=1000)
+    # Length and characters are check_prompt's (prompt_too_long, invalid_prompt): one code
+    # per rule. The body limit (IMAGINE_MAX_REQUEST_BYTES) bounds what is read at all.
+    prompt: str = Field(min_length=1)
     n: int = Field(default=1, ge=1)
-    seed: int | None = Field(default=None, ge=0, lt=2**32)
+    # Bounded by check_request (invalid_seed), with n: image k uses seed + k.
+    seed: int | None = None
     style: str | None = Field(default=None, max_length=64)
     width: int | None = None
     height: int | None = None
@@ -195,6 +198,9 @@ class LimitsPublic(BaseModel):
     profile_is_noise: bool  # True on the smoke profile: the images are noise
     defaults: SizeDefaults  # what a generation that leaves width, height or steps out gets
     generation: GenerationBounds
+    # Beside ``generation``, not in it: clients before it build their bounds from exactly
+    # the fields of ``generation`` and would refuse one more.
+    max_prompt_chars: int  # characters after trimming and Unicode NFC; more: prompt_too_long
     max_enroll_photos: int
     max_queued_jobs: int  # queued or running generations per user; more is 429 too_many_jobs
     rate_limit_per_minute: int  # requests per user; more is 429 with Retry-After

@@ -26,7 +26,7 @@ from PIL import Image
 from imagine.errors import ImagineError
 from imagine.models import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
-from llm_prompting import ExpandedPrompt, PromptingConfig, expand
+from llm_prompting import ExpandedPrompt, PromptingConfig, check_prompt, expand
 from llm_prompting.cache import LRUCache
 
 ProgressFn = Callable[[int, int], None]  # (denoising steps done, steps in total)
@@ -50,6 +50,7 @@ class GenerationLimits:
     max_side: int = 2048
     side_multiple: int = 8  # the VAE downsamples by 8
     max_best_of: int = 4
+    max_prompt_chars: int = PromptingConfig.max_prompt_chars  # after check_prompt's NFC
 
 
 ExpandFn = Callable[[str, str | None], ExpandedPrompt]
@@ -94,21 +95,22 @@ def check_request(
     height: int,
     best_of: int = 1,
     adapter_scale: float = 0.8,
-) -> None:
-    """Validate a generation request; ``InvalidArgument`` names the argument and the bad value.
+) -> str:
+    """Validate a generation request and return its prompt as ``check_prompt`` normalises it
+    (store and use that one). ``InvalidArgument`` names the argument and the bad value; a
+    prompt can also fail with ``check_prompt``'s errors (``prompt_too_long``, ...).
 
-    Shared by the pipeline and the service, which checks before queueing.
+    Shared by the pipeline, the service, which checks before queueing, and batch manifests.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidArgument("prompt must be a non-empty string", code="invalid_prompt")
+    prompt = check_prompt(prompt, lim.max_prompt_chars)
     if not 1 <= n <= lim.max_images:
         raise InvalidArgument(f"n must be 1-{lim.max_images}, got {n!r}", code="invalid_n")
     if not 1 <= steps <= lim.max_steps:
         raise InvalidArgument(
             f"steps must be 1-{lim.max_steps}, got {steps!r}", code="invalid_steps"
         )
-    if seed is not None and not 0 <= seed < 2**32:
-        raise InvalidArgument(f"seed must be 0-{2**32 - 1}, got {seed!r}", code="invalid_seed")
     for name, side in (("width", width), ("height", height)):
         if not lim.min_side <= side <= lim.max_side or side % lim.side_multiple:
             raise InvalidArgument(
@@ -120,9 +122,28 @@ def check_request(
         raise InvalidArgument(
             f"best_of must be 1-{lim.max_best_of}, got {best_of!r}", code="invalid_best_of"
         )
+    check_seed(seed, n * best_of)  # n and best_of are known good here
     if not 0.0 <= adapter_scale <= 2.0:
         raise InvalidArgument(
             f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
+        )
+    return prompt
+
+
+SEED_LIMIT = 2**32  # seeds are uint32: every entry point accepts exactly these
+
+
+def check_seed(seed: int | None, count: int) -> None:
+    """Image k of a request uses ``seed + k``: every one of the ``count`` seeds must be a
+    valid seed, or the last images could not be asked for again by their own seed."""
+    if seed is None:
+        return
+    highest = SEED_LIMIT - count
+    if not 0 <= seed <= highest:
+        raise InvalidArgument(
+            f"seed must be 0-{highest}: image k uses seed + k, and the last of {count} "
+            f"must stay below 2**32; got {seed!r}",
+            code="invalid_seed",
         )
 
 
@@ -201,8 +222,8 @@ class PersonalizedPipeline:
             timings[stage] = timings.get(stage, 0.0) + now - clock
             clock = now
 
-        # 1. Check inputs.
-        self.check_inputs(
+        # 1. Check inputs; the prompt comes back normalised (NFC, one line).
+        prompt = self.check_inputs(
             prompt, identity, n, seed, steps, width, height, best_of, adapter_scale, face_crops
         )
         base_seed = secrets.randbelow(2**31) if seed is None else seed
@@ -473,8 +494,11 @@ class PersonalizedPipeline:
         best_of: int,
         adapter_scale: float,
         face_crops: Sequence[Image.Image] = (),
-    ) -> None:
-        check_request(self.limits, prompt, n, seed, steps, width, height, best_of, adapter_scale)
+    ) -> str:
+        """``check_request`` plus what only a loaded pipeline knows; the normalised prompt."""
+        prompt = check_request(
+            self.limits, prompt, n, seed, steps, width, height, best_of, adapter_scale
+        )
         if self.loaded.faceid_variant == "plusv2" and not face_crops:
             raise InvalidArgument(
                 f"face_crops: adapter {self.loaded.adapter_id} (FaceID Plus v2) needs the "
@@ -492,6 +516,7 @@ class PersonalizedPipeline:
             raise InvalidArgument(
                 "identity contains NaN or infinite values", code="embedding_mismatch"
             )
+        return prompt
 
     def encode(self, text: ExpandedPrompt, guided: bool) -> tuple[Any, ...]:
         """Text-encoder outputs: prompt [1, 77, C], negative [1, 77, C], pooled [1, P],

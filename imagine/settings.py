@@ -169,6 +169,7 @@ class Settings:
             max_images=self.max_images,
             max_steps=self.max_steps,
             max_side=self.max_side,
+            max_prompt_chars=self.max_prompt_chars,
         )
 
     def prompting(self) -> PromptingConfig:

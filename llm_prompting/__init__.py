@@ -17,7 +17,7 @@ from llm_prompting.contract import Contract, Violation, estimate_tokens
 from llm_prompting.errors import PromptingError, PromptRejected
 from llm_prompting.expander import EXPANDERS, ExpandedPrompt, PromptExpander, get_expander
 from llm_prompting.moderation import CATEGORIES, MODERATORS, Moderator, Verdict, get_moderator
-from llm_prompting.prompting import clear_caches, expand
+from llm_prompting.prompting import check_prompt, clear_caches, expand
 from llm_prompting.styles import STYLES, Style
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Style",
     "Verdict",
     "Violation",
+    "check_prompt",
     "clear_caches",
     "estimate_tokens",
     "expand",

@@ -44,6 +44,12 @@ class PromptTooLong(PromptingError):
     code = "prompt_too_long"
 
 
+class InvalidPrompt(PromptingError):
+    """The prompt holds characters no prompt needs: controls, text-direction overrides."""
+
+    code = "invalid_prompt"
+
+
 class UnknownStyle(PromptingError):
     code = "unknown_style"
 

@@ -194,7 +194,8 @@ def _submit(
             user_id,
             "identity",
         )
-        check_request(
+        # The prompt as stored, expanded and shown: normalised, or refused (nothing stored).
+        request["prompt"] = check_request(
             settings.generation_limits(),
             body.prompt,
             body.n,
@@ -210,7 +211,7 @@ def _submit(
                 code="identity_incompatible",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
-        text = expand(body.prompt, body.style, services.prompting)  # moderation: 422
+        text = expand(request["prompt"], body.style, services.prompting)  # moderation: 422
         if identity.active >= settings.max_queued_jobs:
             raise _too_many(identity.active, settings.max_queued_jobs)
         job_id, now = new_id("gen"), utcnow()

@@ -96,6 +96,7 @@ def read_limits(services: ServicesDep) -> LimitsPublic:
         generation=GenerationBounds(
             **{name: getattr(bounds, name) for name in GenerationBounds.model_fields}
         ),
+        max_prompt_chars=bounds.max_prompt_chars,
         max_enroll_photos=settings.max_enroll_photos,
         max_queued_jobs=settings.max_queued_jobs,
         rate_limit_per_minute=settings.rate_limit_per_minute,

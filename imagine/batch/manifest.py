@@ -19,6 +19,7 @@ from typing import Any
 from imagine.cli.generate import parse_size
 from imagine.errors import ImagineError
 from imagine.pipeline import GenerationLimits, InvalidArgument, check_request
+from llm_prompting import PromptingError
 
 FIELDS = ("id", "photos", "identity_id", "prompt", "prompts", "style", "n", "seed", "size", "steps")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # also a safe folder name
@@ -128,7 +129,7 @@ def read_manifest(
                 raise LineError(f"id {item.id!r} is used by an earlier line", code="duplicate_id")
             seen.add(item.id)
             items.append(item)
-        except ImagineError as exc:
+        except (ImagineError, PromptingError) as exc:
             invalid.append(InvalidLine(number, reader.last_id, exc.code, exc.message))
     if not items and not invalid:
         raise ManifestError(
@@ -182,8 +183,9 @@ class _LineReader:
         seed = self.integer(obj, "seed", None, "invalid_seed")
         steps = self.integer(obj, "steps", self.defaults.steps, "invalid_steps")
         width, height = self.size(obj)
-        for prompt in prompts:
-            check_request(self.limits, prompt, n, seed, steps, width, height)  # coded errors
+        prompts = tuple(  # normalised as the service and generate store them; coded errors
+            check_request(self.limits, prompt, n, seed, steps, width, height) for prompt in prompts
+        )
         return BatchItem(
             id=item_id,
             line=number,

@@ -239,7 +239,10 @@ class ServiceClient:
             profile=raw["profile"],
             profile_is_noise=raw["profile_is_noise"],
             defaults=ItemDefaults(defaults["width"], defaults["height"], defaults["steps"]),
-            limits=GenerationLimits(**bounds),
+            limits=GenerationLimits(
+                **bounds,
+                max_prompt_chars=raw.get("max_prompt_chars", GenerationLimits.max_prompt_chars),
+            ),
             max_enroll_photos=raw["max_enroll_photos"],
             max_queued_jobs=raw["max_queued_jobs"],
         )

@@ -13,6 +13,7 @@ from imagine.errors import ImagineError
 from imagine.models import PROFILES, SCHEDULERS
 from imagine.outputs import SMOKE_NOTICE, finalize, write_image
 from imagine.settings import Settings
+from llm_prompting import check_prompt
 
 NAME = "generate"
 HELP = "Generate likeness images from your photos and a prompt."
@@ -72,12 +73,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = with_model_arguments(settings, args)
     width, height = parse_size(args.size) if args.size else (None, None)
+    prompt = check_prompt(args.prompt, settings.max_prompt_chars)  # before photos and models
     profile = enroll_files(args.photo, settings)  # bad photos fail before models load
 
     runtime = load_runtime(settings)
     bar = ProgressBar("generating", "steps")
     result = runtime.pipeline(
-        args.prompt,
+        prompt,
         profile.embedding,
         n=args.n,
         seed=args.seed,

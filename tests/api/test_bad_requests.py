@@ -187,10 +187,28 @@ def test_bad_requests_get_their_codes(world):
         ("prompt missing", lambda: generate({"identity_id": identity_id}), 422, "invalid_request"),
         ("prompt empty", lambda: generate({**ok, "prompt": ""}), 422, "invalid_request"),
         (
-            "prompt too long",
+            "prompt over the limit",
+            lambda: generate({**ok, "prompt": "me " * 200}),
+            422,
+            "prompt_too_long",
+        ),
+        (
+            "prompt over 1,000 characters",
             lambda: generate({**ok, "prompt": "me " * 500}),
             422,
-            "invalid_request",
+            "prompt_too_long",
+        ),
+        (
+            "prompt of 2 MB",
+            lambda: generate({**ok, "prompt": "me " * 700_000}),
+            422,
+            "prompt_too_long",
+        ),
+        (
+            "prompt with a NUL",
+            lambda: generate({**ok, "prompt": "me\x00 as a pirate"}),
+            422,
+            "invalid_prompt",
         ),
         ("n zero", lambda: generate({**ok, "n": 0}), 422, "invalid_request"),
         ("n too many", lambda: generate({**ok, "n": 9}), 422, "invalid_n"),
@@ -199,8 +217,14 @@ def test_bad_requests_get_their_codes(world):
         ("steps too many", lambda: generate({**ok, "steps": 1000}), 422, "invalid_steps"),
         ("width not a multiple of 8", lambda: generate({**ok, "width": 100}), 422, "invalid_size"),
         ("height too large", lambda: generate({**ok, "height": 8192}), 422, "invalid_size"),
-        ("negative seed", lambda: generate({**ok, "seed": -1}), 422, "invalid_request"),
-        ("seed too large", lambda: generate({**ok, "seed": 2**40}), 422, "invalid_request"),
+        ("negative seed", lambda: generate({**ok, "seed": -1}), 422, "invalid_seed"),
+        ("seed too large", lambda: generate({**ok, "seed": 2**40}), 422, "invalid_seed"),
+        (
+            "second image's seed too large",
+            lambda: generate({**ok, "seed": 2**32 - 1, "n": 2}),
+            422,
+            "invalid_seed",
+        ),
         (
             "harmful prompt",
             lambda: generate({**ok, "prompt": "me holding a bloody severed head"}),
@@ -313,6 +337,46 @@ def test_bad_requests_get_their_codes(world):
                 f"{description}: expected {status} {code}, got {got}: {response.text[:200]}"
             )
     assert not wrong, "\n".join(wrong)
+
+
+def test_control_and_bidi_characters_are_refused_and_nothing_is_stored(world):
+    client, key, identity_id, _ = world
+    for prompt, named in (
+        ("me as a pirate\x00", "U+0000"),
+        ("me as a \x1b[31mred\x1b[0m pirate", "U+001B"),
+        ("me as a pirate \u202egnp.exe", "U+202E"),
+        ("me \u2066as a pirate\u2069", "U+2066"),
+    ):
+        headers = {**auth(key), "Idempotency-Key": f"key-{named}"}
+        r = client.post(
+            "/v1/generations",
+            headers=headers,
+            json={"identity_id": identity_id, "prompt": prompt, **SMALL},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid_prompt"
+        assert named in r.json()["error"]["message"]
+        # No job was written: the same key with another body is a new job, not a conflict.
+        again = client.post(
+            "/v1/generations",
+            headers=headers,
+            json={"identity_id": identity_id, "prompt": "me as a pirate", **SMALL},
+        )
+        assert again.status_code == 202, again.text
+        wait_for(client, key, again.json()["id"])  # the queue cap stays clear
+
+
+def test_the_prompt_is_stored_normalised(world):
+    client, key, identity_id, _ = world
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={"identity_id": identity_id, "prompt": " me as an e\u0301lf\r\nin a forest ", **SMALL},
+    )
+    assert r.status_code == 202, r.text
+    job = wait_for(client, key, r.json()["id"])
+    assert job["prompt"] == "me as an \u00e9lf in a forest"
+    assert "\n" not in job["expanded"]["prompt"] and "\u00e9lf" in job["expanded"]["prompt"]
 
 
 def test_region_refusals_carry_their_reason(world):

@@ -37,14 +37,19 @@ def test_styles_list_every_preset_and_the_default(world):
 
 
 def test_limits_say_what_the_service_accepts_and_it_refuses_what_they_exclude(world):
-    client, (key, _) = world(max_images=3, max_steps=20, max_queued_jobs=2)
+    client, (key, _) = world(max_images=3, max_steps=20, max_queued_jobs=2, max_prompt_chars=30)
     body = client.get("/v1/limits").json()  # no key needed, like /v1/styles
     assert body["profile"] == "smoke" and body["profile_is_noise"] is True
     assert body["defaults"] == {"width": 256, "height": 256, "steps": 4}
     assert body["generation"]["max_images"] == 3 and body["generation"]["max_steps"] == 20
+    assert body["max_prompt_chars"] == 30
     assert body["max_queued_jobs"] == 2 and body["max_enroll_photos"] == 5
     identity = enroll(client, key)["id"]
-    for field, value, code in (("n", 4, "invalid_n"), ("steps", 21, "invalid_steps")):
+    for field, value, code in (
+        ("n", 4, "invalid_n"),
+        ("steps", 21, "invalid_steps"),
+        ("prompt", "me " * 11, "prompt_too_long"),
+    ):
         r = client.post(
             "/v1/generations",
             headers=auth(key),

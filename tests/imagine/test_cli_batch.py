@@ -54,14 +54,20 @@ def photos(portrait) -> Path:
 def test_check_reports_invalid_lines_with_numbers_and_does_no_work(capsys, env, photos):
     manifest = write_lines(
         photos / "m.jsonl",
-        [{"photos": ["me.jpg"], "prompt": "me"}, "{oops", {"photos": ["me.jpg"]}],
+        [
+            {"photos": ["me.jpg"], "prompt": "me"},
+            "{oops",
+            {"photos": ["me.jpg"]},
+            {"photos": ["me.jpg"], "prompt": "me \u202etxt.exe"},
+        ],
     )
     out = photos / "out"
     code, stdout, err = batch(capsys, env, str(manifest), "--out", str(out), "--check", "--json")
     assert code == 1
     assert f"{manifest}:2: invalid_json:" in err and f"{manifest}:3: missing_prompt:" in err
+    assert f"{manifest}:4: invalid_prompt: the prompt contains U+202E" in err
     report = json.loads(stdout)
-    assert report["valid"] == 1 and [b["line"] for b in report["invalid"]] == [2, 3]
+    assert report["valid"] == 1 and [b["line"] for b in report["invalid"]] == [2, 3, 4]
     assert not out.exists()
     write_lines(manifest, [{"photos": ["me.jpg"], "prompts": ["a", "b"], "n": 2}])
     code, stdout, _ = batch(capsys, env, str(manifest), "--out", str(out), "--check")

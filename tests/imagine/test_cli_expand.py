@@ -81,3 +81,10 @@ def test_a_missing_model_folder_is_reported(capsys):
     code, _, err = run(capsys, "expand", "me", environ={"IMAGINE_EXPANDER": "transformers"})
     assert code == 2
     assert err.startswith("error: expander_unavailable: ")
+
+
+@pytest.mark.parametrize(("prompt", "named"), [("me\x1b[2J", "U+001B"), ("me \u2067x", "U+2067")])
+def test_control_and_bidi_characters_exit_2_naming_the_character(capsys, prompt, named):
+    code, out, err = run(capsys, "expand", prompt)
+    assert code == 2 and out == ""
+    assert err.startswith("error: invalid_prompt: the prompt contains " + named)

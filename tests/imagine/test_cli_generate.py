@@ -108,6 +108,7 @@ def test_same_seed_reproduces_the_image_up_to_its_watermark(capsys, env, portrai
         (["--size", "big"], "invalid_size"),
         (["--n", "0"], "invalid_n"),
         (["--steps", "1000"], "invalid_steps"),
+        (["--seed", str(2**32 - 1), "--n", "2"], "invalid_seed"),
         (["--profile", "sdxl"], "model_not_found"),
         (["--profile", "sdxl", "--model-dir", "/nonexistent/sdxl"], "model_not_found"),
     ],
@@ -128,6 +129,27 @@ def test_bad_requests_exit_2_with_a_code(capsys, env, portrait, tmp_path, smoke,
     )
     assert rc == 2
     assert f"error: {code}:" in err
+    assert json.loads(out)["error"]["code"] == code
+    assert not out_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "code", "words"),
+    [
+        ("me as a \x1b[31mred pirate", "invalid_prompt", "U+001B"),
+        ("me as a pirate\u202e", "invalid_prompt", "U+202E"),
+        ("me\x00", "invalid_prompt", "U+0000"),
+        ("me " * 200, "prompt_too_long", "the limit is 500"),
+    ],
+)
+def test_bad_prompts_fail_before_photos_and_models(capsys, env, tmp_path, prompt, code, words):
+    photo = tmp_path / "group.jpg"
+    photo.write_bytes(group())  # would fail with multiple_faces if it were read first
+    out_dir = tmp_path / "o"
+    rc, out, err = generate(
+        capsys, env, "--photo", str(photo), "--prompt", prompt, "--out", str(out_dir), "--json"
+    )
+    assert rc == 2 and err.startswith(f"error: {code}: ") and words in err
     assert json.loads(out)["error"]["code"] == code
     assert not out_dir.exists()
 

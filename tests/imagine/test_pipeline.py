@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import Cancelled, GenerationRequest, InvalidArgument, PersonalizedPipeline
+from imagine.pipeline import (
+    Cancelled,
+    GenerationLimits,
+    GenerationRequest,
+    InvalidArgument,
+    PersonalizedPipeline,
+    check_request,
+)
 from imagine.postprocess import IdentityScore
 from llm_prompting import ExpandedPrompt, PromptRejected
 from tests.imagine.conftest import unit
@@ -167,6 +174,20 @@ def test_every_input_is_checked_before_work(pipeline, kwargs, code, words):
     assert err.value.code == code
     assert words in err.value.message
     assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("seed", "n", "best_of"),
+    [(2**32 - 1, 2, 1), (2**32 - 2, 3, 1), (2**32 - 3, 2, 2), (2**32, 1, 1)],
+)
+def test_every_image_seed_must_be_a_seed_the_api_takes(seed, n, best_of):
+    """Image k uses seed + k: a last seed of 2**32 or more could not be asked for again."""
+    lim = GenerationLimits()
+    with pytest.raises(InvalidArgument) as err:
+        check_request(lim, "me", n, seed, 2, 64, 64, best_of)
+    assert err.value.code == "invalid_seed"
+    assert f"seed must be 0-{2**32 - n * best_of}" in err.value.message
+    check_request(lim, "me", n, 2**32 - n * best_of, 2, 64, 64, best_of)  # last seed 2**32 - 1
 
 
 def test_decoded_pixels_match_diffusers_postprocess(pipeline):

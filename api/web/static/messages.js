@@ -30,10 +30,12 @@ export const MESSAGES = {
   prompt_rejected: "We can't make this image: the prompt goes against our content rules.",
   empty_prompt: "Describe the image you want.",
   prompt_too_long: "Your prompt is too long. Please shorten it.",
-  invalid_prompt: "This prompt can't be used. Try describing the scene differently.",
+  invalid_prompt:
+    "This prompt holds characters that can't be used, such as invisible control or text-direction characters that come along when text is pasted. Retype it and try again.",
   unknown_style: "Choose one of the listed styles.",
   invalid_n: "Choose a number of images the service allows.",
-  invalid_seed: "The seed must be a whole number between 0 and 4294967295.",
+  invalid_seed:
+    "The seed must be a whole number from 0 to 4294967295, and each further image uses the next one: choose a lower seed or fewer images.",
   invalid_steps: "That number of steps isn't allowed.",
   invalid_size: "That image size isn't allowed.",
   too_many_jobs: "You already have several images being made. Wait for one to finish, then try again.",

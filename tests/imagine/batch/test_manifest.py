@@ -78,6 +78,9 @@ def test_the_same_photo_content_shares_one_enrollment_key(folder):
         ({"photos": ["photos/me.jpg"]}, "missing_prompt"),
         ({"photos": ["photos/me.jpg"], "prompt": "  "}, "invalid_prompt"),
         ({"photos": ["photos/me.jpg"], "prompts": []}, "invalid_prompt"),
+        ({"photos": ["photos/me.jpg"], "prompt": "me\u0000"}, "invalid_prompt"),
+        ({"photos": ["photos/me.jpg"], "prompts": ["me", "me \u202eevil"]}, "invalid_prompt"),
+        ({"photos": ["photos/me.jpg"], "prompt": "x" * 501}, "prompt_too_long"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "prompts": ["y"]}, "invalid_item"),
         ({"prompt": "x"}, "missing_photos"),
         ({"photos": "photos/me.jpg", "prompt": "x"}, "invalid_photos"),
@@ -92,6 +95,7 @@ def test_the_same_photo_content_shares_one_enrollment_key(folder):
         ({"photos": ["photos/me.jpg"], "prompt": "x", "n": 9}, "invalid_n"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "n": True}, "invalid_n"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "seed": -1}, "invalid_seed"),
+        ({"photos": ["photos/me.jpg"], "prompt": "x", "seed": 2**32 - 1, "n": 2}, "invalid_seed"),
         ({"photos": ["photos/me.jpg"], "prompt": "x", "style": 3}, "invalid_style"),
         ({"id": "../etc", "photos": ["photos/me.jpg"], "prompt": "x"}, "invalid_id"),
         ({"id": "report.html", "photos": ["photos/me.jpg"], "prompt": "x"}, "invalid_id"),
@@ -104,6 +108,17 @@ def test_a_bad_line_is_reported_with_its_number_and_the_rest_still_run(folder, l
     (bad,) = m.invalid
     assert (bad.line, bad.code) == (2, code)
     assert bad.message
+
+
+def test_prompts_are_kept_normalised_and_a_bad_character_is_named(folder):
+    m = manifest(
+        folder,
+        {"photos": ["photos/me.jpg"], "prompts": ["me as an e\u0301lf\nin a forest"]},
+        {"photos": ["photos/me.jpg"], "prompt": "me as a \u001b[31mred pirate"},
+    )
+    assert m.items[0].prompts == ("me as an \u00e9lf in a forest",)
+    (bad,) = m.invalid
+    assert (bad.line, bad.code) == (2, "invalid_prompt") and "U+001B" in bad.message
 
 
 def test_ids_must_be_unique(folder):

@@ -108,6 +108,29 @@ def test_an_unreachable_service_is_service_unavailable_after_the_retries():
     assert "cannot be reached" in caught.value.message and client.stats.retried == 2
 
 
+def test_the_manifest_is_checked_against_the_services_prompt_limit():
+    limits = {
+        "profile": "smoke",
+        "profile_is_noise": True,
+        "defaults": {"width": 64, "height": 64, "steps": 2},
+        "generation": {
+            "max_images": 8,
+            "max_steps": 100,
+            "min_side": 64,
+            "max_side": 2048,
+            "side_multiple": 8,
+        },
+        "max_enroll_photos": 5,
+        "max_queued_jobs": 4,
+    }
+    newer = httpx.Response(200, json={**limits, "max_prompt_chars": 40})
+    info = ServiceClient(config(), transport=scripted(newer)[0]).info()
+    assert info.limits.max_prompt_chars == 40
+    older = httpx.Response(200, json=limits)  # a service from before the field: the default
+    info = ServiceClient(config(), transport=scripted(older)[0]).info()
+    assert info.limits.max_prompt_chars == GenerationLimits.max_prompt_chars
+
+
 def test_stopping_interrupts_a_long_retry_after_wait():
     transport, _ = scripted(answer(429, "rate_limited", **{"Retry-After": "30"}))
     stop = threading.Event()
