@@ -37,6 +37,8 @@ class Services:
     executor: Executor
     _analyzer: FaceAnalyzer | None = None
     enroll_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set when the server begins to stop: event streams end, so that connections close.
+    stopping: threading.Event = field(default_factory=threading.Event)
     prompting: PromptingConfig = field(default_factory=PromptingConfig)
     c2pa_signing: str = "off"  # "on", or "off: <why>" (readiness output)
     output_checks: str = "off"  # the output safety checker in use, or why there is none

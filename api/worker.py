@@ -46,6 +46,9 @@ from imagine.runtime import Runtime
 from llm_prompting import ExpandedPrompt, PromptingError
 
 log = logging.getLogger("api.worker")
+# How long a stop waits for the running step: with uvicorn's 5 s for open connections,
+# `imagine serve` exits within 10 s of SIGTERM.
+STOP_TIMEOUT_S = 4.0
 
 
 class Executor(Protocol):
@@ -53,7 +56,7 @@ class Executor(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
 
     def notify(self) -> None:
         """New work may be queued (a hint; executors also poll the database)."""
@@ -104,14 +107,24 @@ class _WorkerThread:
         self._thread = threading.Thread(target=self._main, name=f"imagine-{self.name}", daemon=True)
         self._ready = False
         self._detail = "starting"
+        self._running: list[Claim] = []  # the claims of the run in progress
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop claiming; the running jobs go back to the queue at their next denoising
+        step. A step longer than ``timeout`` is not waited for: its jobs are released from
+        here (every write of the thread checks the lease, so it cannot publish them after),
+        and the thread, a daemon, ends with the process."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        if not self._thread.is_alive():
+            return
+        self._thread.join(timeout=timeout)
+        if self._thread.is_alive():
+            for claim in list(self._running):
+                release(self.ctx.db, claim)
 
     def notify(self) -> None:
         self._wake.set()
@@ -159,13 +172,14 @@ class InProcessExecutor(_WorkerThread):
 
     def _work(self, claim: Claim) -> None:
         assert self.runtime is not None  # _prepare loaded it before any claim
-        claims = [claim, *self._admit(claim)]
+        claims = self._running = [claim, *self._admit(claim)]
         lost, done = threading.Event(), threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(claims, lost, done), daemon=True)
         beat.start()
         try:
             run_jobs(self.ctx, self.runtime, claims, lambda: lost.is_set() or self._stop.is_set())
         finally:
+            self._running = []
             done.set()
             beat.join()
 

@@ -20,6 +20,7 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     import uvicorn
 
     from api.main import create_app
+    from api.server import StoppingServer
     from api.services import build_services
 
     settings = settings.replace(
@@ -42,14 +43,18 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
             "denied enrollment and generation",
             file=sys.stderr,
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level="info",
-        timeout_graceful_shutdown=10,
+        # Open connections get this long once event streams have ended (api/server.py); the
+        # executor's stop then waits at most STOP_TIMEOUT_S: out within 10 s of SIGTERM.
+        timeout_graceful_shutdown=5,
         # The app alone decides what to believe of forwarding headers (IMAGINE_TRUSTED_PROXIES);
         # uvicorn's own proxy support would trust them from any loopback peer.
         proxy_headers=False,
     )
+    StoppingServer(config, services).run()
     return 0
+

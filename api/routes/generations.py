@@ -311,6 +311,8 @@ async def stream_generation_events(
             if state.status in TERMINAL:
                 yield f"event: done\ndata: {state.model_dump_json()}\n\n"
                 return
+            if services.stopping.is_set():  # end the stream: clients reconnect (SSE)
+                return
             if await request.is_disconnected():
                 return
             await asyncio.sleep(0.25)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import create_user
 from api.main import create_app
+from api.tables import Generation
 from imagine.safety import CHECKERS, SafetyResult
 from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
 
@@ -94,4 +95,25 @@ def test_a_cancel_while_images_are_finished_stops_before_the_next_image(
         final = wait_for(client, key, job_id, timeout=300)
     assert final["status"] == "cancelled" and final["images"] == []
     assert final["error"]["message"] == "cancelled while its images were finished"
+    assert stored_files(services) == set()
+
+
+def test_a_stop_does_not_wait_for_a_long_step_it_hands_the_job_back(make_services, hold_at_step_2):
+    """A denoising step can take longer than a stop may wait (seconds at 2048² on a CPU):
+    the stop hands the job back to the queue itself, and the step, when it ends, can
+    publish nothing."""
+    services = make_services()
+    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+        with services.db.session() as s:
+            key = create_user(s, "alice")[1]
+        services.executor.start()
+        ready(client)
+        job_id = hold_at_step_2.job_id = submit(client, key, enroll(client, key)["id"], steps=40)
+        wait_until_step(client, key, job_id, 2)  # held inside the step's progress report
+        services.executor.stop(timeout=0.5)
+        body = client.get(f"/v1/generations/{job_id}", headers=auth(key)).json()
+        hold_at_step_2.released.set()
+    assert (body["status"], body["step"]) == ("queued", 0)
+    with services.db.session() as s:
+        assert s.get(Generation, job_id).attempts == 0
     assert stored_files(services) == set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 
 import httpx
@@ -127,3 +128,70 @@ def test_chunked_body_over_the_limit_is_refused_before_it_ends(server):
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert b"request_too_large" in response
     assert sent < 1_000_000  # refused long before the client finished
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_stops_in_seconds_and_hands_the_job_back(server, smoke):
+    """SIGTERM while a job runs, its event stream is open and clients poll: the server
+    ends the stream, hands the job back to the queue unharmed and exits in seconds (a
+    probe once waited over 30 s); the next server runs the job once."""
+    key = server.cli("users", "create", "alice")["api_key"]
+    server.start()
+    http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    identity = enroll(http)
+    body = {"identity_id": identity, "prompt": "me", "n": 2, "steps": 50, "width": 256}
+    job = http.post("/v1/generations", json={**body, "height": 256}).json()
+    deadline = time.monotonic() + 120
+    while http.get(f"/v1/generations/{job['id']}").json()["step"] < 2:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+
+    stream_ended = threading.Event()
+    stopping = threading.Event()
+
+    def follow() -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            http.stream("GET", f"/v1/generations/{job['id']}/events") as events,
+        ):
+            for _ in events.iter_lines():
+                pass
+        stream_ended.set()
+
+    def poll() -> None:  # load: other clients keep asking while the server stops
+        with httpx.Client(base_url=server.url, headers=http.headers, timeout=5) as c:
+            while not stopping.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    c.get(f"/v1/generations/{job['id']}")
+
+    threads = [threading.Thread(target=follow), *(threading.Thread(target=poll) for _ in range(4))]
+    for t in threads:
+        t.start()
+    assert server.proc is not None
+    started = time.monotonic()
+    server.proc.terminate()
+    server.proc.wait(timeout=60)
+    took = time.monotonic() - started
+    stopping.set()
+    for t in threads:
+        t.join(timeout=30)
+    print(f"imagine serve stopped {took:.1f} s after SIGTERM")
+    assert took < 10, f"stopping took {took:.1f} s (at most uvicorn 5 s + executor 4 s)"
+    assert stream_ended.is_set()
+    db = Database(f"sqlite:///{server.home / 'imagine.db'}")
+    with db.session() as s:
+        row = s.get(Generation, job["id"])
+        assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None)
+
+    server.start()
+    deadline = time.monotonic() + 300
+    while (final := http.get(f"/v1/generations/{job['id']}").json())["status"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline, final
+        time.sleep(0.2)
+    assert final["status"] == "succeeded" and len(final["images"]) == 2
+    with db.session() as s:
+        assert s.get(Generation, job["id"]).attempts == 1
+    db.engine.dispose()
