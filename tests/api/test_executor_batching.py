@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi.testclient import TestClient
 
 from api.auth import create_user
 from api.main import create_app
-from tests.api.conftest import SMALL, auth, enroll, wait_for
+from tests.api.conftest import SMALL, auth, enroll, wait_for, wait_until_step
 
 
 def submit(client, key, identity_id, prompt, **extra) -> str:
@@ -61,10 +59,7 @@ def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services, hold_at_
         kept = submit(client, bob, b, "me", steps=40)
         services.executor.start()
         try:
-            deadline = time.monotonic() + 60
-            while client.get(f"/v1/generations/{doomed}", headers=auth(alice)).json()["step"] < 2:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_until_step(client, alice, doomed, 2)  # held there until the cancel is sent
             cancel = client.post(f"/v1/generations/{doomed}/cancel", headers=auth(alice))
             assert cancel.status_code == 202 and cancel.json()["status"] == "running"
             hold_at_step_2.released.set()

@@ -13,7 +13,7 @@ from api.auth import create_user
 from api.main import create_app
 from api.tables import Generation
 from imagine.safety import CHECKERS, SafetyResult
-from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
+from tests.api.conftest import SMALL, WAIT_S, auth, enroll, ready, wait_for, wait_until_step
 
 
 def submit(client, key, identity_id, **extra) -> str:
@@ -24,13 +24,6 @@ def submit(client, key, identity_id, **extra) -> str:
     )
     assert r.status_code == 202, r.text
     return r.json()["id"]
-
-
-def wait_until_step(client, key, job_id: str, step: int, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get(f"/v1/generations/{job_id}", headers=auth(key)).json()["step"] < step:
-        assert time.monotonic() < deadline, f"job {job_id} never reached step {step}"
-        time.sleep(0.05)
 
 
 def stored_files(services) -> set[str]:
@@ -48,7 +41,7 @@ def test_a_job_past_its_time_limit_fails_with_job_timeout(make_services, hold_at
         wait_until_step(client, key, job_id, 2)
         time.sleep(max(0.0, started + 1.5 - time.monotonic()))  # the limit has passed
         hold_at_step_2.released.set()
-        final = wait_for(client, key, job_id, timeout=300)
+        final = wait_for(client, key, job_id)
     assert final["status"] == "failed" and final["images"] == []
     assert final["error"]["code"] == "job_timeout" and "1 s" in final["error"]["message"]
     assert stored_files(services) == set()
@@ -65,7 +58,7 @@ class HeldChecker:
 
     def check(self, image) -> SafetyResult:
         self.reached.set()
-        self.go.wait(timeout=300)
+        self.go.wait(timeout=WAIT_S)
         return SafetyResult(checker=self.name, flagged=(), scores={})
 
 
@@ -88,11 +81,11 @@ def test_a_cancel_while_images_are_finished_stops_before_the_next_image(
             key = create_user(s, "alice")[1]
         ready(client)
         job_id = submit(client, key, enroll(client, key)["id"], n=3)
-        assert held_checker.reached.wait(timeout=300), "the job never reached its images"
+        assert held_checker.reached.wait(timeout=WAIT_S), "the job never reached its images"
         cancel = client.post(f"/v1/generations/{job_id}/cancel", headers=auth(key))
         assert cancel.status_code == 202
         held_checker.go.set()
-        final = wait_for(client, key, job_id, timeout=300)
+        final = wait_for(client, key, job_id)
     assert final["status"] == "cancelled" and final["images"] == []
     assert final["error"]["message"] == "cancelled while its images were finished"
     assert stored_files(services) == set()

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from api.main import create_app, sweep_once
 from api.tables import AuditEvent, Consent, Generation, Identity, ImageRow, utcnow
-from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
+from tests.api.conftest import SMALL, auth, enroll, ready, wait_for, wait_until_step
 
 
 def count(services, table) -> int:
@@ -135,10 +135,7 @@ def test_cancel_a_running_job_and_follow_it_with_events(client, user_key, hold_a
     identity = enroll(client, key)
     job = generate(client, key, identity["id"], steps=60, n=2)
     hold_at_step_2.job_id = job["id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/v1/generations/{job['id']}", headers=auth(key)).json()["step"] < 2:
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
+    wait_until_step(client, key, job["id"], 2)
     assert client.post(f"/v1/generations/{job['id']}/cancel", headers=auth(key)).status_code == 202
     hold_at_step_2.released.set()
     final = wait_for(client, key, job["id"])

@@ -58,14 +58,14 @@ def test_a_job_survives_a_killed_server(server, smoke):
             "height": 64,
         },
     ).json()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while http.get(f"/v1/generations/{job['id']}").json()["step"] < 2:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)
     server.kill()  # SIGKILL mid-denoise: no cleanup runs
 
     server.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while (body := http.get(f"/v1/generations/{job['id']}").json())["status"] not in (
         "succeeded",
         "failed",
@@ -141,7 +141,7 @@ def test_sigterm_under_load_stops_in_seconds_and_hands_the_job_back(server, smok
     identity = enroll(http)
     body = {"identity_id": identity, "prompt": "me", "n": 2, "steps": 50, "width": 256}
     job = http.post("/v1/generations", json={**body, "height": 256}).json()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while http.get(f"/v1/generations/{job['id']}").json()["step"] < 2:
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)

@@ -62,15 +62,22 @@ def server(tmp_path, model_cache):
     s.stop()
 
 
+WAIT_MS = 120_000
+
+
 @pytest.fixture
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
+    # Every wait is on something the page shows, with a ceiling for a busy 2-core machine:
+    # Playwright's own 5 s for expect() failed there while a photo was checked.
+    sync_api.expect.set_options(timeout=WAIT_MS)
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+    sync_api.expect.set_options(timeout=5_000)
 
 
 class Watch:
@@ -107,6 +114,7 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     (tmp_path / "me.jpg").write_bytes(astronaut())
     watch = Watch(server.url)
     context = browser.new_context(base_url=server.url, accept_downloads=True)
+    context.set_default_timeout(WAIT_MS)
     context.route("**/*", watch.route)
     page = context.new_page()
     page.on("console", watch.console)
@@ -239,7 +247,7 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     assert watch.problems == []
 
 
-def watch_progress(page, timeout: float = 120.0) -> list[int]:
+def watch_progress(page, timeout: float = 300.0) -> list[int]:
     """The values the progress bar shows, sampled until it reaches 100."""
     seen: list[int] = []
     deadline = time.monotonic() + timeout
