@@ -285,7 +285,9 @@ def run_jobs(
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
-        if done < total and now - last["t"] < 0.2:  # bounded database writes per second
+        if done < total and now - last["t"] < 0.2:  # bounded database writes per second,
+            for job in jobs:  # but a cancel is read at every step: it bites at the next
+                job.cancel_asked = cancel_asked(ctx.db, job.claim)
             return
         last["t"] = now
         for job in jobs:  # every job of the batch is as far along as the batch

@@ -77,3 +77,26 @@ def test_cpu_benchmark_compares_stock_and_every_switch(tmp_path):
         assert row["vs_stock"]["stock"] == 0.0
         assert set(row["stages_s"]) >= {"encode", "denoise", "decode"}
     assert ("PASS" in done.stdout) == (done.returncode == 0)
+
+
+@pytest.mark.slow
+def test_cancel_benchmark_times_a_cancel_against_a_step(tmp_path):
+    out = tmp_path / "cancel.json"
+    done = run(
+        "cancel.py",
+        "--size",
+        "256",
+        "--steps",
+        "50",
+        "--n",
+        "1",
+        "--rounds",
+        "1",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["status"] for r in report["rounds"]] == ["cancelled"]
+    assert report["step_s"] > 0 and report["cancel_latency_s"] > 0
+    assert "denoising steps of" in done.stdout
