@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from api.db import Database
 from api.tables import AuditEvent, Generation, ImageRow, User, utcnow
+from imagine.request import GenerationSpec
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -160,7 +161,7 @@ def job_request(db: Database, claim: Claim) -> dict[str, Any] | None:
 
 def batch_key(request: dict[str, Any]) -> tuple[int, int, int]:
     """Jobs with the same key can share device batches: (width, height, steps)."""
-    return (request["width"], request["height"], request["steps"])
+    return GenerationSpec.from_dict(request).shape
 
 
 def claim_compatible(

@@ -100,7 +100,7 @@ class GenerationCreate(Strict):
     # per rule. The body limit (IMAGINE_MAX_REQUEST_BYTES) bounds what is read at all.
     prompt: str = Field(min_length=1)
     n: int = Field(default=1, ge=1)
-    # Bounded by check_request (invalid_seed), with n: image k uses seed + k.
+    # Bounded by GenerationSpec.checked (invalid_seed), with n: image k uses seed + k.
     seed: int | None = None
     style: str | None = Field(default=None, max_length=64)
     width: int | None = None

@@ -42,6 +42,7 @@ from identity.errors import IdentityError
 from imagine.errors import ImagineError
 from imagine.outputs import finalize
 from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult, PersonalizedPipeline
+from imagine.request import GenerationSpec
 from imagine.runtime import Runtime
 from llm_prompting import ExpandedPrompt, PromptingError
 
@@ -209,10 +210,8 @@ class _Job:
     """A claimed job with what its run needs, read once from the database."""
 
     claim: Claim
+    spec: GenerationSpec  # as submitted: steps and size resolved, prompt normalised
     request: GenerationRequest
-    width: int
-    height: int
-    steps: int
     identity_id: str
     backend: str
     cancel_asked: bool = False
@@ -235,17 +234,14 @@ def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -
         request, expanded = dict(job.request), dict(job.expanded or {})
         identity_id = job.identity_id
         blob, wrapped_key, backend = identity
-    base = request.get("seed")
-    base = secrets.randbelow(2**31) if base is None else base
-    text = stored_expansion(expanded) or pipeline.expand(request["prompt"], request.get("style"))
+    spec = GenerationSpec.from_dict(request)
+    base = secrets.randbelow(2**31) if spec.seed is None else spec.seed
+    text = stored_expansion(expanded) or pipeline.expand(spec.prompt, spec.style)
     embedding = ctx.cipher.decrypt(blob, identity_id, wrapped_key)
-    seeds = tuple(base + k for k in range(request["n"]))
     return _Job(
         claim,
-        GenerationRequest(request["prompt"], text, embedding, seeds),
-        request["width"],
-        request["height"],
-        request["steps"],
+        spec,
+        GenerationRequest(spec.prompt, text, embedding, spec.seeds(base)),
         identity_id,
         backend,
     )
@@ -265,18 +261,7 @@ def run_jobs(
             job = load_job(ctx, pipeline, claim)
             if job is None:
                 continue
-            r = job.request
-            pipeline.check_inputs(
-                r.prompt,
-                r.identity,
-                len(r.seeds),
-                r.seeds[0],
-                job.steps,
-                job.width,
-                job.height,
-                1,
-                pipeline.loaded.defaults.adapter_scale,
-            )
+            pipeline.check_inputs(job.spec, job.request.embedding)
             jobs.append(job)
     if not jobs:
         return
@@ -291,7 +276,7 @@ def run_jobs(
             return
         last["t"] = now
         for job in jobs:  # every job of the batch is as far along as the batch
-            job_total = len(job.request.seeds) * job.steps
+            job_total = len(job.request.seeds) * job.spec.shape[2]
             step = round(done / total * job_total)
             job.cancel_asked = report_progress(ctx.db, job.claim, step, job_total)
 
@@ -309,13 +294,13 @@ def run_jobs(
         if cancelled():
             raise Cancelled("cancelled while its images were finished")
 
-    first = jobs[0]
+    width, height, steps = jobs[0].spec.shape  # the same for every job (batch_key)
     try:
         results = pipeline.generate_batch(
             [job.request for job in jobs],
-            steps=first.steps,
-            width=first.width,
-            height=first.height,
+            steps=steps,
+            width=width,
+            height=height,
             progress=progress,
             is_cancelled=cancelled,
         )
@@ -445,7 +430,7 @@ def store_outputs(
                     seed=done.item.seed,
                     width=done.item.image.width,
                     height=done.item.image.height,
-                    identity_similarity=done.item.identity.similarity,
+                    identity_similarity=done.item.identity_score.similarity,
                     meta=done.meta,
                     created_at=utcnow(),
                 )

@@ -187,7 +187,8 @@ class Harness:
         from diffusers import StableDiffusionXLPipeline
 
         from imagine.models import ModelConfig, prepare_pipeline
-        from imagine.pipeline import GenerationLimits, PersonalizedPipeline
+        from imagine.pipeline import PersonalizedPipeline
+        from imagine.request import GenerationLimits
         from imagine.smoke import SMOKE_CONFIGS
 
         configs = json.loads((HERE / "sdxl_base_1.0.json").read_text()) if cuda else SMOKE_CONFIGS

@@ -6,8 +6,9 @@ cross-attention layer attends to next to the text tokens, scaled by
 ``adapter_scale``. With FaceID Plus v2 those tokens come from a perceiver
 resampler that also attends to CLIP ViT-H/14 features of the aligned face
 crops (face structure), so the call takes the crops next to the embedding.
-Read ``__call__`` top to bottom; each numbered step is one stage with its own
-timing.
+Read ``generate_batch``, the core every entry point runs, top to bottom; each
+numbered step is one stage with its own timing (synchronised with the device).
+``__call__`` is one request through it.
 """
 
 from __future__ import annotations
@@ -26,31 +27,15 @@ from PIL import Image
 from imagine.errors import ImagineError
 from imagine.models import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
-from llm_prompting import ExpandedPrompt, PromptingConfig, check_prompt, expand
+from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument, check_seed
+from llm_prompting import ExpandedPrompt, PromptingConfig, expand
 from llm_prompting.cache import LRUCache
 
 ProgressFn = Callable[[int, int], None]  # (denoising steps done, steps in total)
 
 
-class InvalidArgument(ImagineError, ValueError):
-    """A generation argument out of bounds; the message names it and repeats the value."""
-
-    code = "invalid_argument"
-
-
 class Cancelled(ImagineError):
     code = "cancelled"
-
-
-@dataclass(frozen=True)
-class GenerationLimits:
-    max_images: int = 8  # n per request
-    max_steps: int = 100
-    min_side: int = 64
-    max_side: int = 2048
-    side_multiple: int = 8  # the VAE downsamples by 8
-    max_best_of: int = 4
-    max_prompt_chars: int = PromptingConfig.max_prompt_chars  # after check_prompt's NFC
 
 
 ExpandFn = Callable[[str, str | None], ExpandedPrompt]
@@ -60,7 +45,7 @@ ExpandFn = Callable[[str, str | None], ExpandedPrompt]
 class GeneratedImage:
     image: Image.Image
     seed: int
-    identity: IdentityScore
+    identity_score: IdentityScore  # how alike the face in the image is to the embedding
 
 
 @dataclass
@@ -85,75 +70,13 @@ class GenerationResult:
         return [g.seed for g in self.images]
 
 
-def check_request(
-    lim: GenerationLimits,
-    prompt: str,
-    n: int,
-    seed: int | None,
-    steps: int,
-    width: int,
-    height: int,
-    best_of: int = 1,
-    adapter_scale: float = 0.8,
-) -> str:
-    """Validate a generation request and return its prompt as ``check_prompt`` normalises it
-    (store and use that one). ``InvalidArgument`` names the argument and the bad value; a
-    prompt can also fail with ``check_prompt``'s errors (``prompt_too_long``, ...).
-
-    Shared by the pipeline, the service, which checks before queueing, and batch manifests.
-    """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidArgument("prompt must be a non-empty string", code="invalid_prompt")
-    prompt = check_prompt(prompt, lim.max_prompt_chars)
-    if not 1 <= n <= lim.max_images:
-        raise InvalidArgument(f"n must be 1-{lim.max_images}, got {n!r}", code="invalid_n")
-    if not 1 <= steps <= lim.max_steps:
-        raise InvalidArgument(
-            f"steps must be 1-{lim.max_steps}, got {steps!r}", code="invalid_steps"
-        )
-    for name, side in (("width", width), ("height", height)):
-        if not lim.min_side <= side <= lim.max_side or side % lim.side_multiple:
-            raise InvalidArgument(
-                f"{name} must be a multiple of {lim.side_multiple} in "
-                f"{lim.min_side}-{lim.max_side}, got {side!r}",
-                code="invalid_size",
-            )
-    if not 1 <= best_of <= lim.max_best_of:
-        raise InvalidArgument(
-            f"best_of must be 1-{lim.max_best_of}, got {best_of!r}", code="invalid_best_of"
-        )
-    check_seed(seed, n * best_of)  # n and best_of are known good here
-    if not 0.0 <= adapter_scale <= 2.0:
-        raise InvalidArgument(
-            f"adapter_scale must be 0-2, got {adapter_scale!r}", code="invalid_adapter_scale"
-        )
-    return prompt
-
-
-SEED_LIMIT = 2**32  # seeds are uint32: every entry point accepts exactly these
-
-
-def check_seed(seed: int | None, count: int) -> None:
-    """Image k of a request uses ``seed + k``: every one of the ``count`` seeds must be a
-    valid seed, or the last images could not be asked for again by their own seed."""
-    if seed is None:
-        return
-    highest = SEED_LIMIT - count
-    if not 0 <= seed <= highest:
-        raise InvalidArgument(
-            f"seed must be 0-{highest}: image k uses seed + k, and the last of {count} "
-            f"must stay below 2**32; got {seed!r}",
-            code="invalid_seed",
-        )
-
-
 @dataclass(frozen=True)
 class GenerationRequest:
     """One prompt for one face inside ``generate_batch``; its prompt is already expanded."""
 
     prompt: str  # the user's words
     text: ExpandedPrompt  # what the model sees, from ``PersonalizedPipeline.expand``
-    identity: np.ndarray  # [D] face embedding
+    embedding: np.ndarray  # [D] face embedding
     seeds: tuple[int, ...]  # one image per seed, in this order
     face_crops: tuple[Image.Image, ...] = ()  # aligned crops; FaceID Plus v2 needs them
 
@@ -184,7 +107,7 @@ class PersonalizedPipeline:
     def __call__(
         self,
         prompt: str,
-        identity: np.ndarray,
+        embedding: np.ndarray,
         *,
         n: int = 1,
         seed: int | None = None,
@@ -200,8 +123,56 @@ class PersonalizedPipeline:
         progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
     ) -> GenerationResult:
-        """``face_crops``: the identity's aligned face crops (``IdentityProfile.crops``);
-        FaceID Plus v2 needs at least one, plain FaceID ignores them."""
+        """One request: ``generate_batch`` of it alone, then the best ``n`` of its
+        ``n * best_of`` candidates by identity similarity. ``face_crops``: the identity's
+        aligned face crops (``IdentityProfile.crops``); FaceID Plus v2 needs at least one,
+        plain FaceID ignores them. ``text``: the expansion, when the caller made it."""
+        spec = GenerationSpec(prompt, n, seed, steps, width, height, style, adapter_scale, best_of)
+        spec = self.check_inputs(spec, embedding, face_crops)
+        clock = time.perf_counter()
+        text = self.expand(spec.prompt, style) if text is None else text
+        expand_s = time.perf_counter() - clock
+        base = secrets.randbelow(2**31) if seed is None else seed
+        request = GenerationRequest(
+            spec.prompt, text, embedding, spec.seeds(base), tuple(face_crops)
+        )
+        (result,) = self.generate_batch(
+            [request],
+            steps=spec.steps,
+            width=spec.width,
+            height=spec.height,
+            guidance_scale=guidance_scale,
+            adapter_scale=spec.adapter_scale,
+            progress=progress,
+            is_cancelled=is_cancelled,
+        )
+        if best_of > 1:
+            keep = rank_by_similarity([g.identity_score for g in result.images], n)
+            result.images = [result.images[i] for i in keep]
+        result.timings = {"expand": expand_s, **result.timings}
+        return result
+
+    def generate_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        steps: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        guidance_scale: float | None = None,
+        adapter_scale: float | None = None,
+        progress: ProgressFn | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> list[GenerationResult]:
+        """Denoise several requests together: other prompts and faces, one size and step
+        count. The core that every entry point runs (``__call__`` with one request, the
+        service's worker and ``imagine batch`` with device batches across requests).
+
+        Each request gets its own result with its images in seed order; the results share
+        the call's ``timings``. Prompts come expanded, so a refused prompt fails its own
+        item before it reaches a batch. ``is_cancelled`` is asked after every denoising
+        step; True raises ``Cancelled``.
+        """
         import torch
 
         defaults = self.loaded.defaults
@@ -210,9 +181,11 @@ class PersonalizedPipeline:
         height = defaults.height if height is None else height
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         adapter_scale = defaults.adapter_scale if adapter_scale is None else adapter_scale
+        guided = guidance_scale > 1.0
+        pipe, device = self.pipe, self.loaded.device
         timings: dict[str, float] = {}
         clock = time.perf_counter()
-        on_gpu = self.loaded.device == "cuda"
+        on_gpu = device == "cuda"
 
         def lap(stage: str) -> None:
             nonlocal clock
@@ -222,137 +195,17 @@ class PersonalizedPipeline:
             timings[stage] = timings.get(stage, 0.0) + now - clock
             clock = now
 
-        # 1. Check inputs; the prompt comes back normalised (NFC, one line).
-        prompt = self.check_inputs(
-            prompt, identity, n, seed, steps, width, height, best_of, adapter_scale, face_crops
-        )
-        base_seed = secrets.randbelow(2**31) if seed is None else seed
-        seeds = [base_seed + k for k in range(n * best_of)]
-
-        # 2. Expand the prompt (unless the caller already did, as the service does at submission).
-        text = self.expand(prompt, style) if text is None else text
-        lap("expand")
-
-        # 3. Encode the prompt once; every batch reuses it, and so does a later
-        #    request with the same text (bounded LRU).
-        pipe, device = self.pipe, self.loaded.device
-        guided = guidance_scale > 1.0
-        embeds = self.encode(text, guided)
-        lap("encode")
-
-        # 4. Identity embeds: the face, plus zeros as the unconditional half of
-        #    classifier-free guidance (as in IP-Adapter FaceID). One pair per call:
-        #    diffusers repeats it for each image of a batch, as it does ``prompt``'s.
-        #    Plus v2 also encodes the face crops with CLIP.
-        face = torch.as_tensor(np.asarray(identity, dtype=np.float32)).reshape(1, 1, -1)
-        face = face.to(device=device, dtype=pipe.unet.dtype)  # [1, 1, D]
-        id_embeds = torch.cat([torch.zeros_like(face), face]) if guided else face  # [2, 1, D]
-        crops = self.encode_face_crops(face_crops)  # [2, 1, T, H] or None
-        pipe.set_ip_adapter_scale(adapter_scale)
-        lap("encode")
-
-        # 5. Denoise in batches of up to max_batch images, one seeded generator per image.
-        total = len(seeds) * steps
-        done = 0
-        latents = []
-        for start in range(0, len(seeds), self.max_batch):
-            batch = seeds[start : start + self.max_batch]
-            size = len(batch)
-
-            def on_step(_pipe: Any, _i: int, _t: Any, tensors: dict, size: int = size) -> dict:
-                nonlocal done
-                done += size
-                if progress is not None:
-                    progress(done, total)
-                if is_cancelled is not None and is_cancelled():
-                    raise Cancelled(f"cancelled after {done} of {total} denoising steps")
-                return tensors
-
-            with torch.inference_mode(), self.face_structure([crops] * size, guided):
-                out = pipe(
-                    prompt_embeds=embeds[0].expand(size, -1, -1),
-                    negative_prompt_embeds=embeds[1].expand(size, -1, -1) if guided else None,
-                    pooled_prompt_embeds=embeds[2].expand(size, -1),
-                    negative_pooled_prompt_embeds=embeds[3].expand(size, -1) if guided else None,
-                    ip_adapter_image_embeds=[id_embeds],
-                    num_inference_steps=steps,
-                    width=width,
-                    height=height,
-                    guidance_scale=guidance_scale,
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
-                    output_type="latent",
-                    callback_on_step_end=on_step,
-                )
-            latents.append(out.images)  # [B, 4, H/8, W/8]
-        lap("denoise")
-
-        # 6. Decode latents to images.
-        images = [img for batch in latents for img in self.decode(batch)]
-        lap("decode")
-
-        # 7. Post-process: identity similarity, then keep the best n of n * best_of.
-        scores = [self.score(img, identity) for img in images]
-        keep = rank_by_similarity(scores, n) if best_of > 1 else list(range(n))
-        lap("postprocess")
-
-        kept = [GeneratedImage(images[i], seeds[i], scores[i]) for i in keep]
-        return self._result(
-            prompt, text, kept, timings, steps, width, height, guidance_scale, adapter_scale
-        )
-
-    def generate_batch(
-        self,
-        requests: Sequence[GenerationRequest],
-        *,
-        steps: int | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        progress: ProgressFn | None = None,
-        is_cancelled: Callable[[], bool] | None = None,
-    ) -> list[GenerationResult]:
-        """Denoise several requests together: other prompts and faces, one size and step count.
-
-        ``imagine batch`` fills device batches across manifest items with this.
-        Each request gets its own result with its images in seed order, as
-        ``__call__`` would give it (n = len(seeds), best_of = 1); the results
-        share the call's ``timings``. Prompts come expanded, so a refused prompt
-        fails its own item before it reaches a batch.
-        """
-        import torch
-
-        defaults = self.loaded.defaults
-        steps = defaults.steps if steps is None else steps
-        width = defaults.width if width is None else width
-        height = defaults.height if height is None else height
-        guidance_scale, adapter_scale = defaults.guidance_scale, defaults.adapter_scale
-        guided = guidance_scale > 1.0
-        pipe, device = self.pipe, self.loaded.device
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = now - clock
-            clock = now
-
-        # 1. Check inputs.
+        # 1. Check inputs: each request as one image of its lowest seed, then its highest
+        #    seed (a request's count of seeds is its caller's to bound: n * best_of).
         for r in requests:
-            self.check_inputs(
-                r.prompt,
-                r.identity,
-                len(r.seeds),
-                min(r.seeds, default=None),
-                steps,
-                width,
-                height,
-                1,
-                adapter_scale,
-                r.face_crops,
-            )
+            lowest = min(r.seeds, default=None)
+            spec = GenerationSpec(r.prompt, 1, lowest, steps, width, height, None, adapter_scale)
+            self.check_inputs(spec, r.embedding, r.face_crops)
+            check_seed(max(r.seeds, default=None), 1)
 
         # 2. Encode each distinct text once: (prompt, negative, pooled, negative pooled),
-        #    [1, 77, C] and [1, P] each; and each request's face crops (Plus v2).
+        #    [1, 77, C] and [1, P] each (bounded LRU across calls); and each request's face
+        #    crops (Plus v2).
         def text_key(r: GenerationRequest) -> tuple[str, str]:
             return (r.text.prompt, r.text.negative_prompt)
 
@@ -361,10 +214,11 @@ class PersonalizedPipeline:
         lap("encode")
 
         # 3. One row per image: (request index, seed), denoised max_batch rows at a time
-        #    with per-row text and face embeds.
+        #    with per-row text and face embeds. A face's unconditional half is zeros, as in
+        #    IP-Adapter FaceID's classifier-free guidance.
         rows = [(i, seed) for i, r in enumerate(requests) for seed in r.seeds]
         faces = [
-            torch.as_tensor(np.asarray(r.identity, dtype=np.float32))
+            torch.as_tensor(np.asarray(r.embedding, dtype=np.float32))
             .reshape(1, 1, -1)
             .to(device=device, dtype=pipe.unet.dtype)
             for r in requests
@@ -376,7 +230,7 @@ class PersonalizedPipeline:
         for start in range(0, len(rows), self.max_batch):
             chunk = rows[start : start + self.max_batch]
 
-            def stop_if_cancelled(
+            def on_step(
                 _pipe: Any, _i: int, _t: Any, tensors: dict, size: int = len(chunk)
             ) -> dict:
                 nonlocal done
@@ -384,7 +238,7 @@ class PersonalizedPipeline:
                 if progress is not None:
                     progress(done, total)
                 if is_cancelled is not None and is_cancelled():
-                    raise Cancelled("cancelled between denoising steps")
+                    raise Cancelled(f"cancelled after {done} of {total} denoising steps")
                 return tensors
 
             parts = [encoded[text_key(requests[i])] for i, _ in chunk]
@@ -398,7 +252,7 @@ class PersonalizedPipeline:
 
             # diffusers repeats ``ip_adapter_image_embeds`` for every image of the batch
             # (prepare_ip_adapter_image_embeds), so each image would attend to all B faces:
-            # harmless for n copies of one face (__call__), a blend of people here. Give
+            # harmless for n copies of one face, a blend of people across requests. Give
             # diffusers one face pair, then hand the UNet the per-row faces, row-aligned
             # with its [uncond; cond] latents, just before each forward.
             def row_faces(_unet: Any, args: tuple, kwargs: dict, rows: Any = id_embeds) -> Any:
@@ -425,7 +279,7 @@ class PersonalizedPipeline:
                         guidance_scale=guidance_scale,
                         generator=[torch.Generator("cpu").manual_seed(s) for _, s in chunk],
                         output_type="latent",
-                        callback_on_step_end=stop_if_cancelled,
+                        callback_on_step_end=on_step,
                     )
             finally:
                 hook.remove()
@@ -438,7 +292,7 @@ class PersonalizedPipeline:
 
         # 5. Post-process: identity similarity of each image to its own request's face.
         made = [
-            GeneratedImage(img, seed, self.score(img, requests[i].identity))
+            GeneratedImage(img, seed, self.score(img, requests[i].embedding))
             for img, (i, seed) in zip(images, rows, strict=True)
         ]
         lap("postprocess")
@@ -484,39 +338,31 @@ class PersonalizedPipeline:
 
     def check_inputs(
         self,
-        prompt: str,
-        identity: np.ndarray,
-        n: int,
-        seed: int | None,
-        steps: int,
-        width: int,
-        height: int,
-        best_of: int,
-        adapter_scale: float,
+        spec: GenerationSpec,
+        embedding: np.ndarray,
         face_crops: Sequence[Image.Image] = (),
-    ) -> str:
-        """``check_request`` plus what only a loaded pipeline knows; the normalised prompt."""
-        prompt = check_request(
-            self.limits, prompt, n, seed, steps, width, height, best_of, adapter_scale
-        )
+    ) -> GenerationSpec:
+        """``spec`` resolved with this profile's defaults and checked (``GenerationSpec.checked``),
+        plus what only a loaded pipeline knows: the embedding's size, the face crops."""
+        spec = spec.resolved(self.loaded.defaults).checked(self.limits)
         if self.loaded.faceid_variant == "plusv2" and not face_crops:
             raise InvalidArgument(
                 f"face_crops: adapter {self.loaded.adapter_id} (FaceID Plus v2) needs the "
                 "identity's aligned face crops next to its embedding, got none",
                 code="missing_face_crops",
             )
-        shape = np.shape(identity)
+        shape = np.shape(embedding)
         if shape != (self.loaded.embedding_dim,):
             raise InvalidArgument(
-                f"identity must be a {self.loaded.embedding_dim}-d embedding for adapter "
+                f"embedding must be a {self.loaded.embedding_dim}-d face embedding for adapter "
                 f"{self.loaded.adapter_id}, got shape {shape}",
                 code="embedding_mismatch",
             )
-        if not np.all(np.isfinite(identity)):
+        if not np.all(np.isfinite(embedding)):
             raise InvalidArgument(
-                "identity contains NaN or infinite values", code="embedding_mismatch"
+                "embedding contains NaN or infinite values", code="embedding_mismatch"
             )
-        return prompt
+        return spec
 
     def encode(self, text: ExpandedPrompt, guided: bool) -> tuple[Any, ...]:
         """Text-encoder outputs: prompt [1, 77, C], negative [1, 77, C], pooled [1, P],
@@ -604,7 +450,7 @@ class PersonalizedPipeline:
             arrays = rgb.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # [B, H, W, 3]
         return [Image.fromarray(a) for a in arrays]
 
-    def score(self, image: Image.Image, identity: np.ndarray) -> IdentityScore:
+    def score(self, image: Image.Image, embedding: np.ndarray) -> IdentityScore:
         if self.scorer is None:
             return IdentityScore(None, "identity scoring is off")
-        return self.scorer.score(image, identity)
+        return self.scorer.score(image, embedding)

@@ -21,8 +21,8 @@ from identity.ingest import IngestLimits
 from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
 from imagine.models import ModelConfig
-from imagine.pipeline import GenerationLimits
 from imagine.provenance.config import DEFAULT_LABEL, ProvenanceConfig
+from imagine.request import GenerationLimits
 from imagine.safety import DEFAULT_THRESHOLDS, SafetyConfig, parse_thresholds
 from llm_prompting.config import PromptingConfig, ServerConfig
 

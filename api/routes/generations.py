@@ -43,7 +43,7 @@ from api.schemas import (
 from api.services import Services
 from api.tables import Generation, Identity, ImageRow, new_id, utcnow
 from imagine.models import DEFAULTS
-from imagine.pipeline import check_request
+from imagine.request import GenerationSpec
 from llm_prompting import expand
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"], route_class=AuthFirstRoute)
@@ -169,11 +169,8 @@ def _submit(
     address: object,
     idempotency_key: str | None,
 ) -> GenerationAccepted:
-    profile, settings = services.profile, services.settings
+    settings = services.settings
     request = body.model_dump()
-    for name in ("steps", "width", "height"):
-        if request[name] is None:
-            request[name] = getattr(profile, name)
     with services.db.connection() as db:
         user_id = auth.user(db).id
         if idempotency_key:
@@ -194,16 +191,11 @@ def _submit(
             user_id,
             "identity",
         )
-        # The prompt as stored, expanded and shown: normalised, or refused (nothing stored).
-        request["prompt"] = check_request(
-            settings.generation_limits(),
-            body.prompt,
-            body.n,
-            body.seed,
-            request["steps"],
-            request["width"],
-            request["height"],
-        )
+        # Stored with the profile's steps and size filled in, and the prompt as it is
+        # expanded and shown: normalised, or refused (nothing stored).
+        spec = GenerationSpec.from_dict(request).resolved(services.profile)
+        spec = spec.checked(settings.generation_limits())
+        request |= {f: getattr(spec, f) for f in ("prompt", "steps", "width", "height")}
         if identity.embedding_dim != services.analyzer().embedding_dim:
             raise Conflict(
                 f"this identity was enrolled with {identity.backend}; the service now uses "
@@ -211,7 +203,7 @@ def _submit(
                 code="identity_incompatible",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
-        text = expand(request["prompt"], body.style, services.prompting)  # moderation: 422
+        text = expand(spec.prompt, spec.style, services.prompting)  # moderation: 422
         if identity.active >= settings.max_queued_jobs:
             raise _too_many(identity.active, settings.max_queued_jobs)
         job_id, now = new_id("gen"), utcnow()

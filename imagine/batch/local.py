@@ -124,18 +124,7 @@ class LocalExecutor:
                 text = pipeline.expand(prompt, item.style)
                 texts[prompt] = (text, time.perf_counter() - start)
                 sink.timing("expand", texts[prompt][1])
-                pipeline.check_inputs(
-                    prompt,
-                    embedding,
-                    item.n,
-                    item.seed,
-                    item.steps,
-                    item.width,
-                    item.height,
-                    1,
-                    pipeline.loaded.defaults.adapter_scale,
-                    crops,
-                )
+                pipeline.check_inputs(item.request(prompt), embedding, crops)
         except Exception as exc:
             self._fail(item.id, exc, sink)
             return None
@@ -178,7 +167,7 @@ class LocalExecutor:
             GenerationRequest(
                 prompt=g[0].job.prompt,
                 text=g[0].prepared.texts[g[0].job.prompt][0],
-                identity=g[0].prepared.embedding,
+                embedding=g[0].prepared.embedding,
                 seeds=tuple(r.job.seed for r in g),
                 face_crops=g[0].prepared.crops,
             )

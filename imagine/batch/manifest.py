@@ -18,7 +18,7 @@ from typing import Any
 
 from imagine.cli.generate import parse_size
 from imagine.errors import ImagineError
-from imagine.pipeline import GenerationLimits, InvalidArgument, check_request
+from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument
 from llm_prompting import PromptingError
 
 FIELDS = ("id", "photos", "identity_id", "prompt", "prompts", "style", "n", "seed", "size", "steps")
@@ -67,6 +67,12 @@ class BatchItem:
     @property
     def image_count(self) -> int:
         return len(self.prompts) * self.n
+
+    def request(self, prompt: str) -> GenerationSpec:
+        """The generation request of one of the line's prompts."""
+        return GenerationSpec(
+            prompt, self.n, self.seed, self.steps, self.width, self.height, self.style
+        )
 
     def spec(self) -> dict[str, Any]:
         """What the images depend on, for the resume fingerprint."""
@@ -184,7 +190,8 @@ class _LineReader:
         steps = self.integer(obj, "steps", self.defaults.steps, "invalid_steps")
         width, height = self.size(obj)
         prompts = tuple(  # normalised as the service and generate store them; coded errors
-            check_request(self.limits, prompt, n, seed, steps, width, height) for prompt in prompts
+            GenerationSpec(prompt, n, seed, steps, width, height).checked(self.limits).prompt
+            for prompt in prompts
         )
         return BatchItem(
             id=item_id,

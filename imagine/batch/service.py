@@ -46,7 +46,7 @@ import httpx
 from imagine.batch.executor import ItemWork, Sink
 from imagine.batch.manifest import BatchItem, ItemDefaults
 from imagine.errors import ImagineError
-from imagine.pipeline import GenerationLimits
+from imagine.request import GenerationLimits
 
 log = logging.getLogger(__name__)
 

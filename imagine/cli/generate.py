@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "image": str(image_path),
                 "sidecar": str(meta_path),
                 "seed": done.item.seed,
-                "identity_similarity": done.item.identity.similarity,
+                "identity_similarity": done.item.identity_score.similarity,
             }
         )
 

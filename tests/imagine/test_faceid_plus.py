@@ -17,7 +17,8 @@ from PIL import Image
 
 from imagine.cli import main
 from imagine.models import ModelConfig, load_pipeline
-from imagine.pipeline import GenerationRequest, InvalidArgument, PersonalizedPipeline
+from imagine.pipeline import GenerationRequest, PersonalizedPipeline
+from imagine.request import InvalidArgument
 from imagine.settings import Settings
 from imagine.smoke import smoke_adapter_file, smoke_image_encoder_folder
 from tests.imagine.conftest import unit

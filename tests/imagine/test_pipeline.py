@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.pipeline import (
-    Cancelled,
-    GenerationLimits,
-    GenerationRequest,
-    InvalidArgument,
-    PersonalizedPipeline,
-    check_request,
-)
+from imagine.pipeline import Cancelled, GenerationRequest, PersonalizedPipeline
 from imagine.postprocess import IdentityScore
+from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument
 from llm_prompting import ExpandedPrompt, PromptRejected
 from tests.imagine.conftest import unit
 
@@ -140,13 +134,13 @@ def test_best_of_keeps_the_highest_scoring_images(smoke):
     best = PersonalizedPipeline(smoke, scorer=FixedScorer())(
         "me", unit(1), n=2, seed=3, best_of=2, **SMALL
     )
-    ranked = sorted(plain.images, key=lambda g: -g.identity.similarity)[:2]
+    ranked = sorted(plain.images, key=lambda g: -g.identity_score.similarity)[:2]
     assert best.seeds == [g.seed for g in ranked]
 
 
 def test_without_a_scorer_similarity_is_null_with_a_reason(pipeline):
     item = pipeline("me", unit(1), **SMALL).images[0]
-    assert item.identity.similarity is None and item.identity.note
+    assert item.identity_score.similarity is None and item.identity_score.note
 
 
 @pytest.mark.parametrize(
@@ -163,14 +157,14 @@ def test_without_a_scorer_similarity_is_null_with_a_reason(pipeline):
         ({"seed": -1}, "invalid_seed", "seed"),
         ({"best_of": 9}, "invalid_best_of", "best_of"),
         ({"adapter_scale": 3.0}, "invalid_adapter_scale", "adapter_scale"),
-        ({"identity": np.ones(512, np.float32)}, "embedding_mismatch", "128-d"),
-        ({"identity": np.full(128, np.nan, np.float32)}, "embedding_mismatch", "NaN"),
+        ({"embedding": np.ones(512, np.float32)}, "embedding_mismatch", "128-d"),
+        ({"embedding": np.full(128, np.nan, np.float32)}, "embedding_mismatch", "NaN"),
     ],
 )
 def test_every_input_is_checked_before_work(pipeline, kwargs, code, words):
-    args = {"prompt": "me", "identity": unit(1), **SMALL, **kwargs}
+    args = {"prompt": "me", "embedding": unit(1), **SMALL, **kwargs}
     with pytest.raises(InvalidArgument) as err:
-        pipeline(args.pop("prompt"), args.pop("identity"), **args)
+        pipeline(args.pop("prompt"), args.pop("embedding"), **args)
     assert err.value.code == code
     assert words in err.value.message
     assert isinstance(err.value, ValueError)
@@ -184,10 +178,11 @@ def test_every_image_seed_must_be_a_seed_the_api_takes(seed, n, best_of):
     """Image k uses seed + k: a last seed of 2**32 or more could not be asked for again."""
     lim = GenerationLimits()
     with pytest.raises(InvalidArgument) as err:
-        check_request(lim, "me", n, seed, 2, 64, 64, best_of)
+        GenerationSpec("me", n, seed, 2, 64, 64, best_of=best_of).checked(lim)
     assert err.value.code == "invalid_seed"
     assert f"seed must be 0-{2**32 - n * best_of}" in err.value.message
-    check_request(lim, "me", n, 2**32 - n * best_of, 2, 64, 64, best_of)  # last seed 2**32 - 1
+    last = 2**32 - n * best_of  # its last image's seed is 2**32 - 1
+    GenerationSpec("me", n, last, 2, 64, 64, best_of=best_of).checked(lim)
 
 
 def test_decoded_pixels_match_diffusers_postprocess(pipeline):

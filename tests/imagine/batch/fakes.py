@@ -11,7 +11,7 @@ from PIL import Image
 
 from imagine.batch.executor import ItemWork, Sink
 from imagine.batch.manifest import ItemDefaults, Manifest, read_manifest
-from imagine.pipeline import GenerationLimits
+from imagine.request import GenerationLimits
 
 
 class PaintingExecutor:

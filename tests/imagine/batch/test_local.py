@@ -10,8 +10,9 @@ import pytest
 from imagine.batch.executor import ImageJob, ItemWork
 from imagine.batch.local import LocalExecutor
 from imagine.batch.manifest import ItemDefaults, read_manifest
-from imagine.pipeline import GenerationLimits, PersonalizedPipeline
+from imagine.pipeline import PersonalizedPipeline
 from imagine.postprocess import FaceSimilarityScorer
+from imagine.request import GenerationLimits
 from imagine.runtime import Runtime
 from imagine.safety import NoSafetyChecker, SafetyResult
 from imagine.settings import Settings

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagine.batch.manifest import ItemDefaults, ManifestError, read_manifest
-from imagine.pipeline import GenerationLimits
+from imagine.request import GenerationLimits
 
 DEFAULTS = ItemDefaults(width=64, height=64, steps=2)
 

@@ -28,7 +28,7 @@ from imagine.batch.service import (
     split_jobs,
     sse_events,
 )
-from imagine.pipeline import GenerationLimits
+from imagine.request import GenerationLimits
 from tests.api.server import free_port
 
 URL = "http://service.test"
