@@ -130,6 +130,21 @@ def check_request(
     return prompt
 
 
+class InvalidSize(ImagineError):
+    code = "invalid_size"
+
+
+def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
+    """``"WxH"`` -> (W, H); ``check_request`` checks the bounds. ``name`` is what the user typed.
+
+    Shared by ``imagine generate``/``imagine batch`` (``--size``) and batch manifests (``size``).
+    """
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InvalidSize(f"{name} must look like 1024x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 SEED_LIMIT = 2**32  # seeds are uint32: every entry point accepts exactly these
 
 

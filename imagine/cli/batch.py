@@ -17,14 +17,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from imagine.cli.generate import (
-    MODEL_FLAGS,
-    add_model_arguments,
-    parse_size,
-    with_model_arguments,
-)
+from imagine.cli.generate import MODEL_FLAGS, add_model_arguments, with_model_arguments
 from imagine.cli.progress import ProgressBar
 from imagine.outputs import SMOKE_NOTICE
+from imagine.pipeline import parse_size
 from imagine.settings import Settings
 
 if TYPE_CHECKING:

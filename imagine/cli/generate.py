@@ -9,26 +9,14 @@ from pathlib import Path
 
 from imagine.cli.enroll import enroll_files
 from imagine.cli.progress import ProgressBar
-from imagine.errors import ImagineError
 from imagine.models import PROFILES, SCHEDULERS
 from imagine.outputs import SMOKE_NOTICE, finalize, write_image
+from imagine.pipeline import parse_size
 from imagine.settings import Settings
 from llm_prompting import check_prompt
 
 NAME = "generate"
 HELP = "Generate likeness images from your photos and a prompt."
-
-
-class InvalidSize(ImagineError):
-    code = "invalid_size"
-
-
-def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
-    """``"WxH"`` -> (W, H); bounds are checked by the pipeline. ``name`` is what the user typed."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InvalidSize(f"{name} must look like 1024x1024, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
