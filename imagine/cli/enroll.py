@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from identity.analyzer import ANALYZERS, get_analyzer
-from identity.enrollment import IdentityProfile, enroll
-from imagine.errors import FileNotFound
+from identity.analyzer import ANALYZERS
+from identity.enrollment import IdentityProfile
+from imagine.enrollment import enroll_files
 from imagine.settings import Settings
 
 NAME = "enroll"
@@ -37,21 +37,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(describe(profile, args.photos))
     return 0
-
-
-def read_photos(paths: list[Path]) -> list[bytes]:
-    """The bytes of each photo; a missing or unreadable path is a user error."""
-    photos = []
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFound(f"{path}: no such file")
-        photos.append(path.read_bytes())
-    return photos
-
-
-def enroll_files(paths: list[Path], settings: Settings) -> IdentityProfile:
-    photos = read_photos(paths)
-    return enroll(photos, get_analyzer(settings.face()), settings.enrollment())
 
 
 def describe(profile: IdentityProfile, paths: list[Path]) -> str:

@@ -7,8 +7,8 @@ import secrets
 import sys
 from pathlib import Path
 
-from imagine.cli.enroll import enroll_files
 from imagine.cli.progress import ProgressBar
+from imagine.enrollment import enroll_files
 from imagine.models import PROFILES, SCHEDULERS
 from imagine.outputs import SMOKE_NOTICE, finalize, write_image
 from imagine.pipeline import parse_size
