@@ -10,6 +10,7 @@ from pathlib import Path
 
 from identity.analyzer import ANALYZERS
 from identity.enrollment import IdentityProfile
+from imagine.cli.output import emit_json
 from imagine.enrollment import enroll_files
 from imagine.settings import Settings
 
@@ -24,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.cli import emit_json
-
     if args.backend:
         settings = settings.replace(face_backend=args.backend)
     profile = enroll_files(args.photos, settings)

@@ -7,6 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from imagine.cli.output import emit_json, fail
 from imagine.cli.progress import ProgressBar
 from imagine.enrollment import enroll_files
 from imagine.models import PROFILES, SCHEDULERS
@@ -56,7 +57,6 @@ def with_model_arguments(settings: Settings, args: argparse.Namespace) -> Settin
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.cli import emit_json
     from imagine.runtime import load_runtime
 
     settings = with_model_arguments(settings, args)
@@ -111,8 +111,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     if not written:
-        from imagine.cli import fail
-
         return fail(
             "unsafe_output", "every image was withheld by the output safety check", args.json
         )
