@@ -57,4 +57,3 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     )
     StoppingServer(config, services).run()
     return 0
-
