@@ -134,6 +134,22 @@ class GenerationSpec:
         return tuple(base + k for k in range(self.n * self.best_of))
 
 
+class InvalidSize(ImagineError):
+    code = "invalid_size"
+
+
+def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
+    """``"WxH"`` -> (W, H); ``GenerationSpec.checked`` checks the bounds. ``name`` is what
+    the user typed.
+
+    Shared by ``imagine generate``/``imagine batch`` (``--size``) and batch manifests (``size``).
+    """
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InvalidSize(f"{name} must look like 1024x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _whole(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -41,6 +41,41 @@ def test_packages_import_only_downstream(package):
     assert not bad, f"{package} may import only {sorted(MAY_IMPORT[package])}: {bad}"
 
 
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, with relative imports resolved; ``from a import b``
+    counts as both ``a`` and ``a.b``, since ``b`` may be a module."""
+    package = path.relative_to(ROOT).parent.parts  # ("imagine", "batch")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            anchor = package[: len(package) - node.level + 1] if node.level else ()
+            module = ".".join([*anchor, *([node.module] if node.module else [])])
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+CLI_HOMES = ("imagine/cli/", "api/cli/")  # the commands, and the service that mounts them
+
+
+def test_library_does_not_import_its_cli():
+    """The CLI sits on top of the library: the commands call the library, never the reverse."""
+    bad = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = path.relative_to(ROOT).as_posix()
+            if where.startswith(CLI_HOMES):
+                continue
+            cli = sorted(
+                m for m in imported_modules(path) if m.split(".")[:2] == ["imagine", "cli"]
+            )
+            if cli:
+                bad[where] = cli
+    assert not bad, f"only {CLI_HOMES} may import imagine.cli: {bad}"
+
+
 def test_light_imports_do_not_load_heavy_libraries():
     code = (
         "import sys, api, api.cli, imagine.cli, imagine.settings, identity.enrollment, "

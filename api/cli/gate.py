@@ -11,6 +11,7 @@ import argparse
 
 from api.region import FEATURES, RESOLVERS, Decision, build_gate, parse_ip, parse_region
 from api.settings import ServiceSettings
+from imagine.cli.output import emit_json
 
 NAME = "gate"
 HELP = "Judge a client address (and a declared residence) against the region policy."
@@ -29,8 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
-    from imagine.cli import emit_json
-
     address = parse_ip(args.ip)
     residence = parse_region(args.residence) if args.residence else None
     if args.resolver:

@@ -7,6 +7,7 @@ import argparse
 from sqlalchemy import select
 
 from api.settings import ServiceSettings
+from imagine.cli.output import emit_json
 
 NAME = "users"
 HELP = "Create or delete service users (API keys)."
@@ -29,7 +30,6 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     from api.errors import NotFound
     from api.storage import FileStorage
     from api.tables import User
-    from imagine.cli import emit_json
 
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database, settings.sqlite_synchronous)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from imagine.batch.executor import ImageJob, ItemWork, Sink, error_code
 from imagine.batch.manifest import BatchItem
-from imagine.cli.enroll import enroll_files
+from imagine.enrollment import enroll_files
 from imagine.errors import ImagineError
 from imagine.models import check_config, find_sdxl_files
 from imagine.outputs import finalize

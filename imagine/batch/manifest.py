@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagine.cli.generate import parse_size
 from imagine.errors import ImagineError
-from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument
+from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument, parse_size
 from llm_prompting import PromptingError
 
 FIELDS = ("id", "photos", "identity_id", "prompt", "prompts", "style", "n", "seed", "size", "steps")

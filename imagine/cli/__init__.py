@@ -8,7 +8,6 @@ own commands under the single ``imagine`` console script.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 from identity.errors import IdentityError
 from imagine import __version__
 from imagine.cli import batch, enroll, expand, generate, provenance
+from imagine.cli.output import EXIT_INTERRUPTED, UsageError, fail
 from imagine.errors import ImagineError
 from imagine.settings import Settings
 from llm_prompting.errors import PromptingError
@@ -27,8 +27,6 @@ LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, expand, generate, batch, pro
 # Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError, PromptingError)
 
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors follow the ``error: <code>: <message>`` contract."""
@@ -36,10 +34,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         raise UsageError(message)
-
-
-class UsageError(ImagineError):
-    code = "usage"
 
 
 def build_parser(commands: Sequence[ModuleType]) -> argparse.ArgumentParser:
@@ -73,17 +67,3 @@ def main(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def fail(code: str, message: str, as_json: bool) -> int:
-    """Report a user error per the CLI contract and return its exit code."""
-    print(f"error: {code}: {message}", file=sys.stderr)
-    if as_json:
-        emit_json({"error": {"code": code, "message": message}})
-    return EXIT_USER_ERROR
-
-
-def emit_json(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
-    sys.stdout.flush()

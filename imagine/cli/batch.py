@@ -17,14 +17,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from imagine.cli.generate import (
-    MODEL_FLAGS,
-    add_model_arguments,
-    parse_size,
-    with_model_arguments,
-)
+from imagine.cli.generate import MODEL_FLAGS, add_model_arguments, with_model_arguments
+from imagine.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, emit_json
 from imagine.cli.progress import ProgressBar
 from imagine.outputs import SMOKE_NOTICE
+from imagine.request import parse_size
 from imagine.settings import Settings
 
 if TYPE_CHECKING:
@@ -161,7 +158,6 @@ class Target:
 
     def _connect(self, server: str, args: argparse.Namespace, settings: Settings) -> None:
         from imagine.batch.service import ServiceClient, ServiceConfig
-        from imagine.cli import UsageError
 
         local_only = [f"--{n.replace('_', '-')}" for n in MODEL_FLAGS if getattr(args, n)]
         if local_only:
@@ -230,7 +226,6 @@ class Target:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from imagine.batch.manifest import read_manifest
     from imagine.batch.runner import BatchRun
-    from imagine.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, emit_json
 
     target = Target(args, settings)
     manifest = read_manifest(

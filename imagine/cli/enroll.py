@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from identity.analyzer import ANALYZERS, get_analyzer
-from identity.enrollment import IdentityProfile, enroll
-from imagine.errors import FileNotFound
+from identity.analyzer import ANALYZERS
+from identity.enrollment import IdentityProfile
+from imagine.cli.output import emit_json
+from imagine.enrollment import enroll_files
 from imagine.settings import Settings
 
 NAME = "enroll"
@@ -24,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.cli import emit_json
-
     if args.backend:
         settings = settings.replace(face_backend=args.backend)
     profile = enroll_files(args.photos, settings)
@@ -37,21 +36,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(describe(profile, args.photos))
     return 0
-
-
-def read_photos(paths: list[Path]) -> list[bytes]:
-    """The bytes of each photo; a missing or unreadable path is a user error."""
-    photos = []
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFound(f"{path}: no such file")
-        photos.append(path.read_bytes())
-    return photos
-
-
-def enroll_files(paths: list[Path], settings: Settings) -> IdentityProfile:
-    photos = read_photos(paths)
-    return enroll(photos, get_analyzer(settings.face()), settings.enrollment())
 
 
 def describe(profile: IdentityProfile, paths: list[Path]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from imagine.cli.output import emit_json
 from imagine.settings import Settings
 from llm_prompting import EXPANDERS, STYLES, ExpandedPrompt, expand
 
@@ -25,8 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.cli import emit_json
-
     if args.backend:
         settings = settings.replace(expander=args.backend)
     result = expand(args.prompt, args.style, settings.prompting())

@@ -7,28 +7,17 @@ import secrets
 import sys
 from pathlib import Path
 
-from imagine.cli.enroll import enroll_files
+from imagine.cli.output import emit_json, fail
 from imagine.cli.progress import ProgressBar
-from imagine.errors import ImagineError
+from imagine.enrollment import enroll_files
 from imagine.models import PROFILES, SCHEDULERS
 from imagine.outputs import SMOKE_NOTICE, finalize, write_image
+from imagine.request import parse_size
 from imagine.settings import Settings
 from llm_prompting import check_prompt
 
 NAME = "generate"
 HELP = "Generate likeness images from your photos and a prompt."
-
-
-class InvalidSize(ImagineError):
-    code = "invalid_size"
-
-
-def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
-    """``"WxH"`` -> (W, H); bounds are checked by the pipeline. ``name`` is what the user typed."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InvalidSize(f"{name} must look like 1024x1024, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +57,6 @@ def with_model_arguments(settings: Settings, args: argparse.Namespace) -> Settin
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.cli import emit_json
     from imagine.runtime import load_runtime
 
     settings = with_model_arguments(settings, args)
@@ -123,8 +111,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     if not written:
-        from imagine.cli import fail
-
         return fail(
             "unsafe_output", "every image was withheld by the output safety check", args.json
         )

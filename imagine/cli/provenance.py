@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from imagine.cli.output import emit_json
 from imagine.errors import FileNotFound
 from imagine.provenance import verify
 from imagine.settings import Settings
@@ -25,8 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from imagine.cli import emit_json
-
     if not args.image.is_file():
         raise FileNotFound(f"{args.image}: no such file")
     findings = verify(args.image.read_bytes(), settings.provenance())
