@@ -17,7 +17,7 @@ from api.settings import ServiceSettings
 from api.storage import FileStorage
 from api.worker import EXECUTORS, Executor, WorkerContext
 from identity.analyzer import ANALYZERS, FaceAnalyzer
-from imagine.models import DEFAULTS, ProfileDefaults
+from imagine.models.config import DEFAULTS, ProfileDefaults
 from imagine.provenance import signing_status
 from imagine.runtime import load_checker
 from imagine.settings import SettingsError

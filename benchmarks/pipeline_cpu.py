@@ -57,7 +57,9 @@ def main() -> int:
     torch.set_num_threads(1)
 
     from identity.analyzer import FaceSettings, get_analyzer
-    from imagine.models import ModelConfig, SpeedSwitches, apply_speed_switches, load_pipeline
+    from imagine.models.config import ModelConfig, SpeedSwitches
+    from imagine.models.loading import load_pipeline
+    from imagine.models.speed import apply_speed_switches
     from imagine.pipeline import PersonalizedPipeline
     from imagine.postprocess import FaceSimilarityScorer
 

@@ -4,7 +4,7 @@ Builds the published SDXL base 1.0 architecture (``sdxl_base_1.0.json`` beside
 this file: UNet, VAE, CLIP-L and OpenCLIP-bigG text encoders) with random
 weights directly on the GPU (timings do not depend on weight values), writes a
 random 512-d FaceID adapter to a temporary file and attaches it through the
-service's own loader (``imagine.models.prepare_pipeline``). Then, in one run,
+service's own loader (``imagine.models.loading.prepare_pipeline``). Then, in one run,
 at 1024x1024 and 30 steps with guidance:
 
 - the stock ``StableDiffusionXLPipeline`` call (bf16, SDPA, diffusers defaults);
@@ -75,7 +75,7 @@ class Interrupted(BaseException):
 class Spec:
     runner: str  # "stock" | "ours"
     batch: int
-    switches: Any = None  # imagine.models.SpeedSwitches; None for stock
+    switches: Any = None  # imagine.models.config.SpeedSwitches; None for stock
     attention: str = "sdpa"
 
     @property
@@ -177,7 +177,7 @@ class Harness:
         def imports() -> None:
             import diffusers
 
-            import imagine.models
+            import imagine.models.loading
             import imagine.pipeline
             import imagine.smoke  # noqa: F401
 
@@ -186,7 +186,8 @@ class Harness:
         self.stage("import", imports)
         from diffusers import StableDiffusionXLPipeline
 
-        from imagine.models import ModelConfig, prepare_pipeline
+        from imagine.models.config import ModelConfig
+        from imagine.models.loading import prepare_pipeline
         from imagine.pipeline import PersonalizedPipeline
         from imagine.request import GenerationLimits
         from imagine.smoke import SMOKE_CONFIGS
@@ -264,7 +265,8 @@ class Harness:
 
     def set_state(self, spec: Spec) -> None:
         """Put the shared UNet/VAE into the spec's state (stock: no switch, diffusers' VAE)."""
-        from imagine.models import SpeedSwitches, apply_speed_switches
+        from imagine.models.config import SpeedSwitches
+        from imagine.models.speed import apply_speed_switches
 
         pipe = self.loaded.pipe
         switches = spec.switches or SpeedSwitches()
@@ -285,7 +287,7 @@ class Harness:
         if spec.runner == "stock":
             pipe.vae.disable_slicing()  # diffusers' default
         else:
-            pipe.vae.enable_slicing()  # ours (imagine.models.prepare_pipeline)
+            pipe.vae.enable_slicing()  # ours (imagine.models.loading.prepare_pipeline)
 
     def measure(self, spec: Spec) -> None:
         """Warm up, then time ``runs`` requests; skipped if it cannot end before the deadline."""
@@ -351,7 +353,7 @@ class Harness:
 
 def plan(results: Results, batches: list[int], cuda: bool, compile_on: bool) -> Iterator[Spec]:
     """What to measure, most important first; later choices read earlier results."""
-    from imagine.models import SpeedSwitches
+    from imagine.models.config import SpeedSwitches
 
     none, cl, fq = SpeedSwitches(), SpeedSwitches(channels_last=True), SpeedSwitches(fuse_qkv=True)
     both = SpeedSwitches(channels_last=True, fuse_qkv=True)
@@ -447,7 +449,7 @@ class Results:
         log(self.line(row))
 
     def fastest(self, batch: int, compiled: bool) -> Any:
-        from imagine.models import SpeedSwitches
+        from imagine.models.config import SpeedSwitches
 
         rows = [
             r

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from imagine.errors import ImagineError
-from imagine.models import LoadedPipeline
+from imagine.models.loading import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
 from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument, check_seed
 from llm_prompting import ExpandedPrompt, PromptingConfig, expand

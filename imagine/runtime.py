@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from identity.analyzer import FaceAnalyzer, get_analyzer
-from imagine.models import load_pipeline
+from imagine.models.loading import load_pipeline
 from imagine.pipeline import PersonalizedPipeline
 from imagine.postprocess import FaceSimilarityScorer
 from imagine.provenance import ProvenanceConfig

@@ -20,7 +20,7 @@ from identity.enrollment import EnrollmentConfig
 from identity.ingest import IngestLimits
 from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
-from imagine.models import ModelConfig
+from imagine.models.config import ModelConfig
 from imagine.provenance.config import DEFAULT_LABEL, ProvenanceConfig
 from imagine.request import GenerationLimits
 from imagine.safety import DEFAULT_THRESHOLDS, SafetyConfig, parse_thresholds

@@ -23,7 +23,8 @@ def model_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke(model_cache):
     """The smoke pipeline for 128-d (dlib) embeddings, built once per test session."""
-    from imagine.models import ModelConfig, load_pipeline
+    from imagine.models.config import ModelConfig
+    from imagine.models.loading import load_pipeline
 
     return load_pipeline(ModelConfig(profile="smoke", cache=model_cache, embedding_dim=128))
 

@@ -85,3 +85,16 @@ def test_light_imports_do_not_load_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_reading_model_defaults_does_not_import_the_loader():
+    """Profiles and defaults (``imagine.models.config``) are read by the API, settings and
+    the CLI; finding files, loading and the speed switches are modules of their own."""
+    code = (
+        "import sys, imagine.models.config, imagine.request, imagine.settings\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('imagine.models.', 'imagine.pipeline'))"
+        " and m != 'imagine.models.config'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -42,7 +42,7 @@ from api.schemas import (
 )
 from api.services import Services
 from api.tables import Generation, Identity, ImageRow, new_id, utcnow
-from imagine.models import DEFAULTS
+from imagine.models.config import DEFAULTS
 from imagine.request import GenerationSpec
 from llm_prompting import expand
 

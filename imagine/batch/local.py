@@ -25,7 +25,8 @@ from imagine.batch.executor import ImageJob, ItemWork, Sink, error_code
 from imagine.batch.manifest import BatchItem
 from imagine.enrollment import enroll_files
 from imagine.errors import ImagineError
-from imagine.models import check_config, find_sdxl_files
+from imagine.models.config import check_config
+from imagine.models.files import find_sdxl_files
 from imagine.outputs import finalize
 from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult
 from imagine.runtime import Runtime, load_runtime

@@ -140,7 +140,7 @@ class Target:
         if self.server:
             self._connect(self.server, args, settings)
         else:
-            from imagine.models import DEFAULTS, check_config
+            from imagine.models.config import DEFAULTS, check_config
 
             self.settings = with_model_arguments(settings, args)
             check_config(self.settings.models(embedding_dim=0))  # a bad profile stops here

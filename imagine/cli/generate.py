@@ -10,7 +10,7 @@ from pathlib import Path
 from imagine.cli.output import emit_json, fail
 from imagine.cli.progress import ProgressBar
 from imagine.enrollment import enroll_files
-from imagine.models import PROFILES, SCHEDULERS
+from imagine.models.config import PROFILES, SCHEDULERS
 from imagine.outputs import SMOKE_NOTICE, finalize, write_image
 from imagine.request import parse_size
 from imagine.settings import Settings

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from imagine.cli import main
-from imagine.models import ModelConfig, load_pipeline
+from imagine.models.config import ModelConfig
+from imagine.models.loading import load_pipeline
 from imagine.pipeline import GenerationRequest, PersonalizedPipeline
 from imagine.request import InvalidArgument
 from imagine.settings import Settings

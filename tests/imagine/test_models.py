@@ -9,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imagine.models import (
-    ModelConfig,
-    ModelConfigError,
-    ModelNotFound,
-    find_sdxl_files,
-    load_pipeline,
-)
+from imagine.models.config import ModelConfig, ModelConfigError, ModelNotFound
+from imagine.models.files import find_sdxl_files
+from imagine.models.loading import load_pipeline
 from imagine.smoke import ensure_smoke_models, smoke_adapter_file, smoke_folder
 
 
@@ -57,7 +53,7 @@ def test_adapter_is_sized_to_the_face_encoder(model_cache, smoke):
     ],
 )
 def test_named_schedulers(smoke, name, cls):
-    from imagine.models import make_scheduler
+    from imagine.models.loading import make_scheduler
 
     scheduler = make_scheduler(name, smoke.pipe.scheduler.config)
     assert type(scheduler).__name__ == cls

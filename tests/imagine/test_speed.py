@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagine.models import (
-    ModelConfig,
-    ModelConfigError,
-    SpeedSwitches,
-    apply_speed_switches,
-    load_pipeline,
-    resolve_switches,
-)
+from imagine.models.config import ModelConfig, ModelConfigError, SpeedSwitches
+from imagine.models.loading import load_pipeline
+from imagine.models.speed import apply_speed_switches, resolve_switches
 from imagine.pipeline import PersonalizedPipeline
 from imagine.settings import Settings
 from tests.imagine.conftest import unit
