@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import threading
@@ -447,16 +448,23 @@ def test_image_reads_cost_a_tenth_of_a_request_so_a_gallery_page_fits(make_servi
         assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
 
 
-def test_queue_cap_answers_429(make_services):
-    services = make_services(max_queued_jobs=2)
-    app = create_app(services, start_worker=False)  # nothing runs: jobs stay queued
+@contextlib.contextmanager
+def idle_service(make_services, cap: int):
+    """A service whose jobs stay queued (no worker), with one enrolled user: its client,
+    key and a small generation body."""
+    services = make_services(max_queued_jobs=cap)
+    app = create_app(services, start_worker=False)
     with TestClient(app, client=("127.0.0.1", 50000)) as client:
         from api.auth import create_user
 
         with services.db.session() as s:
             key = create_user(s, "carol")[1]
         identity = enroll(client, key)
-        body = {"identity_id": identity["id"], "prompt": "me", **SMALL}
+        yield services, client, key, {"identity_id": identity["id"], "prompt": "me", **SMALL}
+
+
+def test_queue_cap_answers_429(make_services):
+    with idle_service(make_services, cap=2) as (_, client, key, body):
         assert [
             client.post("/v1/generations", headers=auth(key), json=body).status_code
             for _ in range(2)
@@ -469,15 +477,7 @@ def test_queue_cap_answers_429(make_services):
 def test_concurrent_submissions_cannot_race_past_the_queue_cap(make_services):
     """20 submissions at once from one user: exactly the cap is queued, the rest are 429
     (an outside probe once had 20 of 20 accepted with a cap of 4)."""
-    services = make_services(max_queued_jobs=4)
-    app = create_app(services, start_worker=False)  # nothing runs: jobs stay queued
-    with TestClient(app, client=("127.0.0.1", 50000)) as client:
-        from api.auth import create_user
-
-        with services.db.session() as s:
-            key = create_user(s, "carol")[1]
-        identity = enroll(client, key)
-        body = {"identity_id": identity["id"], "prompt": "me", **SMALL}
+    with idle_service(make_services, cap=4) as (services, client, key, body):
         start = threading.Barrier(20)
 
         def submit(_: int) -> tuple[int, str | None]:
