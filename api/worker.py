@@ -280,18 +280,23 @@ def run_jobs(
             step = round(done / total * job_total)
             job.cancel_asked = report_progress(ctx.db, job.claim, step, job_total)
 
-    def cancelled() -> bool:
-        """Between denoising steps: stop, time out, or tell the pipeline whether to cancel."""
+    def stop_or_time_out() -> None:
         if interrupted():
             raise _Stopping()
         if time.monotonic() > deadline:
             raise _TimedOut()
+
+    def cancelled() -> bool:
+        """Between denoising steps: stop, time out, or tell the pipeline whether to cancel
+        (the whole batch stops for one cancelled job; the others run again)."""
+        stop_or_time_out()
         return any(job.cancel_asked for job in jobs)
 
     def check(job: _Job) -> None:
-        """Between images while they are finished (marks, checks): the same, for one job."""
+        """Between the images of one job while they are finished (checks, marks)."""
+        stop_or_time_out()
         job.cancel_asked = cancel_asked(ctx.db, job.claim)
-        if cancelled():
+        if job.cancel_asked:
             raise Cancelled("cancelled while its images were finished")
 
     width, height, steps = jobs[0].spec.shape  # the same for every job (batch_key)
