@@ -157,7 +157,7 @@ class Target:
         )
 
     def _connect(self, server: str, args: argparse.Namespace, settings: Settings) -> None:
-        from imagine.batch.service import ServiceClient, ServiceConfig
+        from imagine.batch.client import ServiceClient, ServiceConfig
 
         local_only = [f"--{n.replace('_', '-')}" for n in MODEL_FLAGS if getattr(args, n)]
         if local_only:
@@ -189,7 +189,8 @@ class Target:
         if not self.server:
             executor = get_executor("local", self.settings)
             return executor, image_context(self.settings, executor.name)
-        from imagine.batch.service import ServiceError, ServiceExecutor
+        from imagine.batch.client import ServiceError
+        from imagine.batch.service import ServiceExecutor
 
         if not self.config.api_key:
             raise ServiceError(
@@ -204,7 +205,7 @@ class Target:
         return ServiceExecutor(self.config, self.info), context
 
     def _check_consent(self, lines: list[int]) -> None:
-        from imagine.batch.service import ServiceError
+        from imagine.batch.client import ServiceError
 
         where = f"line(s) {', '.join(map(str, lines[:10]))}{' ...' if len(lines) > 10 else ''}"
         current = self.client.consent_version()
