@@ -36,7 +36,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count, groupby
 from typing import Any
@@ -99,10 +99,57 @@ def _body(job: Job, identity_id: str) -> dict[str, Any]:
     return body
 
 
-# What worker threads tell the calling thread: ("image", item_id, k, png, meta),
-# ("failed", item_id, code, message), ("timing", stage, seconds), ("remember", key, value),
-# ("started", job_id), ("ended", job_id).
-Event = tuple[Any, ...]
+# What worker threads tell the calling thread, which alone talks to the sink.
+
+
+@dataclass(frozen=True)
+class ImageReady:
+    item_id: str
+    k: int  # image index within the item
+    png: bytes
+    meta: dict[str, Any]  # the service's metadata, plus server and image_id
+
+
+@dataclass(frozen=True)
+class ItemFailed:
+    item_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StageTimed:
+    stage: str  # enroll, submit, service, download
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Remembered:
+    key: str
+    value: Any  # kept in the state file at once
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job_id: str  # a job on the service, to cancel if the run stops
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    job_id: str
+
+
+Event = ImageReady | ItemFailed | StageTimed | Remembered | JobStarted | JobEnded
+
+
+def _take(events: queue.Queue[Event], wait: float) -> Iterator[Event]:
+    """The events waiting in ``events``, after waiting up to ``wait`` seconds for the first."""
+    try:
+        yield events.get(timeout=wait) if wait else events.get_nowait()
+        while True:
+            yield events.get_nowait()
+    except queue.Empty:
+        return
 
 
 class ServiceExecutor:
@@ -132,6 +179,8 @@ class ServiceExecutor:
         self.enroll_lock = threading.Lock()  # one enrollment at a time; the service does too
         self.token = ""
         self.cancelled: set[str] = set()  # jobs a stopping run (this or an earlier one) cancelled
+        self.running: set[str] = set()  # server job ids in flight
+        self.failed: set[str] = set()  # item ids
 
     # -- the calling thread ---------------------------------------------------------------
 
@@ -140,53 +189,58 @@ class ServiceExecutor:
         sink.remember("token", self.token)
         self.identities = dict(sink.recall(self.memo_key) or {})
         self.cancelled = set(sink.recall("cancelled") or ())
+        self.running, self.failed = set(), set()
         events: queue.Queue[Event] = queue.Queue()
         todo = split_jobs(work)
         todo.reverse()  # pop() from the end keeps manifest order
-        threads: dict[threading.Thread, Job] = {}
-        running: set[str] = set()  # server job ids in flight
-        failed: set[str] = set()
+        threads: list[threading.Thread] = []
         stopping_since: float | None = None
         try:
             while todo or threads:
                 if stopping_since is None and should_stop():
                     stopping_since = time.monotonic()
-                    self._stop(running, sink)
-                while stopping_since is None and todo and len(threads) < self.concurrency:
-                    job = todo.pop()
-                    if job.item.id in failed:
-                        continue
-                    thread = threading.Thread(
-                        target=self._work,
-                        args=(job, events),
-                        daemon=True,
-                        name=f"batch-{job.item.id}",
-                    )
-                    threads[thread] = job
-                    thread.start()
-                self._drain(events, sink, running, failed, wait=0.2)
-                for thread in [t for t in threads if not t.is_alive()]:
-                    del threads[thread]
-                if stopping_since is not None:
+                    self._stop(sink)
                     todo.clear()
-                    if time.monotonic() - stopping_since > STOP_GRACE_S:
-                        log.warning("%d job(s) did not stop in time; leaving them", len(threads))
-                        break
-            self._drain(events, sink, running, failed, wait=0.0)
+                threads += self._start(todo, events, free=self.concurrency - len(threads))
+                self._drain(events, sink, wait=0.2)
+                threads = [t for t in threads if t.is_alive()]
+                if stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE_S:
+                    log.warning("%d job(s) did not stop in time; leaving them", len(threads))
+                    break
+            self._drain(events, sink, wait=0.0)
         finally:
-            self._stop(running, sink)  # a second Ctrl-C (KeyboardInterrupt) lands here too
-            stats = self.client.stats
-            if stats.rate_limited or stats.retried:
-                self.notes += (
-                    f"the service asked this run to slow down {stats.rate_limited} time(s) "
-                    f"(429, honoured) and {stats.retried} request(s) were retried after "
-                    "transient failures",
-                )
+            self._stop(sink)  # a second Ctrl-C (KeyboardInterrupt) lands here too
+            self._note_manners()
 
-    def _stop(self, running: set[str], sink: Sink) -> None:
+    def _start(
+        self, todo: list[Job], events: queue.Queue[Event], free: int
+    ) -> list[threading.Thread]:
+        """Threads for up to ``free`` more jobs, skipping those of items that failed."""
+        started: list[threading.Thread] = []
+        while todo and len(started) < free:
+            job = todo.pop()
+            if job.item.id in self.failed:
+                continue
+            thread = threading.Thread(
+                target=self._work, args=(job, events), daemon=True, name=f"batch-{job.item.id}"
+            )
+            thread.start()
+            started.append(thread)
+        return started
+
+    def _note_manners(self) -> None:
+        stats = self.client.stats
+        if stats.rate_limited or stats.retried:
+            self.notes += (
+                f"the service asked this run to slow down {stats.rate_limited} time(s) "
+                f"(429, honoured) and {stats.retried} request(s) were retried after "
+                "transient failures",
+            )
+
+    def _stop(self, sink: Sink) -> None:
         if not self.stop.is_set():
             self.stop.set()
-            for job_id in list(running):
+            for job_id in list(self.running):
                 self._cancel(job_id, sink)
 
     def _cancel(self, job_id: str, sink: Sink) -> None:
@@ -197,39 +251,27 @@ class ServiceExecutor:
         self.cancelled.add(job_id)
         sink.remember("cancelled", sorted(self.cancelled))
 
-    def _drain(
-        self,
-        events: queue.Queue[Event],
-        sink: Sink,
-        running: set[str],
-        failed: set[str],
-        wait: float,
-    ) -> None:
-        try:
-            event = events.get(timeout=wait) if wait else events.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            kind, *rest = event
-            if kind == "image":
-                sink.image(*rest)
-            elif kind == "failed":
-                failed.add(rest[0])
-                sink.failed(*rest)
-            elif kind == "timing":
-                sink.timing(*rest)
-            elif kind == "remember":
-                sink.remember(*rest)
-            elif kind == "started":
-                running.add(rest[0])
+    def _drain(self, events: queue.Queue[Event], sink: Sink, wait: float) -> None:
+        for event in _take(events, wait):
+            self._handle(event, sink)
+
+    def _handle(self, event: Event, sink: Sink) -> None:
+        match event:
+            case ImageReady(item_id, k, png, meta):
+                sink.image(item_id, k, png, meta)
+            case ItemFailed(item_id, code, message):
+                self.failed.add(item_id)
+                sink.failed(item_id, code, message)
+            case StageTimed(stage, seconds):
+                sink.timing(stage, seconds)
+            case Remembered(key, value):
+                sink.remember(key, value)
+            case JobStarted(job_id):
+                self.running.add(job_id)
                 if self.stop.is_set():  # it was submitted while we stopped
-                    self._cancel(rest[0], sink)
-            elif kind == "ended":
-                running.discard(rest[0])
-            try:
-                event = events.get_nowait()
-            except queue.Empty:
-                return
+                    self._cancel(job_id, sink)
+            case JobEnded(job_id):
+                self.running.discard(job_id)
 
     # -- worker threads -------------------------------------------------------------------
 
@@ -242,10 +284,10 @@ class ServiceExecutor:
             pass  # the item stays pending: --resume finishes it
         except ServiceError as exc:
             if not (self.stop.is_set() and exc.code == "service_unavailable"):
-                events.put(("failed", item.id, exc.code, exc.message))
+                events.put(ItemFailed(item.id, exc.code, exc.message))
         except Exception as exc:  # a bug or a malformed answer: this item only
             log.error("batch item %s failed", item.id, exc_info=exc)
-            events.put(("failed", item.id, "internal_error", f"{type(exc).__name__}: {exc}"))
+            events.put(ItemFailed(item.id, "internal_error", f"{type(exc).__name__}: {exc}"))
 
     def _make(self, job: Job, events: queue.Queue[Event]) -> None:
         item = job.item
@@ -261,7 +303,7 @@ class ServiceExecutor:
             start = time.perf_counter()
             key = f"batch-{self.token}-{item.id}-{job.first_k}-{digest}-{attempt}"
             accepted = self.client.submit(body, key)
-            events.put(("timing", "submit", time.perf_counter() - start))
+            events.put(StageTimed("submit", time.perf_counter() - start))
             if accepted["status"] in ("failed", "cancelled"):
                 continue  # an earlier run's job that ended without images: ask again
             final = self._follow(accepted["id"], events)
@@ -273,14 +315,14 @@ class ServiceExecutor:
         self._collect(job, final, events)
 
     def _follow(self, job_id: str, events: queue.Queue[Event]) -> dict[str, Any]:
-        events.put(("started", job_id))
+        events.put(JobStarted(job_id))
         try:
             start = time.perf_counter()
             final = self.client.follow(job_id, on_progress=lambda _: None)
-            events.put(("timing", "service", time.perf_counter() - start))
+            events.put(StageTimed("service", time.perf_counter() - start))
             return final
         finally:
-            events.put(("ended", job_id))
+            events.put(JobEnded(job_id))
 
     def _collect(self, job: Job, final: dict[str, Any], events: queue.Queue[Event]) -> None:
         item, status = job.item, final["status"]
@@ -304,8 +346,8 @@ class ServiceExecutor:
                 continue  # on disk from an earlier run
             png, meta = self.client.image(image["id"])
             meta.update(server=self.config.url, image_id=image["id"])
-            events.put(("image", item.id, job.first_k + image["index"], png, meta))
-        events.put(("timing", "download", time.perf_counter() - start))
+            events.put(ImageReady(item.id, job.first_k + image["index"], png, meta))
+        events.put(StageTimed("download", time.perf_counter() - start))
         if final.get("withheld"):
             indices = ", ".join(str(job.first_k + w["index"]) for w in final["withheld"])
             raise ServiceError(
@@ -335,6 +377,6 @@ class ServiceExecutor:
                     self.refused[key] = exc  # the same photos fail the same way: ask once
                 raise
             self.identities[key] = identity_id
-            events.put(("remember", self.memo_key, dict(self.identities)))
-            events.put(("timing", "enroll", time.perf_counter() - start))
+            events.put(Remembered(self.memo_key, dict(self.identities)))
+            events.put(StageTimed("enroll", time.perf_counter() - start))
             return identity_id
