@@ -2,9 +2,14 @@
 
 The runner owns the manifest, the output folder, the state file, progress and
 the report; an executor only turns work into images and reports back through
-a ``Sink``. ``local`` runs the pipeline in this process. A service executor
-(submitting to a running Imagine Me API, following progress, downloading the
-images and their sidecars) implements the same protocol and registers a name.
+a ``Sink``. ``local`` runs the pipeline in this process; ``service`` submits
+to a running Imagine Me API, follows progress and downloads the images and their
+sidecars.
+
+``EXECUTORS`` maps a name to a factory of a ``Target``: what a manifest is
+checked against before it is read (defaults, bounds), then, for the manifest
+read, the checks a run needs before any work and the executor itself
+(``imagine/batch/targets.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from imagine.batch.manifest import BatchItem
+from imagine.batch.manifest import BatchItem, ItemDefaults, Manifest
+from imagine.request import GenerationLimits
 from imagine.settings import Settings
 
 
@@ -73,16 +79,49 @@ def error_code(exc: BaseException) -> str | None:
     return code if isinstance(code, str) and code else None
 
 
-def _local(settings: Settings) -> Executor:
-    from imagine.batch.local import LocalExecutor
+class Target(Protocol):
+    """Where a batch's images are made, known before its manifest is read."""
 
-    return LocalExecutor(settings)
+    server: str | None  # the service the run submits to; None: this process
+    defaults: ItemDefaults  # for lines that leave size or steps out
+    limits: GenerationLimits
+    max_photos: int  # per line
+    is_noise: bool  # the images are noise (the smoke profile): users are told
+
+    def executor(self, manifest: Manifest) -> tuple[Executor, dict[str, Any]]:
+        """The executor and the context that fingerprints its images, once what must hold
+        before any work does (raises an error with a code otherwise)."""
+        ...
 
 
-EXECUTORS: dict[str, Callable[[Settings], Executor]] = {"local": _local}
+@dataclass(frozen=True)
+class BatchOptions:
+    """A run's choices that are not settings; each target reads those it uses."""
+
+    concurrency: int = 4  # service: generation jobs in flight at once
+    consent_version: str | None = None  # service: declared for the people whose photos are enrolled
+    residence: str | None = None  # service: ISO 3166 code declared for them, e.g. US-CA
 
 
-def get_executor(name: str, settings: Settings) -> Executor:
+def _local(settings: Settings, options: BatchOptions) -> Target:
+    from imagine.batch.targets import LocalTarget
+
+    return LocalTarget(settings)
+
+
+def _service(settings: Settings, options: BatchOptions) -> Target:
+    from imagine.batch.targets import ServiceTarget
+
+    return ServiceTarget(settings, options)
+
+
+EXECUTORS: dict[str, Callable[[Settings, BatchOptions], Target]] = {
+    "local": _local,  # this process, the settings' models
+    "service": _service,  # the service at settings.batch_server
+}
+
+
+def get_target(name: str, settings: Settings, options: BatchOptions | None = None) -> Target:
     if name not in EXECUTORS:
         raise ValueError(f"unknown batch executor {name!r}; choose one of {sorted(EXECUTORS)}")
-    return EXECUTORS[name](settings)
+    return EXECUTORS[name](settings, options or BatchOptions())

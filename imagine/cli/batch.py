@@ -25,8 +25,8 @@ from imagine.request import parse_size
 from imagine.settings import Settings
 
 if TYPE_CHECKING:
-    from imagine.batch.executor import Executor
-    from imagine.batch.manifest import Manifest
+    from imagine.batch.executor import Target
+    from imagine.batch.manifest import ItemDefaults
 
 NAME = "batch"
 HELP = "Generate images for every line of a JSONL manifest: resumable, keeps going, reports."
@@ -127,113 +127,52 @@ class LazyProgressBar:
         self.bar.update(done, total)
 
 
-class Target:
-    """Where the images are made: this process (local) or a service (``--server``).
-
-    Holds what the manifest is checked against: defaults for lines that leave size
-    or steps out, the generation bounds and the photo limit."""
-
-    def __init__(self, args: argparse.Namespace, settings: Settings):
-        from imagine.batch.manifest import ItemDefaults
-
-        self.server: str | None = args.server or settings.batch_server
-        if self.server:
-            self._connect(self.server, args, settings)
-        else:
-            from imagine.models.config import DEFAULTS, check_config
-
-            self.settings = with_model_arguments(settings, args)
-            check_config(self.settings.models(embedding_dim=0))  # a bad profile stops here
-            profile = DEFAULTS[self.settings.profile]
-            self.defaults = ItemDefaults(profile.width, profile.height, profile.steps)
-            self.limits = self.settings.generation_limits()
-            self.max_photos = self.settings.max_enroll_photos
-            self.is_noise = profile.is_noise
-        width, height = parse_size(args.size) if args.size else (None, None)
-        self.defaults = ItemDefaults(
-            width=width or self.defaults.width,
-            height=height or self.defaults.height,
-            steps=self.defaults.steps if args.steps is None else args.steps,
+def pick_executor(args: argparse.Namespace, settings: Settings) -> tuple[str, Settings]:
+    """The executor's name (``service`` with a server, else ``local``) and the settings with
+    this command's flags in them; the other executor's flags are refused, not ignored."""
+    settings = with_model_arguments(settings, args).replace(
+        batch_server=args.server or settings.batch_server,
+        batch_api_key=args.api_key or settings.batch_api_key,
+    )
+    if not settings.batch_server:
+        return "local", settings
+    local_only = [f"--{n.replace('_', '-')}" for n in MODEL_FLAGS if getattr(args, n)]
+    if local_only:
+        raise UsageError(
+            f"{', '.join(local_only)} choose the models of local mode; the service "
+            "uses its own (drop them, or drop --server)"
         )
+    if not 1 <= args.concurrency <= 32:
+        raise UsageError(f"--concurrency must be 1-32, got {args.concurrency}")
+    return "service", settings
 
-    def _connect(self, server: str, args: argparse.Namespace, settings: Settings) -> None:
-        from imagine.batch.service import ServiceClient, ServiceConfig
 
-        local_only = [f"--{n.replace('_', '-')}" for n in MODEL_FLAGS if getattr(args, n)]
-        if local_only:
-            raise UsageError(
-                f"{', '.join(local_only)} choose the models of local mode; the service "
-                "uses its own (drop them, or drop --server)"
-            )
-        if not 1 <= args.concurrency <= 32:
-            raise UsageError(f"--concurrency must be 1-32, got {args.concurrency}")
-        self.config = ServiceConfig(
-            url=server.rstrip("/"),
-            api_key=args.api_key or settings.batch_api_key,
-            concurrency=args.concurrency,
-            consent_version=args.consent_version,
-            residence=args.residence,
-        )
-        self.client = ServiceClient(self.config)
-        self.info = self.client.info()  # unreachable, or not an Imagine Me service: exit 2
-        self.defaults, self.limits = self.info.defaults, self.info.limits
-        self.max_photos = self.info.max_enroll_photos
-        self.is_noise = self.info.profile_is_noise
+def item_defaults(target: Target, args: argparse.Namespace) -> ItemDefaults:
+    """For lines that leave size or steps out: ``--size`` and ``--steps``, else the target's."""
+    from imagine.batch.manifest import ItemDefaults
 
-    def executor(self, manifest: Manifest) -> tuple[Executor, dict[str, Any]]:
-        """The executor and the context that fingerprints its images; checks the API key and,
-        when photos are to be enrolled, the declared consent, before any work."""
-        from imagine.batch.executor import get_executor
-        from imagine.batch.runner import image_context
-
-        if not self.server:
-            executor = get_executor("local", self.settings)
-            return executor, image_context(self.settings, executor.name)
-        from imagine.batch.service import ServiceError, ServiceExecutor
-
-        if not self.config.api_key:
-            raise ServiceError(
-                "service mode needs an API key: set IMAGINE_BATCH_API_KEY (or pass --api-key)",
-                code="api_key_required",
-            )
-        self.client.identities()  # a bad key: 401 unauthorized, exit 2
-        enrolling = [item.line for item in manifest.items if not item.identity_id]
-        if enrolling:
-            self._check_consent(enrolling)
-        context = {"executor": "service", "server": self.config.url, "profile": self.info.profile}
-        return ServiceExecutor(self.config, self.info), context
-
-    def _check_consent(self, lines: list[int]) -> None:
-        from imagine.batch.service import ServiceError
-
-        where = f"line(s) {', '.join(map(str, lines[:10]))}{' ...' if len(lines) > 10 else ''}"
-        current = self.client.consent_version()
-        if not (self.config.consent_version and self.config.residence):
-            raise ServiceError(
-                f"{where} enroll photos on the service: pass --consent-version {current} (the "
-                "version of the text at GET /v1/consent that every person in them accepted) and "
-                "--residence (where they live, e.g. US-CA)",
-                code="consent_required",
-            )
-        if self.config.consent_version != current:
-            raise ServiceError(
-                f"--consent-version {self.config.consent_version!r} is not the service's current "
-                f"consent text ({current}); show people the text at GET /v1/consent",
-                code="consent_outdated",
-            )
+    width, height = parse_size(args.size) if args.size else (None, None)
+    return ItemDefaults(
+        width=width or target.defaults.width,
+        height=height or target.defaults.height,
+        steps=target.defaults.steps if args.steps is None else args.steps,
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from imagine.batch.executor import BatchOptions, get_target
     from imagine.batch.manifest import read_manifest
     from imagine.batch.runner import BatchRun
 
-    target = Target(args, settings)
+    name, settings = pick_executor(args, settings)
+    options = BatchOptions(args.concurrency, args.consent_version, args.residence)
+    target = get_target(name, settings, options)
     manifest = read_manifest(
         args.manifest,
-        target.defaults,
+        item_defaults(target, args),
         target.limits,
         target.max_photos,
-        service=bool(target.server),
+        service=target.server is not None,
     )
     for bad in manifest.invalid:
         print(f"{args.manifest}:{bad.line}: {bad.code}: {bad.message}", file=sys.stderr)

@@ -15,19 +15,18 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagine.batch.executor import ImageJob, ItemWork
-from imagine.batch.manifest import ItemDefaults, read_manifest
-from imagine.batch.runner import BatchRun
-from imagine.batch.service import (
+from imagine.batch.client import (
     ServiceClient,
     ServiceConfig,
     ServiceError,
-    ServiceExecutor,
     ServiceInfo,
     Stopped,
-    split_jobs,
     sse_events,
 )
+from imagine.batch.executor import ImageJob, ItemWork
+from imagine.batch.manifest import ItemDefaults, read_manifest
+from imagine.batch.runner import BatchRun
+from imagine.batch.service import ServiceExecutor, split_jobs
 from imagine.request import GenerationLimits
 from tests.api.server import free_port
 
