@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.errors import STATUS_BY_CODE, ApiError
 from api.limits import TooManyRequests
@@ -60,12 +61,15 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_request", describe_validation(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         if exc.status_code == 413:
             return error_response(413, "request_too_large", "the request body is too large")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the first matching route's methods only
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:
@@ -75,6 +79,22 @@ def install(app: FastAPI) -> None:
 
 async def _library_error(_: Request, exc: Any) -> JSONResponse:
     return error_response(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message, exc=exc)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route answers on the request's path (RFC 9110: a 405's Allow)."""
+
+    def methods(routes: Any) -> set[str]:
+        found: set[str] = set()
+        for route in routes:
+            included = getattr(route, "original_router", None)  # FastAPI's included routers
+            if included is not None:
+                found |= methods(included.routes)
+            elif route.matches(request.scope)[0] != Match.NONE:
+                found |= set(getattr(route, "methods", None) or ())
+        return found
+
+    return sorted(methods(app.router.routes))
 
 
 def describe_validation(errors: Any) -> str:

@@ -539,3 +539,16 @@ def test_every_status_a_route_answers_for_a_bad_body_is_in_its_openapi(world):
 
 
 PUBLIC_PATHS = {"/v1/consent", "/v1/styles", "/v1/limits", "/v1/regions", "/v1/session"}
+
+
+def test_a_405_names_every_method_of_the_path(world):
+    """RFC 9110: Allow lists what the resource supports, not the first route's method."""
+    client, key, identity_id, _ = world
+    for path, methods in [
+        (f"/v1/identities/{identity_id}", {"GET", "DELETE"}),
+        ("/v1/identities", {"GET", "POST"}),
+        ("/v1/session", {"GET", "POST", "DELETE"}),
+    ]:
+        r = client.put(path, headers=auth(key))
+        assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed")
+        assert methods <= set(r.headers["allow"].split(", ")), (path, r.headers["allow"])
