@@ -160,6 +160,8 @@ class Hold:
 
     job_id: str | None = None
     released: threading.Event = field(default_factory=threading.Event)
+    reached: threading.Event = field(default_factory=threading.Event)  # the worker is held
+    reached_at: float = 0.0  # time.monotonic() when it was
 
 
 @pytest.fixture
@@ -173,6 +175,8 @@ def hold_at_step_2(monkeypatch) -> Iterator[Hold]:
     def progress(db, claim, step, total):
         asked = report_progress(db, claim, step, total)
         if hold.job_id in (None, claim.job_id) and step >= 2 and not asked:
+            hold.reached_at = time.monotonic()
+            hold.reached.set()
             hold.released.wait(timeout=WAIT_S)
             asked = report_progress(db, claim, step, total)
         return asked
