@@ -406,7 +406,7 @@ def complete(
     return True
 
 
-def finish(
+def end(
     db: Database,
     claim: Claim,
     status: str,
