@@ -38,13 +38,12 @@ from api.jobs import (
 )
 from api.storage import FileStorage
 from api.tables import Generation, Identity, IdentityKey, new_id, utcnow
-from identity.errors import IdentityError
-from imagine.errors import ImagineError
+from imagine.errors import CODED_ERRORS
 from imagine.outputs import finalize
 from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult, PersonalizedPipeline
 from imagine.request import GenerationSpec
 from imagine.runtime import Runtime
-from llm_prompting import ExpandedPrompt, PromptingError
+from llm_prompting import ExpandedPrompt
 
 log = logging.getLogger("api.worker")
 # How long a stop waits for the running step: with uvicorn's 5 s for open connections,
@@ -358,7 +357,7 @@ def _job_errors(ctx: WorkerContext, claim: Claim) -> Iterator[None]:
 
 def _end_with(ctx: WorkerContext, claim: Claim, exc: Exception) -> None:
     """A refusal ends the job with its code; a bug with internal_error, logged."""
-    if isinstance(exc, ImagineError | IdentityError | PromptingError):
+    if isinstance(exc, CODED_ERRORS):
         end(ctx.db, claim, "failed", exc.code, exc.message)
         return
     log.error("job %s failed", claim.job_id, exc_info=exc)
