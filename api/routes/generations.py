@@ -166,7 +166,8 @@ def _submit(
                 code="identity_incompatible",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
-        text = expand(spec.prompt, spec.style, services.prompting)  # moderation: 422
+        # Budgeted like the CLI and batch: the profile's CLIP tokenizers. Moderation: 422.
+        text = expand(spec.prompt, spec.style, services.prompting, services.count_tokens)
         job_id = submit(
             db,
             user_id,
