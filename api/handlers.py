@@ -13,13 +13,10 @@ from starlette.routing import Match
 
 from api.errors import STATUS_BY_CODE, ApiError
 from api.limits import TooManyRequests
-from identity.errors import IdentityError
-from imagine.errors import ImagineError
-from llm_prompting import PromptingError
+from imagine.errors import CODED_ERRORS
 
 log = logging.getLogger("api")
 
-LIBRARY_ERRORS: tuple[type[Exception], ...] = (IdentityError, ImagineError, PromptingError)
 HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -53,7 +50,7 @@ def install(app: FastAPI) -> None:
         )
         return error_response(exc.status, exc.code, exc.message, headers, exc)
 
-    for cls in LIBRARY_ERRORS:
+    for cls in CODED_ERRORS:
         app.add_exception_handler(cls, _library_error)
 
     @app.exception_handler(RequestValidationError)

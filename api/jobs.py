@@ -1,4 +1,4 @@
-"""Job state in the database: claim, lease, progress, cancel, commit, requeue.
+"""Job state in the database: submit, claim, lease, progress, cancel, commit, requeue.
 
 The row is the source of truth. A worker owns a running job only while its
 lease is valid; every write a worker makes checks ``lease_owner`` so a worker
@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     CursorResult,
+    Row,
     Table,
     bindparam,
     func,
@@ -23,10 +24,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db import Database
-from api.tables import AuditEvent, Generation, ImageRow, User, utcnow
+from api.errors import Conflict
+from api.limits import TooManyRequests
+from api.tables import AuditEvent, Generation, Identity, ImageRow, User, new_id, utcnow
 from imagine.request import GenerationSpec
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -98,6 +102,101 @@ def insert_job(c: Connection, row: dict[str, Any], cap: int) -> bool:
     if c.dialect.name == "postgresql":
         c.execute(LOCK_USER, {"user_id": row["user_id"]})
     return c.execute(INSERT_UNDER_CAP, {**row, "cap": cap}).first() is not None
+
+
+# Submission runs these on every request: built once, on the table's columns (Core).
+# One statement reads what the caller checks of the identity and counts its owner's queued
+# and running jobs (for the message; ``insert_job`` enforces the cap atomically).
+IDENTITIES = cast(Table, Identity.__table__)
+_ID = IDENTITIES.c
+SUBMIT_CHECKS = select(
+    _ID.user_id,
+    _ID.embedding_dim,
+    _ID.backend,
+    _ID.residence,
+    _ID.last_used_at,
+    ACTIVE_OF_USER.label("active"),
+).where(_ID.id == bindparam("identity_id"))
+SAME_KEY = select(JOB.id, JOB.status, JOB.request_sha256).where(
+    JOB.user_id == bindparam("user_id"), JOB.idempotency_key == bindparam("idempotency_key")
+)
+MARK_USED = update(IDENTITIES).where(_ID.id == bindparam("identity_id"))
+# Retention counts years from an identity's last use; recording it once a day is
+# precise enough, and spares most job submissions a second write.
+LAST_USE_RESOLUTION = timedelta(days=1)
+
+
+def replay(c: Connection, user_id: str, idempotency_key: str | None, digest: str) -> Row | None:
+    """The job (``id``, ``status``) the user already submitted with ``idempotency_key``, if
+    any; ``Conflict`` when that submission's body (``digest``, its SHA-256) was another."""
+    if not idempotency_key:
+        return None
+    previous = c.execute(SAME_KEY, {"user_id": user_id, "idempotency_key": idempotency_key}).first()
+    if previous is not None and previous.request_sha256 != digest:
+        raise Conflict(
+            "this Idempotency-Key was used with a different request", code="idempotency_conflict"
+        )
+    return previous
+
+
+def submission_checks(c: Connection, user_id: str, identity_id: str) -> Row | None:
+    """What a submission checks of the identity (``user_id``, ``embedding_dim``,
+    ``backend``, ``residence``, ``last_used_at``) and ``active``, the user's queued and
+    running jobs; None when there is no such identity. The caller checks the owner."""
+    return c.execute(SUBMIT_CHECKS, {"identity_id": identity_id, "user_id": user_id}).first()
+
+
+def submit(
+    c: Connection,
+    user_id: str,
+    identity: Row,
+    request: dict[str, Any],
+    expanded: dict[str, Any],
+    digest: str,
+    idempotency_key: str | None,
+    cap: int,
+) -> str:
+    """Queue the checked ``request`` (a ``GenerationSpec`` dict, prompt already expanded to
+    ``expanded``) on ``identity`` (a ``submission_checks`` row); the new job's id.
+
+    ``TooManyRequests`` when the user has ``cap`` jobs queued or running; ``Conflict``
+    when a concurrent request with the same ``idempotency_key`` won the race.
+    """
+    if identity.active >= cap:
+        raise _too_many(identity.active, cap)
+    job_id, now = new_id("gen"), utcnow()
+    row = {
+        "id": job_id,
+        "user_id": user_id,
+        "identity_id": request["identity_id"],
+        "status": "queued",
+        "request": request,
+        "request_sha256": digest,
+        "idempotency_key": idempotency_key,
+        "expanded": expanded,
+        "total_steps": request["n"] * request["steps"],
+        "created_at": now,
+    }
+    try:
+        queued = insert_job(c, row, cap)
+    except IntegrityError:  # a concurrent request with the same key won the race
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress", code="idempotency_conflict"
+        ) from None
+    if not queued:  # another submission took the last place since the count above
+        raise _too_many(None, cap)
+    if identity.last_used_at < now - LAST_USE_RESOLUTION:
+        c.execute(MARK_USED, {"identity_id": request["identity_id"], "last_used_at": now})
+    return job_id
+
+
+def _too_many(active: int | None, cap: int) -> TooManyRequests:
+    count = f"{active} generations" if active is not None else "as many generations"
+    return TooManyRequests(
+        f"you have {count} queued or running; the limit is {cap}",
+        retry_after=5,
+        code="too_many_jobs",
+    )
 
 
 def _lease(target: Any) -> Any:
@@ -307,7 +406,7 @@ def complete(
     return True
 
 
-def finish(
+def end(
     db: Database,
     claim: Claim,
     status: str,

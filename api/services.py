@@ -22,6 +22,7 @@ from imagine.provenance import signing_status
 from imagine.runtime import load_checker
 from imagine.settings import SettingsError
 from llm_prompting import PromptingConfig
+from llm_prompting.contract import TokenCounter
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Services:
     limiter: RateLimiter
     trusted: tuple[IPNetwork, ...]
     executor: Executor
+    count_tokens: TokenCounter  # the prompt budget's counter: the profile's CLIP tokenizers
     _analyzer: FaceAnalyzer | None = None
     enroll_lock: threading.Lock = field(default_factory=threading.Lock)
     # Set when the server begins to stop: event streams end, so that connections close.
@@ -72,6 +74,8 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     # that cannot sign, or (in production) no output checker, is an operator error.
     c2pa_signing = signing_status(settings.provenance())
     checker, notes = load_checker(settings)
+    # The tokenizers alone (no weights), now: a model folder without them stops the start.
+    count_tokens = settings.token_counter()
     ctx = WorkerContext(
         db=db,
         storage=storage,
@@ -94,6 +98,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         limiter=RateLimiter(settings.rate_limit_per_minute),
         trusted=settings.trusted_networks(),
         executor=EXECUTORS[name](ctx, lambda: _load_runtime(settings)),
+        count_tokens=count_tokens,
         prompting=settings.prompting(),
         c2pa_signing=c2pa_signing,
         output_checks="; ".join(notes) if notes else checker.name,

@@ -2,7 +2,7 @@
 
 ``InProcessExecutor`` (the default) is one thread in the server process that
 owns the loaded pipeline. A Ray-based executor can replace it by doing the
-same loop in a GPU actor: claim, run with heartbeats, commit or finish.
+same loop in a GPU actor: claim, run with heartbeats, commit or end.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from api.jobs import (
     claim_compatible,
     claim_next,
     complete,
-    finish,
+    end,
     heartbeat,
     job_request,
     release,
@@ -38,13 +38,12 @@ from api.jobs import (
 )
 from api.storage import FileStorage
 from api.tables import Generation, Identity, IdentityKey, new_id, utcnow
-from identity.errors import IdentityError
-from imagine.errors import ImagineError
+from imagine.errors import CODED_ERRORS
 from imagine.outputs import finalize
 from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult, PersonalizedPipeline
 from imagine.request import GenerationSpec
 from imagine.runtime import Runtime
-from llm_prompting import ExpandedPrompt, PromptingError
+from llm_prompting import ExpandedPrompt
 
 log = logging.getLogger("api.worker")
 # How long a stop waits for the running step: with uvicorn's 5 s for open connections,
@@ -341,10 +340,10 @@ def _end_early(ctx: WorkerContext, jobs: list[_Job], exc: Exception) -> None:
             release(ctx.db, job.claim)
         elif isinstance(exc, _TimedOut):
             message = f"the generation ran past the time limit of {ctx.job_timeout_s:g} s"
-            finish(ctx.db, job.claim, "failed", "job_timeout", message)
+            end(ctx.db, job.claim, "failed", "job_timeout", message)
         elif job.cancel_asked:
             assert isinstance(exc, Cancelled)
-            finish(ctx.db, job.claim, "cancelled", exc.code, exc.message)
+            end(ctx.db, job.claim, "cancelled", exc.code, exc.message)
         else:
             release(ctx.db, job.claim)  # it ran in a batch with a cancelled job
 
@@ -363,11 +362,11 @@ def _job_errors(ctx: WorkerContext, claim: Claim) -> Iterator[None]:
 
 def _end_with(ctx: WorkerContext, claim: Claim, exc: Exception) -> None:
     """A refusal ends the job with its code; a bug with internal_error, logged."""
-    if isinstance(exc, ImagineError | IdentityError | PromptingError):
-        finish(ctx.db, claim, "failed", exc.code, exc.message)
+    if isinstance(exc, CODED_ERRORS):
+        end(ctx.db, claim, "failed", exc.code, exc.message)
         return
     log.error("job %s failed", claim.job_id, exc_info=exc)
-    finish(ctx.db, claim, "failed", "internal_error", "generation failed; see server logs")
+    end(ctx.db, claim, "failed", "internal_error", "generation failed; see server logs")
 
 
 def stored_expansion(expanded: dict) -> ExpandedPrompt | None:
@@ -446,7 +445,7 @@ def store_outputs(
         raise
     warnings = [*result.warnings, *runtime.notes]
     if not rows:
-        finish(
+        end(
             ctx.db,
             claim,
             "failed",

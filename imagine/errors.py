@@ -1,6 +1,9 @@
-"""Errors of the imagine package, each with a stable ``code``."""
+"""Errors of the imagine package, each with a stable ``code``; and ``CODED_ERRORS``."""
 
 from __future__ import annotations
+
+from identity.errors import IdentityError
+from llm_prompting.errors import PromptingError
 
 
 class ImagineError(Exception):
@@ -20,3 +23,8 @@ class ImagineError(Exception):
 
 class FileNotFound(ImagineError):
     code = "file_not_found"
+
+
+# Every library's error base: a refusal with a stable ``code``, which each entry point
+# reports by that code (an HTTP status, exit code 2, a failed job) rather than as a bug.
+CODED_ERRORS = (IdentityError, ImagineError, PromptingError)

@@ -1,6 +1,6 @@
 """The last steps for every generated image: safety check, provenance marks, atomic writes.
 
-``finish`` checks one image and then marks it; its result is the only thing
+``check_and_mark`` checks one image and then marks it; its result is the only thing
 the pipeline's callers (``imagine generate``, ``imagine batch``, the service)
 may store. An unsafe image raises ``UnsafeOutput`` before any bytes exist.
 ``finalize`` does that for a whole generation and builds each sidecar.
@@ -118,7 +118,7 @@ class FinishedImage:
         return {"safety": self.safety.summary(), "provenance": self.marked.summary()}
 
 
-def finish(
+def check_and_mark(
     image: Image.Image,
     generation_id: str,
     *,
@@ -164,7 +164,7 @@ def finalize(
         meta["warnings"] = [*meta["warnings"], *notes]
         mark_id = mark_ids[index] if mark_ids else f"{generation_id}-{index}"
         try:
-            finished = finish(item.image, mark_id, checker=checker, provenance=provenance)
+            finished = check_and_mark(item.image, mark_id, checker=checker, provenance=provenance)
         except UnsafeOutput as exc:
             meta["safety"] = exc.result.summary()
             out.append(Finalized(index, item, meta, None, exc.code))

@@ -28,6 +28,7 @@ from imagine.errors import ImagineError
 from imagine.models.loading import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
 from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument, check_seed
+from imagine.tokens import ClipTokenCounter
 from llm_prompting import ExpandedPrompt, PromptingConfig, expand
 from llm_prompting.cache import LRUCache
 
@@ -97,6 +98,8 @@ class PersonalizedPipeline:
         self.pipe = loaded.pipe
         self.prompting = prompting or PromptingConfig()
         self.expand = expand or self.expand_prompt
+        # Text -> token positions in the longer of the two CLIP tokenizations.
+        self.count_tokens = ClipTokenCounter((self.pipe.tokenizer, self.pipe.tokenizer_2))
         self.scorer = scorer
         self.limits = limits or GenerationLimits()
         self.max_batch = max_batch
@@ -426,15 +429,9 @@ class PersonalizedPipeline:
             projection.clip_embeds = None
 
     def expand_prompt(self, prompt: str, style: str | None) -> ExpandedPrompt:
-        """Moderate and expand with llm_prompting, budgeted with this pipeline's own tokenizers."""
+        """Moderate and expand with llm_prompting, budgeted with this pipeline's own tokenizers
+        (the one rule of ``imagine.tokens``)."""
         return expand(prompt, style, self.prompting, count_tokens=self.count_tokens)
-
-    def count_tokens(self, text: str) -> int:
-        """Token positions ``text`` takes in the longer of the two CLIP tokenizations."""
-        return max(
-            len(tok(text, truncation=False).input_ids)
-            for tok in (self.pipe.tokenizer, self.pipe.tokenizer_2)
-        )
 
     def decode(self, latents: Any) -> list[Image.Image]:
         """[B, 4, h, w] latents -> B RGB images, through the VAE in its own dtype."""

@@ -24,6 +24,7 @@ from imagine.models.config import ModelConfig
 from imagine.provenance.config import DEFAULT_LABEL, ProvenanceConfig
 from imagine.request import GenerationLimits
 from imagine.safety import DEFAULT_THRESHOLDS, SafetyConfig, parse_thresholds
+from imagine.tokens import ClipTokenCounter, token_counter
 from llm_prompting.config import PromptingConfig, ServerConfig
 
 PREFIX = "IMAGINE_"
@@ -162,6 +163,11 @@ class Settings:
             compile=self.compile,
             compile_mode=self.compile_mode,
         )
+
+    def token_counter(self) -> ClipTokenCounter:
+        """How every entry point counts a prompt's tokens: the profile's CLIP tokenizers,
+        loaded alone, once per process (``imagine.tokens``)."""
+        return token_counter(self.profile, self.model_dir, self.sdxl_config_dir)
 
     def generation_limits(self) -> GenerationLimits:
         return dataclasses.replace(

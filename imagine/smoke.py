@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from imagine.tokens import byte_level_tokenizer
+
 SMOKE_VERSION = "smoke-v1"
 SEED = 20261128  # weights are identical on every machine
 TEXT_HIDDEN = 32  # both text encoders; the UNet's cross-attention width is their sum
@@ -109,26 +111,8 @@ def _atomic_build(target: Path, build) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def byte_level_vocab() -> dict[str, int]:
-    """CLIP's special tokens plus one token per byte, with and without ``</w>``.
-
-    The characters are GPT-2's printable stand-ins for bytes, so every string
-    tokenizes without merges (the smoke tokenizer never needs a vocabulary file
-    from a hub).
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    printable += range(ord("®"), ord("ÿ") + 1)
-    extra = [b for b in range(256) if b not in printable]
-    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for ch in chars:
-            vocab[ch + suffix] = len(vocab)
-    return vocab  # 514 entries
-
-
 TEXT_CONFIG = {
-    "vocab_size": 514,  # len(byte_level_vocab())
+    "vocab_size": 514,  # len(imagine.tokens.byte_level_vocab())
     "hidden_size": TEXT_HIDDEN,
     "intermediate_size": 64,
     "num_hidden_layers": 2,
@@ -181,12 +165,6 @@ SMOKE_CONFIGS = {
         "steps_offset": 1,
     },
 }
-
-
-def byte_level_tokenizer():
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer(vocab=byte_level_vocab(), merges=[], model_max_length=77)
 
 
 def build_pipeline(

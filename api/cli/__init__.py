@@ -10,8 +10,9 @@ from types import ModuleType
 from api.cli import gate, serve, users
 from api.errors import ApiError
 from api.settings import ServiceSettings
-from imagine.cli import LIBRARY_COMMANDS, USER_ERRORS
+from imagine.cli import LIBRARY_COMMANDS
 from imagine.cli import main as run_commands
+from imagine.errors import CODED_ERRORS
 
 SERVICE_COMMANDS: tuple[ModuleType, ...] = (serve, users, gate)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` cut short by `head`
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             LIBRARY_COMMANDS + SERVICE_COMMANDS,
             environ,
             settings_class=ServiceSettings,
-            user_errors=(*USER_ERRORS, ApiError),
+            user_errors=(*CODED_ERRORS, ApiError),
         )
         sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
         return code

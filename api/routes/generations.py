@@ -6,13 +6,11 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -28,8 +26,7 @@ from api.deps import (
     services_of,
 )
 from api.errors import Conflict, NotFound
-from api.jobs import ACTIVE_OF_USER, JOB, TERMINAL, insert_job, request_cancel
-from api.limits import TooManyRequests
+from api.jobs import TERMINAL, replay, request_cancel, submission_checks, submit
 from api.schemas import (
     ErrorBody,
     ExpandedPublic,
@@ -41,32 +38,12 @@ from api.schemas import (
     error_responses,
 )
 from api.services import Services
-from api.tables import Generation, Identity, ImageRow, new_id, utcnow
+from api.tables import Generation, ImageRow
 from imagine.models.config import DEFAULTS
 from imagine.request import GenerationSpec
 from llm_prompting import expand
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"], route_class=AuthFirstRoute)
-# Retention counts years from an identity's last use; recording it once a day is
-# precise enough, and spares most job submissions a second write.
-LAST_USE_RESOLUTION = timedelta(days=1)
-# Job submission runs these on every request: built once, on the table's columns (Core).
-# One statement reads what it checks of the identity and counts its owner's queued and
-# running jobs (for the message; ``insert_job`` enforces the cap atomically).
-IDENTITIES = cast(Table, Identity.__table__)
-_ID = IDENTITIES.c
-SUBMIT_CHECKS = select(
-    _ID.user_id,
-    _ID.embedding_dim,
-    _ID.backend,
-    _ID.residence,
-    _ID.last_used_at,
-    ACTIVE_OF_USER.label("active"),
-).where(_ID.id == bindparam("identity_id"))
-SAME_KEY = select(JOB.id, JOB.status, JOB.request_sha256).where(
-    JOB.user_id == bindparam("user_id"), JOB.idempotency_key == bindparam("idempotency_key")
-)
-MARK_USED = update(IDENTITIES).where(_ID.id == bindparam("identity_id"))
 ERRORS = error_responses(400, 401, 404, 409, 422, 429, 451)
 
 
@@ -169,28 +146,14 @@ def _submit(
     address: object,
     idempotency_key: str | None,
 ) -> GenerationAccepted:
-    settings = services.settings
-    request = body.model_dump()
+    """Replay, owner, request checks, face backend, region, moderation, queue cap: errors
+    are decided in that order (tests pin it); ``api.jobs`` holds the SQL."""
+    settings, request = services.settings, body.model_dump()
     with services.db.connection() as db:
         user_id = auth.user(db).id
-        if idempotency_key:
-            previous = db.execute(
-                SAME_KEY, {"user_id": user_id, "idempotency_key": idempotency_key}
-            ).first()
-            if previous is not None:
-                if previous.request_sha256 != digest:
-                    raise Conflict(
-                        "this Idempotency-Key was used with a different request",
-                        code="idempotency_conflict",
-                    )
-                return GenerationAccepted(id=previous.id, status=cast(Status, previous.status))
-        identity = mine(
-            db.execute(
-                SUBMIT_CHECKS, {"identity_id": body.identity_id, "user_id": user_id}
-            ).first(),
-            user_id,
-            "identity",
-        )
+        if (previous := replay(db, user_id, idempotency_key, digest)) is not None:
+            return GenerationAccepted(id=previous.id, status=cast(Status, previous.status))
+        identity = mine(submission_checks(db, user_id, body.identity_id), user_id, "identity")
         # Stored with the profile's steps and size filled in, and the prompt as it is
         # expanded and shown: normalised, or refused (nothing stored).
         spec = GenerationSpec.from_dict(request).resolved(services.profile)
@@ -203,42 +166,19 @@ def _submit(
                 code="identity_incompatible",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
-        text = expand(spec.prompt, spec.style, services.prompting)  # moderation: 422
-        if identity.active >= settings.max_queued_jobs:
-            raise _too_many(identity.active, settings.max_queued_jobs)
-        job_id, now = new_id("gen"), utcnow()
-        row = {
-            "id": job_id,
-            "user_id": user_id,
-            "identity_id": body.identity_id,
-            "status": "queued",
-            "request": request,
-            "request_sha256": digest,
-            "idempotency_key": idempotency_key,
-            "expanded": text.to_dict(),
-            "total_steps": request["n"] * request["steps"],
-            "created_at": now,
-        }
-        try:
-            queued = insert_job(db, row, settings.max_queued_jobs)
-        except IntegrityError:  # a concurrent request with the same key won the race
-            raise Conflict(
-                "a request with this Idempotency-Key is in progress", code="idempotency_conflict"
-            ) from None
-        if not queued:  # another submission took the last place since the count above
-            raise _too_many(None, settings.max_queued_jobs)
-        if identity.last_used_at < now - LAST_USE_RESOLUTION:
-            db.execute(MARK_USED, {"identity_id": body.identity_id, "last_used_at": now})
+        # Budgeted like the CLI and batch: the profile's CLIP tokenizers. Moderation: 422.
+        text = expand(spec.prompt, spec.style, services.prompting, services.count_tokens)
+        job_id = submit(
+            db,
+            user_id,
+            identity,
+            request,
+            text.to_dict(),
+            digest,
+            idempotency_key,
+            cap=settings.max_queued_jobs,
+        )
         return GenerationAccepted(id=job_id, status="queued")
-
-
-def _too_many(active: int | None, cap: int) -> TooManyRequests:
-    count = f"{active} generations" if active is not None else "as many generations"
-    return TooManyRequests(
-        f"you have {count} queued or running; the limit is {cap}",
-        retry_after=5,
-        code="too_many_jobs",
-    )
 
 
 @router.get("/{generation_id}", response_model=GenerationPublic, responses=ERRORS)

@@ -14,18 +14,13 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from identity.errors import IdentityError
 from imagine import __version__
 from imagine.cli import batch, enroll, expand, generate, provenance
 from imagine.cli.output import EXIT_INTERRUPTED, UsageError, fail
-from imagine.errors import ImagineError
+from imagine.errors import CODED_ERRORS
 from imagine.settings import Settings
-from llm_prompting.errors import PromptingError
 
 LIBRARY_COMMANDS: tuple[ModuleType, ...] = (enroll, expand, generate, batch, provenance)
-
-# Exceptions that mean "the user asked for something we refuse": exit 2, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ImagineError, IdentityError, PromptingError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +48,7 @@ def main(
     commands: Sequence[ModuleType] = LIBRARY_COMMANDS,
     environ: Mapping[str, str] | None = None,
     settings_class: type[Settings] = Settings,
-    user_errors: tuple[type[Exception], ...] = USER_ERRORS,
+    user_errors: tuple[type[Exception], ...] = CODED_ERRORS,
 ) -> int:
     """Run one command; ``api.cli`` passes the service's settings class and error bases."""
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -2,8 +2,9 @@
 
 Prints the prompt the image model would get, what was added to the user's
 words, and any warning (a fallback to the template expander, a prompt that was
-not translated). Nothing is written anywhere. Without the pipeline's
-tokenizers at hand, the token budget uses the word-based estimate.
+not translated). Nothing is written anywhere. The token budget is counted with the
+profile's CLIP tokenizers, loaded alone (``imagine.tokens``), as the API and the
+pipeline count it: the same prompt expands the same way everywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.backend:
         settings = settings.replace(expander=args.backend)
-    result = expand(args.prompt, args.style, settings.prompting())
+    result = expand(args.prompt, args.style, settings.prompting(), settings.token_counter())
     if args.json:
         emit_json(result.to_dict())
     else:

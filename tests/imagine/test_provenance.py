@@ -1,4 +1,4 @@
-"""mark() and verify(): metadata, C2PA, the visible label, and what finish() lets through."""
+"""mark() and verify(): metadata, C2PA, the visible label; what check_and_mark() lets through."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from benchmarks.procedural import procedural_image
 from identity.errors import UnsupportedFormat
-from imagine.outputs import finish
+from imagine.outputs import check_and_mark
 from imagine.provenance import (
     TRAINED_ALGORITHMIC_MEDIA,
     C2paMisconfigured,
@@ -162,16 +162,18 @@ class FlagEverything:
         return SafetyResult(self.name, {"TEST_CLASS": 0.99}, ("TEST_CLASS",))
 
 
-def test_finish_refuses_unsafe_images_before_any_bytes_exist(scene):
+def test_check_and_mark_refuses_unsafe_images_before_any_bytes_exist(scene):
     with pytest.raises(UnsafeOutput) as err:
-        finish(scene, GENERATION, checker=FlagEverything(), provenance=ProvenanceConfig())
+        check_and_mark(scene, GENERATION, checker=FlagEverything(), provenance=ProvenanceConfig())
     assert err.value.code == "unsafe_output"
     assert err.value.result.flagged == ("TEST_CLASS",)
     assert "withheld" in err.value.message
 
 
-def test_finish_marks_safe_images(scene):
-    done = finish(scene, GENERATION, checker=NoSafetyChecker(), provenance=ProvenanceConfig())
+def test_check_and_mark_marks_safe_images(scene):
+    done = check_and_mark(
+        scene, GENERATION, checker=NoSafetyChecker(), provenance=ProvenanceConfig()
+    )
     assert verify(done.data, ProvenanceConfig()).matches(watermark_id(GENERATION))
     summary = done.summary()
     assert summary["safety"] == {"checker": "none", "safe": True, "flagged": [], "scores": {}}
