@@ -119,6 +119,19 @@ def enroll(
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
 
+def generate(
+    client: TestClient, key: str, identity_id: str, prompt: str = "me as an astronaut", **extra
+) -> dict:
+    """Submit a small generation; its 202 body ({id, status})."""
+    r = client.post(
+        "/v1/generations",
+        headers=auth(key),
+        json={"identity_id": identity_id, "prompt": prompt, **SMALL, **extra},
+    )
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
 # Ceilings, not expectations: a busy 2-core CI machine can be many times slower than idle.
 WAIT_S = 300.0
 

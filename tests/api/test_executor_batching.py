@@ -6,17 +6,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import create_user
 from api.main import create_app
-from tests.api.conftest import SMALL, auth, enroll, wait_for, wait_until_step
-
-
-def submit(client, key, identity_id, prompt, **extra) -> str:
-    r = client.post(
-        "/v1/generations",
-        headers=auth(key),
-        json={"identity_id": identity_id, "prompt": prompt, **SMALL, **extra},
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["id"]
+from tests.api.conftest import auth, enroll, generate, wait_for, wait_until_step
 
 
 def timings(client, key, job) -> dict:
@@ -30,9 +20,9 @@ def test_compatible_jobs_share_a_device_batch(make_services):
         with services.db.session() as s:
             alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
         a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]
-        first = submit(client, alice, a, "me as an astronaut", n=2)
-        second = submit(client, bob, b, "me as a jazz singer")
-        other_size = submit(client, bob, b, "me as a knight", width=96)
+        first = generate(client, alice, a, "me as an astronaut", n=2)["id"]
+        second = generate(client, bob, b, "me as a jazz singer")["id"]
+        other_size = generate(client, bob, b, "me as a knight", width=96)["id"]
         services.executor.start()
         try:
             jobs = [
@@ -55,8 +45,8 @@ def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services, hold_at_
         with services.db.session() as s:
             alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
         a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]
-        doomed = hold_at_step_2.job_id = submit(client, alice, a, "me", steps=40)
-        kept = submit(client, bob, b, "me", steps=40)
+        doomed = hold_at_step_2.job_id = generate(client, alice, a, "me", steps=40)["id"]
+        kept = generate(client, bob, b, "me", steps=40)["id"]
         services.executor.start()
         try:
             wait_until_step(client, alice, doomed, 2)  # held there until the cancel is sent

@@ -13,17 +13,15 @@ from api.auth import create_user
 from api.main import create_app
 from api.tables import Generation
 from imagine.safety import CHECKERS, SafetyResult
-from tests.api.conftest import SMALL, WAIT_S, auth, enroll, ready, wait_for, wait_until_step
-
-
-def submit(client, key, identity_id, **extra) -> str:
-    r = client.post(
-        "/v1/generations",
-        headers=auth(key),
-        json={"identity_id": identity_id, "prompt": "me as an astronaut", **SMALL, **extra},
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["id"]
+from tests.api.conftest import (
+    WAIT_S,
+    auth,
+    enroll,
+    generate,
+    ready,
+    wait_for,
+    wait_until_step,
+)
 
 
 def stored_files(services) -> set[str]:
@@ -36,7 +34,8 @@ def test_a_job_past_its_time_limit_fails_with_job_timeout(make_services, hold_at
         with services.db.session() as s:
             key = create_user(s, "alice")[1]
         ready(client)
-        job_id = hold_at_step_2.job_id = submit(client, key, enroll(client, key)["id"], steps=40)
+        identity_id = enroll(client, key)["id"]
+        job_id = hold_at_step_2.job_id = generate(client, key, identity_id, steps=40)["id"]
         # Held at step 2 until its limit has passed (a busy machine may reach the limit
         # before step 2: the job times out all the same).
         deadline = time.monotonic() + WAIT_S
@@ -87,7 +86,7 @@ def test_a_cancel_while_images_are_finished_stops_before_the_next_image(
         with services.db.session() as s:
             key = create_user(s, "alice")[1]
         ready(client)
-        job_id = submit(client, key, enroll(client, key)["id"], n=3)
+        job_id = generate(client, key, enroll(client, key)["id"], n=3)["id"]
         assert held_checker.reached.wait(timeout=WAIT_S), "the job never reached its images"
         cancel = client.post(f"/v1/generations/{job_id}/cancel", headers=auth(key))
         assert cancel.status_code == 202
@@ -108,7 +107,8 @@ def test_a_stop_does_not_wait_for_a_long_step_it_hands_the_job_back(make_service
             key = create_user(s, "alice")[1]
         services.executor.start()
         ready(client)
-        job_id = hold_at_step_2.job_id = submit(client, key, enroll(client, key)["id"], steps=40)
+        identity_id = enroll(client, key)["id"]
+        job_id = hold_at_step_2.job_id = generate(client, key, identity_id, steps=40)["id"]
         wait_until_step(client, key, job_id, 2)  # held inside the step's progress report
         services.executor.stop(timeout=0.5)
         body = client.get(f"/v1/generations/{job_id}", headers=auth(key)).json()

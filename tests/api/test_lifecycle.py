@@ -11,22 +11,12 @@ from sqlalchemy import func, select, update
 
 from api.main import create_app, sweep_once
 from api.tables import AuditEvent, Consent, Generation, Identity, ImageRow, utcnow
-from tests.api.conftest import SMALL, auth, enroll, ready, wait_for, wait_until_step
+from tests.api.conftest import SMALL, auth, enroll, generate, ready, wait_for, wait_until_step
 
 
 def count(services, table) -> int:
     with services.db.session() as s:
         return s.scalar(select(func.count()).select_from(table)) or 0
-
-
-def generate(client, key, identity_id, **extra) -> dict:
-    r = client.post(
-        "/v1/generations",
-        headers=auth(key),
-        json={"identity_id": identity_id, "prompt": "me as an astronaut", **SMALL, **extra},
-    )
-    assert r.status_code == 202, r.text
-    return r.json()
 
 
 def test_another_users_objects_are_404_and_untouched(client, user_key, services):
