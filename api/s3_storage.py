@@ -149,3 +149,15 @@ class S3Storage:
                     if is_key(name):
                         found.add(base_key(name))
         return found
+
+    def presigned_url(self, key: str, expires_s: int, filename: str | None = None) -> str:
+        params = {"Bucket": self.bucket, "Key": self.name(key)}
+        content_type = mimetypes.guess_type(key)[0]
+        if content_type:
+            params["ResponseContentType"] = content_type
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=expires_s
+        )
+        return url

@@ -38,6 +38,7 @@ class ServiceSettings(Settings):
     storage_url: str | None = None
     storage_dir: Path | None = None  # the older name of storage_url, for a folder only
     s3_endpoint_url: str | None = None  # a non-AWS S3 server (MinIO, ...); unset: AWS
+    s3_presigned_redirect: bool = False  # API-key reads of s3 images: 307 to a presigned URL
     embedding_key: str | None = None  # base64 AES-256 master key; else key_file
     # The master key's file (base64), kept outside IMAGINE_HOME in production: a copy of the
     # home (backup, disk image) must not carry the key beside the ciphertext. Unset:
@@ -73,10 +74,15 @@ class ServiceSettings(Settings):
                 "IMAGINE_STORAGE_URL and IMAGINE_STORAGE_DIR (its older name) are both set: "
                 "keep IMAGINE_STORAGE_URL only"
             )
-        if storage_scheme(self.storage_location) not in STORAGES:
+        scheme = storage_scheme(self.storage_location)
+        if scheme not in STORAGES:
             raise SettingsError(
                 f"IMAGINE_STORAGE_URL={self.storage_location!r}: expected a path, "
                 "file:///path or s3://bucket/prefix"
+            )
+        if self.s3_presigned_redirect and scheme != "s3":
+            raise SettingsError(
+                "IMAGINE_S3_PRESIGNED_REDIRECT=true needs an s3:// IMAGINE_STORAGE_URL"
             )
 
     def region(self) -> RegionConfig:

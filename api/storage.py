@@ -102,6 +102,11 @@ class Storage(Protocol):
         without its image is found, and deleted, with it."""
         ...
 
+    def presigned_url(self, key: str, expires_s: int, filename: str | None = None) -> str | None:
+        """A URL anyone holding it can GET ``key``'s bytes from for ``expires_s`` seconds
+        (as an attachment named ``filename`` when given); None when the store has none."""
+        ...
+
 
 class FileStorage:
     def __init__(self, root: Path):
@@ -141,6 +146,9 @@ class FileStorage:
     def keys(self) -> set[str]:
         names = (p.relative_to(self.root).as_posix() for p in self.root.glob("*/*"))
         return {base_key(name) for name in names if is_key(name)}
+
+    def presigned_url(self, key: str, expires_s: int, filename: str | None = None) -> None:
+        return None
 
 
 def storage_scheme(url: str) -> str:

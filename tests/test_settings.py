@@ -88,13 +88,15 @@ def test_image_storage_is_one_url_with_the_older_folder_setting_kept():
         {
             "IMAGINE_STORAGE_URL": "s3://bucket/prefix",
             "IMAGINE_S3_ENDPOINT_URL": "http://minio:9000",
+            "IMAGINE_S3_PRESIGNED_REDIRECT": "true",
         }
     )
-    assert s3.storage_location == "s3://bucket/prefix"
+    assert s3.storage_location == "s3://bucket/prefix" and s3.s3_presigned_redirect
     assert s3.s3_endpoint_url == "http://minio:9000"
     bad = [
         ({"IMAGINE_STORAGE_URL": "/a", "IMAGINE_STORAGE_DIR": "/b"}, "IMAGINE_STORAGE_DIR"),
         ({"IMAGINE_STORAGE_URL": "gs://bucket"}, "IMAGINE_STORAGE_URL='gs://bucket'"),
+        ({"IMAGINE_S3_PRESIGNED_REDIRECT": "true"}, "needs an s3://"),
     ]
     for env, said in bad:
         with pytest.raises(SettingsError) as err:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -84,6 +85,42 @@ def test_images_in_a_bucket_leave_no_object_behind(s3_services, s3_bucket):
 
         assert client.delete(f"/v1/identities/{identity}", headers=auth(key)).status_code == 204
         assert s3_bucket.objects() == []
+
+
+def test_presigned_redirects_point_at_the_object_after_the_ownership_check(
+    s3_services, s3_bucket, user_key
+):
+    services = s3_services(s3_presigned_redirect=True)
+    client, key = start(services)
+    with client:
+        [image] = made_images(client, key, enroll(client, key)["id"], n=1)
+        name = stored_key(services, image)
+        stranger = user_key("mallory")
+        assert client.get(f"/v1/images/{image}", headers=auth(stranger)).status_code == 404
+
+        r = client.get(f"/v1/images/{image}", headers=auth(key), follow_redirects=False)
+        assert r.status_code == 307 and r.headers["cache-control"] == "no-store"
+        assert r.headers["location"].startswith(f"{s3_bucket.endpoint_url}/{s3_bucket.name}/")
+        fetched = httpx.get(r.headers["location"])  # no credentials: the URL is the grant
+        stored = s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=name)["Body"].read()
+        assert fetched.status_code == 200 and fetched.content == stored
+        assert fetched.headers["content-type"] == "image/png"
+
+        url = f"/v1/images/{image}?download=true"
+        first = client.get(url, headers=auth(key), follow_redirects=False)
+        assert first.status_code == 200  # the labelled copy is rendered here, then kept
+        assert first.headers["content-disposition"] == f'attachment; filename="imagine-{image}.png"'
+        again = client.get(url, headers=auth(key), follow_redirects=False)
+        assert again.status_code == 307
+        kept = httpx.get(again.headers["location"])
+        assert kept.content == first.content
+        assert kept.headers["content-disposition"] == first.headers["content-disposition"]
+
+        # The web gallery signs in with a cookie: its page may show images of its origin only.
+        signed_in = client.post("/v1/session", json={"api_key": key})
+        assert signed_in.status_code == 201
+        browser = client.get(f"/v1/images/{image}", follow_redirects=False)
+        assert browser.status_code == 200 and browser.content == stored
 
 
 def test_a_missing_bucket_stops_the_start_with_a_clear_error(

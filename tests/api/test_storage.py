@@ -163,3 +163,10 @@ def test_a_bucket_gone_under_a_running_service_is_a_503_not_a_404(s3_bucket):
     with pytest.raises(StorageUnavailable) as err:
         store.get(store.new_key())
     assert isinstance(err.value, ApiError) and err.value.status == 503
+
+
+def test_only_a_bucket_hands_out_presigned_urls(store):
+    key = store.new_key()
+    store.put(key, b"image")
+    url = store.presigned_url(key, 60, "imagine-x.png")
+    assert (url is None) == isinstance(store, FileStorage)
