@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.crypto import EmbeddingCipher
 from api.db import Database
-from api.storage import FileStorage
+from api.storage import Storage
 from api.tables import AuditEvent, Generation, Identity, IdentityKey, ImageRow, User, utcnow
 
 log = logging.getLogger("api")
@@ -60,7 +60,7 @@ def erase_user(session: Session, user: User) -> list[str]:
     return keys
 
 
-def finish_erasure(db: Database, storage: FileStorage, keys: list[str]) -> None:
+def finish_erasure(db: Database, storage: Storage, keys: list[str]) -> None:
     """After an erasure commits: delete its files, and leave no copy of the erased rows in
     SQLite's WAL (a copy of IMAGINE_HOME, such as a backup, would carry it)."""
     delete_files(storage, keys)
@@ -68,7 +68,7 @@ def finish_erasure(db: Database, storage: FileStorage, keys: list[str]) -> None:
         log.warning("erasure: readers kept the SQLite WAL from being emptied; it will be later")
 
 
-def delete_files(storage: FileStorage, keys: list[str]) -> None:
+def delete_files(storage: Storage, keys: list[str]) -> None:
     for key in keys:
         storage.delete(key)
 
@@ -111,15 +111,16 @@ def expired_identities(session: Session, retention_days: int) -> list[Identity]:
     return list(session.scalars(select(Identity).where(Identity.last_used_at < cutoff)).all())
 
 
-def sweep_orphans(session: Session, storage: FileStorage) -> int:
+def sweep_orphans(session: Session, storage: Storage, now: float | None = None) -> int:
     """Delete stored files no image row points at (left by crashes between write and commit).
 
-    Files younger than an hour are left alone: a worker may be about to commit them.
+    Files younger than an hour (at ``now``, default the current time) are left alone: a
+    worker may be about to commit them.
     """
     known = set(session.scalars(select(ImageRow.storage_key)))
     removed = 0
     for key in storage.keys() - known:
-        if storage.age_seconds(key) > 3600:
+        if storage.age_seconds(key, now) > 3600:
             storage.delete(key)
             removed += 1
     return removed

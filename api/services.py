@@ -14,7 +14,7 @@ from api.limits import RateLimiter
 from api.region import RegionGate, build_gate
 from api.region.address import IPNetwork
 from api.settings import ServiceSettings
-from api.storage import FileStorage
+from api.storage import Storage, open_storage
 from api.worker import EXECUTORS, Executor, WorkerContext
 from identity.analyzer import ANALYZERS, FaceAnalyzer
 from imagine.models.config import DEFAULTS, ProfileDefaults
@@ -29,7 +29,7 @@ from llm_prompting.contract import TokenCounter
 class Services:
     settings: ServiceSettings
     db: Database
-    storage: FileStorage
+    storage: Storage
     cipher: EmbeddingCipher
     gate: RegionGate
     consent: ConsentText
@@ -65,9 +65,9 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     """Open the database (migrated), storage, key and gate; create the executor (not started)."""
     refuse_face_crop_adapters(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
+    storage = build_storage(settings)  # first: a missing bucket stops the start at once
     db = Database(settings.database, settings.sqlite_synchronous)
     migrate(db.engine)
-    storage = FileStorage(settings.images_dir)
     cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.key_file, settings.home))
     seal_legacy_embeddings(db, cipher)
     # Refuse to start rather than store images unchecked or unsigned by mistake: a C2PA key
@@ -103,6 +103,10 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         c2pa_signing=c2pa_signing,
         output_checks="; ".join(notes) if notes else checker.name,
     )
+
+
+def build_storage(settings: ServiceSettings) -> Storage:
+    return open_storage(settings.storage_location, s3_endpoint_url=settings.s3_endpoint_url)
 
 
 def refuse_face_crop_adapters(settings: ServiceSettings) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from api.db import SQLITE_SYNCHRONOUS
 from api.region import FEATURES, GeoConfig, RegionConfig, parse_networks
 from api.region.address import FORWARDING_HEADERS, IPNetwork
+from api.storage import STORAGES, file_path, storage_scheme
 from imagine.settings import Settings, SettingsError
 
 
@@ -33,7 +34,11 @@ class ServiceSettings(Settings):
     port: int = 8000
     database_url: str | None = None  # default: SQLite at IMAGINE_HOME/imagine.db
     sqlite_synchronous: str = "normal"  # "normal" | "full": "full" also survives power loss
-    storage_dir: Path | None = None  # default: IMAGINE_HOME/images
+    # Image bytes: a path, file:///path or s3://bucket/prefix; default IMAGINE_HOME/images
+    storage_url: str | None = None
+    storage_dir: Path | None = None  # the older name of storage_url, for a folder only
+    s3_endpoint_url: str | None = None  # a non-AWS S3 server (MinIO, ...); unset: AWS
+    s3_presigned_redirect: bool = False  # API-key reads of s3 images: 307 to a presigned URL
     embedding_key: str | None = None  # base64 AES-256 master key; else key_file
     # The master key's file (base64), kept outside IMAGINE_HOME in production: a copy of the
     # home (backup, disk image) must not carry the key beside the ciphertext. Unset:
@@ -64,6 +69,21 @@ class ServiceSettings(Settings):
                 f"IMAGINE_FORWARDED_HEADER={self.forwarded_header!r}: "
                 f"expected one of {list(FORWARDING_HEADERS)}"
             )
+        if self.storage_url and self.storage_dir:
+            raise SettingsError(
+                "IMAGINE_STORAGE_URL and IMAGINE_STORAGE_DIR (its older name) are both set: "
+                "keep IMAGINE_STORAGE_URL only"
+            )
+        scheme = storage_scheme(self.storage_location)
+        if scheme not in STORAGES:
+            raise SettingsError(
+                f"IMAGINE_STORAGE_URL={self.storage_location!r}: expected a path, "
+                "file:///path or s3://bucket/prefix"
+            )
+        if self.s3_presigned_redirect and scheme != "s3":
+            raise SettingsError(
+                "IMAGINE_S3_PRESIGNED_REDIRECT=true needs an s3:// IMAGINE_STORAGE_URL"
+            )
 
     def region(self) -> RegionConfig:
         overrides = {f: getattr(self, f"{f}_regions") for f in FEATURES}
@@ -81,8 +101,14 @@ class ServiceSettings(Settings):
         return self.database_url or f"sqlite:///{(self.home / 'imagine.db').resolve()}"
 
     @property
+    def storage_location(self) -> str:
+        """Where image bytes live: a folder, or a URL (``api.storage.open_storage``)."""
+        return self.storage_url or str(self.storage_dir or self.home / "images")
+
+    @property
     def images_dir(self) -> Path:
-        return self.storage_dir or self.home / "images"
+        """The folder of a file store (not an s3:// one)."""
+        return file_path(self.storage_location)
 
     def trusted_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks(self.trusted_proxies)

@@ -36,7 +36,7 @@ from api.jobs import (
     report_progress,
     requeue_expired,
 )
-from api.storage import FileStorage
+from api.storage import Storage
 from api.tables import Generation, Identity, IdentityKey, new_id, utcnow
 from imagine.errors import CODED_ERRORS
 from imagine.outputs import finalize
@@ -70,7 +70,7 @@ class Executor(Protocol):
 @dataclass
 class WorkerContext:
     db: Database
-    storage: FileStorage
+    storage: Storage
     cipher: EmbeddingCipher
     lease_s: float
     max_attempts: int

@@ -19,6 +19,7 @@ MAY_IMPORT = {
 }
 HEAVY = ("torch", "diffusers", "transformers", "dlib", "insightface", "onnxruntime", "cv2")
 HEAVY += ("nudenet", "c2pa")  # the output checker and the C2PA SDK (a native library)
+HEAVY += ("boto3", "botocore")  # S3 image storage (api/s3_storage.py)
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -78,8 +79,9 @@ def test_library_does_not_import_its_cli():
 
 def test_light_imports_do_not_load_heavy_libraries():
     code = (
-        "import sys, api, api.cli, imagine.cli, imagine.settings, identity.enrollment, "
-        "identity.analyzer, llm_prompting, imagine.provenance, imagine.safety, imagine.outputs\n"
+        "import sys, api, api.cli, api.storage, imagine.cli, imagine.settings, "
+        "identity.enrollment, identity.analyzer, llm_prompting, imagine.provenance, "
+        "imagine.safety, imagine.outputs\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

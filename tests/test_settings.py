@@ -77,3 +77,28 @@ def test_every_setting_is_documented_in_the_readme(cls):
         if f"`IMAGINE_{f.name.upper()}`" not in text
     ]
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_image_storage_is_one_url_with_the_older_folder_setting_kept():
+    home = {"IMAGINE_HOME": "/data/im"}
+    assert ServiceSettings.from_env(home).storage_location == "/data/im/images"
+    older = ServiceSettings.from_env({**home, "IMAGINE_STORAGE_DIR": "/srv/images"})
+    assert older.storage_location == "/srv/images" and older.images_dir == Path("/srv/images")
+    s3 = ServiceSettings.from_env(
+        {
+            "IMAGINE_STORAGE_URL": "s3://bucket/prefix",
+            "IMAGINE_S3_ENDPOINT_URL": "http://minio:9000",
+            "IMAGINE_S3_PRESIGNED_REDIRECT": "true",
+        }
+    )
+    assert s3.storage_location == "s3://bucket/prefix" and s3.s3_presigned_redirect
+    assert s3.s3_endpoint_url == "http://minio:9000"
+    bad = [
+        ({"IMAGINE_STORAGE_URL": "/a", "IMAGINE_STORAGE_DIR": "/b"}, "IMAGINE_STORAGE_DIR"),
+        ({"IMAGINE_STORAGE_URL": "gs://bucket"}, "IMAGINE_STORAGE_URL='gs://bucket'"),
+        ({"IMAGINE_S3_PRESIGNED_REDIRECT": "true"}, "needs an s3://"),
+    ]
+    for env, said in bad:
+        with pytest.raises(SettingsError) as err:
+            ServiceSettings.from_env(env)
+        assert said in str(err.value)

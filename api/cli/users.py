@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     from api.db import Database, migrate
     from api.erasure import erase_user, finish_erasure
     from api.errors import NotFound
-    from api.storage import FileStorage
+    from api.storage import open_storage
     from api.tables import User
 
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
             if found is None:
                 raise NotFound(f"no user named {args.name!r}")
             keys = erase_user(session, found)
-        finish_erasure(db, FileStorage(settings.images_dir), keys)
+        storage = open_storage(settings.storage_location, s3_endpoint_url=settings.s3_endpoint_url)
+        finish_erasure(db, storage, keys)
         result = {"name": args.name, "deleted": True, "images_erased": len(keys)}
         text = f"deleted user {args.name} and {len(keys)} image(s)"
     db.engine.dispose()

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import RedirectResponse
 from PIL import Image
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -33,6 +34,9 @@ IMAGE_HEADERS = {
     "Cache-Control": "private, max-age=3600",
     "Content-Security-Policy": "default-src 'none'",
 }
+# IMAGINE_S3_PRESIGNED_REDIRECT: how long the URL a 307 points at works. Short: it is a
+# bearer capability for the object, handed out after the ownership check.
+PRESIGNED_URL_S = 60
 
 
 def labelled_download(data: bytes, image_id: str, config: ProvenanceConfig) -> bytes:
@@ -84,7 +88,11 @@ def owned_image(session: Session, user_id: str, image_id: str) -> ImageRow:
 @router.get(
     "/v1/images/{image_id}",
     response_class=Response,
-    responses={**ERRORS, 200: {"content": {"image/png": {}}, "description": "the PNG"}},
+    responses={
+        **ERRORS,
+        200: {"content": {"image/png": {}}, "description": "the PNG"},
+        307: {"description": "IMAGINE_S3_PRESIGNED_REDIRECT: a presigned URL of the PNG"},
+    },
 )
 def read_image(
     image_id: str,
@@ -94,16 +102,30 @@ def read_image(
     download: Annotated[bool, Query(description="as an attachment (a file to save)")] = False,
 ) -> Response:
     with services.db.session() as session:
-        user = auth.user(session)
+        caller = auth.caller(session)
         services.gate.require("gallery", address)
-        row = owned_image(session, user.id, image_id)
-    headers = dict(IMAGE_HEADERS)
-    if download:
-        headers["Content-Disposition"] = f'attachment; filename="imagine-{row.id}.png"'
+        row = owned_image(session, caller.user.id, image_id)
+    filename = f"imagine-{row.id}.png" if download else None
+    # The web gallery (a session cookie) is always answered here: its CSP allows images
+    # from this origin only.
+    redirect = services.settings.s3_presigned_redirect and caller.session_token is None
+    key = row.storage_key
     if download and services.settings.download_label:  # a file that leaves the gallery says so
-        data = labelled_copy(services, user.id, row)
-    else:
-        data = services.storage.get(row.storage_key)  # gone since the row was read: 404
+        key = variant_key(row.storage_key, "labelled")
+        if not (redirect and services.storage.exists(key)):  # the first one is rendered here
+            return image_response(labelled_copy(services, caller.user.id, row), filename)
+    url = services.storage.presigned_url(key, PRESIGNED_URL_S, filename) if redirect else None
+    if url:
+        return RedirectResponse(
+            url, status.HTTP_307_TEMPORARY_REDIRECT, {"Cache-Control": "no-store"}
+        )
+    return image_response(services.storage.get(key), filename)  # gone since the row was read: 404
+
+
+def image_response(data: bytes, filename: str | None) -> Response:
+    headers = dict(IMAGE_HEADERS)
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return Response(data, media_type="image/png", headers=headers)
 
 
