@@ -121,6 +121,9 @@ def writers_take_turns(lock: threading.Lock) -> type[sqlite3.Connection]:
     return TurnTakingConnection
 
 
+MIGRATION_LOCK = 0x696D6167  # any constant; "imag"
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent)."""
     from alembic import command
@@ -129,6 +132,10 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # API and worker processes that start together migrate one at a time; the
+            # others then find the schema at head. Held until this transaction ends.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 

@@ -447,12 +447,15 @@ def request_cancel(session: Session, job: Generation) -> None:
 def requeue_expired(db: Database, max_attempts: int, now: datetime | None = None) -> int:
     """Running jobs whose lease ran out go back to the queue, or fail after max_attempts."""
     now = now or utcnow()
+    query = select(Generation).where(
+        Generation.status == "running", Generation.lease_expires_at < now
+    )
+    if db.engine.dialect.name == "postgresql":
+        # Workers in other processes sweep too: a row another sweep holds is its to requeue
+        # (waiting, then writing it again, could undo a claim made in between).
+        query = query.with_for_update(skip_locked=True)
     with db.session() as s:
-        expired = s.scalars(
-            select(Generation).where(
-                Generation.status == "running", Generation.lease_expires_at < now
-            )
-        ).all()
+        expired = s.scalars(query).all()
         for job in expired:
             job.lease_owner, job.lease_expires_at = None, None
             if job.cancel_requested:

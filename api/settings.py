@@ -53,7 +53,9 @@ class ServiceSettings(Settings):
     job_timeout_s: float = 900.0  # a run past this fails with job_timeout; 0: no limit
     download_label: bool = True  # gallery downloads carry the visible "Imagined with AI" label
     batch_window_ms: int = 20  # a lone job waits this long for same-size jobs to share its batch
-    executor: str = "inprocess"  # "inprocess" (the worker owns the pipeline in this process)
+    # "inprocess" (a worker thread owns the pipeline in this process) | "none" (jobs run in
+    # `imagine worker` processes) | "null" (load tests: jobs complete without images)
+    executor: str = "inprocess"
     session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long
 
     def __post_init__(self) -> None:
@@ -99,6 +101,15 @@ class ServiceSettings(Settings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'imagine.db').resolve()}"
+
+    def require_shared_database(self, what: str) -> None:
+        """Refuse to split the service into processes over SQLite: its writes take turns on
+        a lock inside one process (api/db.py), and workers elsewhere could not reach it."""
+        if self.database.startswith("sqlite"):
+            raise SettingsError(
+                f"{what} needs PostgreSQL (IMAGINE_DATABASE_URL=postgresql+psycopg://…): "
+                "SQLite serves one process"
+            )
 
     @property
     def storage_location(self) -> str:

@@ -1,15 +1,19 @@
 """Executors run queued jobs and report back through ``api.jobs``; they never own job state.
 
 ``InProcessExecutor`` (the default) is one thread in the server process that
-owns the loaded pipeline. A Ray-based executor can replace it by doing the
-same loop in a GPU actor: claim, run with heartbeats, commit or end.
+owns the loaded pipeline; ``imagine worker`` runs the same thread in a process
+of its own, beside API processes whose executor is ``none``. A Ray-based
+executor can replace it by doing the same loop in a GPU actor: claim, run with
+heartbeats, commit or end.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,13 +105,16 @@ class _WorkerThread:
     def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime]):
         self.ctx = ctx
         self._load = load
-        self.owner = f"{self.name}-{secrets.token_hex(4)}"
+        # Who holds a lease, as the job row shows it: host and PID name the process.
+        host = socket.gethostname()[:32]
+        self.owner = f"{self.name}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"imagine-{self.name}", daemon=True)
         self._ready = False
         self._detail = "starting"
         self._running: list[Claim] = []  # the claims of the run in progress
+        self.failure: Exception | None = None  # why it could not get ready
 
     def start(self) -> None:
         self._thread.start()
@@ -132,6 +139,10 @@ class _WorkerThread:
     def status(self) -> tuple[bool, str]:
         return self._ready and self._thread.is_alive(), self._detail
 
+    def is_alive(self) -> bool:
+        """The thread runs: getting ready, or claiming jobs (False once it failed or stopped)."""
+        return self._thread.is_alive()
+
     def _prepare(self) -> str:
         return "ready"
 
@@ -145,6 +156,7 @@ class _WorkerThread:
         except Exception as exc:  # the service stays up and says why it is not ready
             log.exception("the %s executor failed to start", self.name)
             self._detail = f"pipeline failed to load: {exc}"
+            self.failure = exc
             return
         last_sweep = 0.0
         while not self._stop.is_set():
@@ -156,6 +168,7 @@ class _WorkerThread:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
+            log.info("%s runs job %s (attempt %d)", self.owner, claim.job_id, claim.attempt)
             self._work(claim)
 
 
@@ -173,6 +186,14 @@ class InProcessExecutor(_WorkerThread):
     def _work(self, claim: Claim) -> None:
         assert self.runtime is not None  # _prepare loaded it before any claim
         claims = self._running = [claim, *self._admit(claim)]
+        for other in claims[1:]:
+            log.info(
+                "%s runs job %s (attempt %d) in the batch of %s",
+                self.owner,
+                other.job_id,
+                other.attempt,
+                claim.job_id,
+            )
         lost, done = threading.Event(), threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(claims, lost, done), daemon=True)
         beat.start()
@@ -471,7 +492,30 @@ class NullExecutor(_WorkerThread):
         complete(self.ctx.db, claim, [], ["null executor: no images were made"])
 
 
-EXECUTORS: dict[str, type[_WorkerThread]] = {
+class NoExecutor:
+    """``imagine serve --executor none``: this process runs no jobs; ``imagine worker``
+    processes claim them from the database they share with it (PostgreSQL)."""
+
+    name = "none"
+
+    def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime]):
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        pass
+
+    def notify(self) -> None:
+        pass  # workers poll the database
+
+    def status(self) -> tuple[bool, str]:
+        return True, "none (jobs run in imagine worker processes)"
+
+
+EXECUTORS: dict[str, Callable[[WorkerContext, Callable[[], Runtime]], Executor]] = {
     "inprocess": InProcessExecutor,
+    "none": NoExecutor,
     "null": NullExecutor,
 }

@@ -7,14 +7,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 
-from api.cli import gate, serve, users
+from api.cli import gate, serve, users, worker
 from api.errors import ApiError
 from api.settings import ServiceSettings
 from imagine.cli import LIBRARY_COMMANDS
 from imagine.cli import main as run_commands
 from imagine.errors import CODED_ERRORS
 
-SERVICE_COMMANDS: tuple[ModuleType, ...] = (serve, users, gate)
+SERVICE_COMMANDS: tuple[ModuleType, ...] = (serve, worker, users, gate)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` cut short by `head`
 
 

@@ -1,4 +1,4 @@
-"""``imagine serve [--host H] [--port P]``: run the service with uvicorn."""
+"""``imagine serve [--host H] [--port P] [--executor NAME]``: run the service with uvicorn."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ from api.settings import ServiceSettings
 
 NAME = "serve"
 HELP = "Run the Imagine Me service (REST API and web gallery)."
+# api.worker.EXECUTORS, named here so that parsing a command line imports no pipeline code
+EXECUTOR_NAMES = ("inprocess", "none", "null")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default: IMAGINE_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: IMAGINE_PORT, 8000)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTOR_NAMES,
+        help="who runs the jobs: inprocess (a worker thread here), none (`imagine worker` "
+        "processes, on PostgreSQL), null (load tests: no images) (default: IMAGINE_EXECUTOR, "
+        "inprocess)",
+    )
 
 
 def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
@@ -23,9 +32,10 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     from api.server import StoppingServer
     from api.services import build_services
 
-    settings = settings.replace(
-        **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    )
+    flags = (("host", args.host), ("port", args.port), ("executor", args.executor))
+    settings = settings.replace(**{k: v for k, v in flags if v is not None})
+    if settings.executor == "none":  # nothing here runs jobs: workers must share the queue
+        settings.require_shared_database("imagine serve --executor none")
     services = build_services(settings)
     app = create_app(services)
     where = f"http://{settings.host}:{settings.port}"
@@ -36,6 +46,11 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     if settings.profile == "smoke":
         print(
             "note: smoke profile: images are noise from tiny random-weight models", file=sys.stderr
+        )
+    if settings.executor == "none":
+        print(
+            "note: executor none: this process runs no jobs; `imagine worker` processes do",
+            file=sys.stderr,
         )
     if settings.local_region is None:
         print(

@@ -36,7 +36,9 @@ def read_health() -> dict[str, str]:
     "/readyz", response_model=ReadyStatus, tags=["meta"], responses={503: {"model": ReadyStatus}}
 )
 def read_readiness(services: ServicesDep) -> JSONResponse:
-    """200 when the database answers and the worker has loaded its models, else 503."""
+    """200 when the database answers and the worker has loaded its models (with executor
+    ``none``, whose jobs run in ``imagine worker`` processes: when the database answers),
+    else 503."""
     database = services.db.ping()
     worker_ready, worker = services.executor.status()
     body = ReadyStatus(

@@ -1,4 +1,5 @@
-"""Run the real service as a separate process (``imagine serve``) for tests that kill it."""
+"""Run the real service as separate processes (``imagine serve``, ``imagine worker``) for
+tests that kill them."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ def imagine_command() -> list[str]:
 
 
 class Server:
-    def __init__(self, home: Path, port: int, **env: str):
-        self.home, self.port = home, port
+    """``imagine serve --port PORT *args`` with ``IMAGINE_HOME=home`` and ``env``."""
+
+    def __init__(self, home: Path, port: int, *args: str, **env: str):
+        self.home, self.port, self.args = home, port, args
         # The checkout under test comes first on the path, ahead of whatever an installed
         # (editable) `imagine` script would import.
         path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
@@ -64,7 +67,7 @@ class Server:
     def start(self, timeout: float = 180.0) -> Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*imagine_command(), "serve", "--port", str(self.port)],
+                [*imagine_command(), "serve", "--port", str(self.port), *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -92,3 +95,51 @@ class Server:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+class Worker:
+    """``imagine worker`` with the environment of ``server`` (its database and storage)."""
+
+    def __init__(self, server: Server, name: str):
+        self.env = server.env
+        self.log = server.home / f"worker-{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> Worker:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*imagine_command(), "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Until the worker logs that it has loaded the pipeline and claims jobs."""
+        deadline = time.monotonic() + timeout
+        while " ready: claiming jobs" not in self.log.read_text():
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "worker not ready:\n" + self.log.read_text()
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int | None:
+        """SIGTERM; its exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+                return None
+        return self.proc.returncode

@@ -177,3 +177,20 @@ def test_users_take_turns_however_many_jobs_one_of_them_queued(db):
         order.append(claim.job_id)
         assert complete(db, claim, [], [])
     assert order == [alice[0], bob[0], alice[1], alice[2]]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_sweep_leaves_the_rows_another_process_is_sweeping(db):
+    """Workers in several processes requeue expired leases: a row another sweep has locked
+    is skipped, not written again after it (which could undo a claim made in between)."""
+    past = utcnow() - timedelta(seconds=10)
+    job = queue_jobs(db, 1, status="running", lease_owner="dead", lease_expires_at=past)[0]
+    with db.session() as other:  # another process's sweep, between its read and its commit
+        other.execute(select(Generation).where(Generation.id == job).with_for_update())
+        swept: list[int] = []
+        sweep = threading.Thread(target=lambda: swept.append(requeue_expired(db, 3)), daemon=True)
+        sweep.start()
+        sweep.join(timeout=10)
+        assert swept == [0]  # at once: it did not wait for the lock
+    assert requeue_expired(db, 3) == 1
