@@ -194,11 +194,17 @@ class InProcessExecutor(_WorkerThread):
                 other.attempt,
                 claim.job_id,
             )
-        lost, done = threading.Event(), threading.Event()
+        lost: set[str] = set()  # jobs whose lease is no longer ours
+        done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(claims, lost, done), daemon=True)
         beat.start()
         try:
-            run_jobs(self.ctx, self.runtime, claims, lambda: lost.is_set() or self._stop.is_set())
+            run_jobs(
+                self.ctx,
+                self.runtime,
+                claims,
+                lambda claim: self._stop.is_set() or claim.job_id in lost,
+            )
         finally:
             self._running = []
             done.set()
@@ -218,11 +224,13 @@ class InProcessExecutor(_WorkerThread):
             claims = claim_compatible(ctx.db, self.owner, ctx.lease_s, key, room)
         return claims
 
-    def _heartbeat(self, claims: list[Claim], lost: threading.Event, done: threading.Event) -> None:
+    def _heartbeat(self, claims: list[Claim], lost: set[str], done: threading.Event) -> None:
+        """Renew the leases of ``claims``; a job whose lease is not ours any more (requeued
+        or erased under us, or already ended by this run) goes into ``lost``."""
         while not done.wait(self.ctx.lease_s / 3):
             for claim in claims:
-                if not heartbeat(self.ctx.db, claim, self.ctx.lease_s):
-                    lost.set()  # requeued or erased under us: stop, publish nothing
+                if claim.job_id not in lost and not heartbeat(self.ctx.db, claim, self.ctx.lease_s):
+                    lost.add(claim.job_id)
 
 
 @dataclass
@@ -268,12 +276,16 @@ def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -
 
 
 def run_jobs(
-    ctx: WorkerContext, runtime: Runtime, claims: list[Claim], interrupted: Callable[[], bool]
+    ctx: WorkerContext,
+    runtime: Runtime,
+    claims: list[Claim],
+    interrupted: Callable[[Claim], bool],
 ) -> None:
     """Run claimed jobs of one size and step count as one device batch, each to a terminal
     state. A job that fails its own checks fails alone; when one job is cancelled mid-run,
-    the others go back to the queue and run again; when the worker is interrupted
-    (shutdown, lost lease), every job goes back to the queue."""
+    the others go back to the queue and run again; when a job is interrupted (shutdown,
+    lost lease) while the batch denoises, every job goes back to the queue, and while its
+    images are finished, that job alone (the others may have ended already)."""
     pipeline = runtime.pipeline
     jobs = []
     for claim in claims:
@@ -300,8 +312,8 @@ def run_jobs(
             step = round(done / total * job_total)
             job.cancel_asked = report_progress(ctx.db, job.claim, step, job_total)
 
-    def stop_or_time_out() -> None:
-        if interrupted():
+    def stop_or_time_out(of: list[_Job]) -> None:
+        if any(interrupted(job.claim) for job in of):
             raise _Stopping()
         if time.monotonic() > deadline:
             raise _TimedOut()
@@ -309,12 +321,12 @@ def run_jobs(
     def cancelled() -> bool:
         """Between denoising steps: stop, time out, or tell the pipeline whether to cancel
         (the whole batch stops for one cancelled job; the others run again)."""
-        stop_or_time_out()
+        stop_or_time_out(jobs)
         return any(job.cancel_asked for job in jobs)
 
     def check(job: _Job) -> None:
         """Between the images of one job while they are finished (checks, marks)."""
-        stop_or_time_out()
+        stop_or_time_out([job])
         job.cancel_asked = cancel_asked(ctx.db, job.claim)
         if job.cancel_asked:
             raise Cancelled("cancelled while its images were finished")

@@ -54,17 +54,20 @@ def test_a_job_past_its_time_limit_fails_with_job_timeout(make_services, hold_at
 
 
 class HeldChecker:
-    """A fake output checker that holds the worker at the first image it checks until the
-    test lets it go: the job is then finishing its images (checks and marks)."""
+    """A fake output checker that holds the worker at the ``hold_at``-th image it checks
+    (1-based) until the test lets it go: that job is then finishing its images."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_at: int = 1) -> None:
         # A name of its own: checkers are built once per configuration and kept.
         self.name = f"held-{secrets.token_hex(4)}"
         self.reached, self.go = threading.Event(), threading.Event()
+        self.hold_at, self.calls = hold_at, 0
 
     def check(self, image) -> SafetyResult:
-        self.reached.set()
-        self.go.wait(timeout=WAIT_S)
+        self.calls += 1
+        if self.calls == self.hold_at:
+            self.reached.set()
+            self.go.wait(timeout=WAIT_S)
         return SafetyResult(checker=self.name, flagged=(), scores={})
 
 
@@ -117,3 +120,32 @@ def test_a_stop_does_not_wait_for_a_long_step_it_hands_the_job_back(make_service
     with services.db.session() as s:
         assert s.get(Generation, job_id).attempts == 0
     assert stored_files(services) == set()
+
+
+def test_a_job_finished_after_its_batch_partner_is_published_once(make_services):
+    """Two jobs share a device batch; the first is published while the second's images are
+    still being finished. The heartbeat then finds the first no longer running: that must
+    not stop the second (it once sent it back to the queue to run again)."""
+    checker = HeldChecker(hold_at=2)  # the second job's first image
+    CHECKERS[checker.name] = lambda config: checker
+    services = make_services(lease_seconds=0.6, batch_window_ms=0, safety_checker=checker.name)
+    try:
+        with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as c:
+            with services.db.session() as s:
+                alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
+            first = generate(c, alice, enroll(c, alice)["id"])["id"]
+            second = generate(c, bob, enroll(c, bob)["id"], n=2)["id"]
+            services.executor.start()
+            assert checker.reached.wait(timeout=WAIT_S), "the second job never reached its image"
+            assert wait_for(c, alice, first)["status"] == "succeeded"
+            time.sleep(3 * 0.6)  # several heartbeats while the second job is held
+            checker.go.set()
+            done = wait_for(c, bob, second)
+            services.executor.stop()
+    finally:
+        checker.go.set()
+        CHECKERS.pop(checker.name)
+    assert done["status"] == "succeeded" and len(done["images"]) == 2
+    with services.db.session() as s:
+        assert [s.get(Generation, j).attempts for j in (first, second)] == [1, 1]
+    assert checker.calls == 3  # each image checked once: nothing ran twice
