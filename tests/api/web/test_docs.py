@@ -101,6 +101,7 @@ def live(app):
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the pages need no other
 def test_docs_render_in_a_browser_without_the_internet(live, browser):  # noqa: F811
     """Every request to another host is aborted; Swagger UI still draws every operation."""
     from playwright.sync_api import expect
