@@ -44,6 +44,9 @@ def create_app(services: Services, *, start_worker: bool = True) -> FastAPI:
         version=__version__,
         summary="Likeness images of you from a few photos and a prompt.",
         lifespan=lifespan,
+        # served by api.web.docs from a package, not from FastAPI's CDN (issue 20)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     handlers.install(app)

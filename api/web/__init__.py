@@ -8,6 +8,7 @@ then talk to the JSON API with the session cookie (README, "Web gallery").
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +16,32 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.web import docs
+
 STATIC = Path(__file__).with_name("static")
 PAGES = ("/", "/signin", "/onboarding", "/create", "/gallery", "/images/{image_id}")
 
-# No inline script or style, nothing from another origin, no framing.
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+
+def content_security_policy(script: Iterable[str] = (), style: Iterable[str] = ()) -> str:
+    """No inline script or style, nothing from another origin, no framing; ``script`` and
+    ``style`` add sources (``/docs`` adds the hash of its one inline script)."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            " ".join(("script-src 'self'", *script)),
+            " ".join(("style-src 'self'", *style)),
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
     )
-)
-# FastAPI's interactive docs load Swagger UI / ReDoc with inline script: left as they are.
-DOCS_PATHS = ("/docs", "/redoc")
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,14 +55,17 @@ for _path in PAGES:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the pages and ``/static``."""
+    """Serve the pages, ``/static``, and the API docs with their assets (``/static/docs``
+    first: ``/static`` would answer for it)."""
+    docs.install(app, content_security_policy)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 class SecurityHeadersMiddleware:
     """``X-Content-Type-Options: nosniff`` and ``Referrer-Policy`` on every response, and the
-    gallery's Content-Security-Policy on every one that sets none of its own (images do)."""
+    gallery's Content-Security-Policy on every one that sets none of its own (images and
+    ``/docs`` do)."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -64,7 +74,6 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith(DOCS_PATHS)
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -75,9 +84,8 @@ class SecurityHeadersMiddleware:
                     (b"referrer-policy", b"no-referrer"),
                     (b"cross-origin-opener-policy", b"same-origin"),
                     (b"cross-origin-resource-policy", b"same-origin"),
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
                 ]
-                if not docs:
-                    extra += [(b"content-security-policy", CONTENT_SECURITY_POLICY.encode())]
                 headers += [(k, v) for k, v in extra if k not in names]
                 message = {**message, "headers": headers}
             await send(message)
