@@ -10,7 +10,6 @@ S3: a reader sees the whole object or none.
 from __future__ import annotations
 
 import mimetypes
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from api.storage import (
     MissingObject,
     StorageUnavailable,
+    age,
     base_key,
     is_key,
     random_key,
@@ -134,8 +134,7 @@ class S3Storage:
                 self.client.delete_object(Bucket=self.bucket, Key=self.name(stored))
 
     def age_seconds(self, key: str, now: float | None = None) -> float:
-        stamps = [s for s in map(self._modified, with_variants(key)) if s is not None]
-        return (time.time() if now is None else now) - max(stamps) if stamps else float("inf")
+        return age([s for s in map(self._modified, with_variants(key)) if s is not None], now)
 
     def keys(self) -> set[str]:
         found = set()

@@ -69,6 +69,12 @@ def base_key(key: str) -> str:
     return key
 
 
+def age(stamps: list[float], now: float | None = None) -> float:
+    """Seconds since the newest of ``stamps`` (write times of a key and its variants, in
+    seconds since the epoch); inf when there is none."""
+    return (time.time() if now is None else now) - max(stamps) if stamps else float("inf")
+
+
 def is_key(name: str) -> bool:
     return KEY_SHAPE.fullmatch(name) is not None
 
@@ -141,7 +147,7 @@ class FileStorage:
 
     def age_seconds(self, key: str, now: float | None = None) -> float:
         stamps = [p.stat().st_mtime for p in map(self.path, with_variants(key)) if p.is_file()]
-        return (time.time() if now is None else now) - max(stamps) if stamps else float("inf")
+        return age(stamps, now)
 
     def keys(self) -> set[str]:
         names = (p.relative_to(self.root).as_posix() for p in self.root.glob("*/*"))
