@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from api.consent import ConsentText, consent_text
 from api.crypto import EmbeddingCipher, load_key
@@ -76,15 +75,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     checker, notes = load_checker(settings)
     # The tokenizers alone (no weights), now: a model folder without them stops the start.
     count_tokens = settings.token_counter()
-    ctx = WorkerContext(
-        db=db,
-        storage=storage,
-        cipher=cipher,
-        lease_s=settings.lease_seconds,
-        max_attempts=settings.max_attempts,
-        batch_window_s=settings.batch_window_ms / 1000,
-        job_timeout_s=settings.job_timeout_s,
-    )
+    ctx = worker_context(settings, db, storage, cipher)
     name = executor or settings.executor
     if name not in EXECUTORS:
         raise SettingsError(f"IMAGINE_EXECUTOR={name!r}: choose one of {sorted(EXECUTORS)}")
@@ -97,12 +88,34 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         consent=consent_text(settings.retention_days),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         trusted=settings.trusted_networks(),
-        executor=EXECUTORS[name](ctx, lambda: _load_runtime(settings)),
+        executor=EXECUTORS[name](ctx, settings),
         count_tokens=count_tokens,
         prompting=settings.prompting(),
         c2pa_signing=c2pa_signing,
         output_checks="; ".join(notes) if notes else checker.name,
     )
+
+
+def worker_context(
+    settings: ServiceSettings, db: Database, storage: Storage, cipher: EmbeddingCipher
+) -> WorkerContext:
+    return WorkerContext(
+        db=db,
+        storage=storage,
+        cipher=cipher,
+        lease_s=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        batch_window_s=settings.batch_window_ms / 1000,
+        job_timeout_s=settings.job_timeout_s,
+    )
+
+
+def open_worker_context(settings: ServiceSettings) -> WorkerContext:
+    """What a worker in a process of its own needs (a Ray replica): the database the API
+    migrated, the same image store and the same master key."""
+    db = Database(settings.database, settings.sqlite_synchronous)
+    cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.key_file, settings.home))
+    return worker_context(settings, db, build_storage(settings), cipher)
 
 
 def build_storage(settings: ServiceSettings) -> Storage:
@@ -119,9 +132,3 @@ def refuse_face_crop_adapters(settings: ServiceSettings) -> None:
             "Plus v2 needs them. Use IMAGINE_FACEID_VARIANT=faceid for `imagine serve`; "
             "plusv2 works with `imagine generate` and `imagine batch`"
         )
-
-
-def _load_runtime(settings: ServiceSettings) -> Any:
-    from imagine.runtime import load_runtime
-
-    return load_runtime(settings)
