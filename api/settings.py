@@ -57,7 +57,6 @@ class ServiceSettings(Settings):
     # `imagine worker` processes) | "ray" (a Ray Serve deployment) | "null" (load tests:
     # jobs complete without images)
     executor: str = "inprocess"
-    ray_address: str | None = None  # --executor ray: the cluster (host:port); unset: local Ray
     ray_min_replicas: int = 1  # Serve's autoscaler keeps the replicas between these two
     ray_max_replicas: int = 1
     session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long

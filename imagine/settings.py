@@ -97,6 +97,9 @@ class Settings:
     production: bool = False  # refuse to run without an output checker unless it is "none"
     # `imagine batch --server` (README "imagine batch": service mode)
     batch_server: str | None = None  # the service a batch is submitted to; unset: local mode
+    # The Ray cluster (host:port of its head) of `imagine batch --ray` and `imagine serve
+    # --executor ray`; unset: start a local Ray
+    ray_address: str | None = None
     batch_api_key: str = field(default="", repr=False)  # that service's API key
 
     @classmethod
