@@ -1,7 +1,10 @@
 """Prompt moderation: the ``Moderator`` protocol, the offline rule-based default and Llama Guard 3.
 
 Moderation runs twice per request, on the user's words and on the expanded
-prompt, and refuses with ``PromptRejected`` carrying one of ``CATEGORIES``.
+prompt, and refuses with ``PromptRejected`` carrying one of ``CATEGORIES``:
+the categories that matter for likeness images (issue 19), deepfakes of real
+office holders included, with word lists in English, French, Spanish, German,
+Italian and Portuguese.
 
 The rule moderator reads the text several ways so that spelling tricks do not
 slip through: folded (case, accents, look-alike Cyrillic/Greek letters and
@@ -27,12 +30,23 @@ if TYPE_CHECKING:
     from llm_prompting.config import PromptingConfig
     from llm_prompting.openai_backend import ChatClient
 
-# In order of precedence: a prompt that hits several is refused for the first.
-CATEGORIES = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "public_figure", "other")
+# Reason codes, in order of precedence: a prompt that hits several is refused for the first.
+# Stable strings: the API returns one as ``error.category`` (README, "Moderation").
+CATEGORIES = (
+    "sexual_minors",  # a minor with anything sexual or suggestive
+    "minors_harm",  # a minor with violence, weapons, self-harm, drugs, alcohol or abuse
+    "sexual",  # nudity, sex, sexualised or intimate framing
+    "self_harm",
+    "hate",  # slurs, hate symbols, hostility against a group
+    "violence",  # against the subject or anyone else
+    "deception",  # deepfakes; real figures or office holders in scandals or fake evidence
+    "public_figure",  # a named real public figure, in any scene
+    "other",  # Llama Guard only: a hazard outside these
+)
 
 VICTIM_WINDOW = 4  # words after a violent act in which a victim makes it "violence"
 _MINOR_AGE = re.compile(
-    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|jahre?)(?:\s*-?\s*(?:old|alt))?\b"
+    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|anni|jahren?)(?:\s*-?\s*(?:old|alt))?\b"
 )
 
 
@@ -56,7 +70,7 @@ class Moderator(Protocol):
 
 
 class RuleModerator:
-    """Word lists and patterns in English, French, Spanish and German; offline."""
+    """Word lists and patterns in English, French, Spanish, German, Italian, Portuguese; offline."""
 
     name = "rules"
 
@@ -134,25 +148,38 @@ class RuleModerator:
 
     def _categories(self, tokens: list[str], minor_age: bool) -> Iterable[tuple[str, str]]:
         lex = self.lexicons
-        for category in ("sexual", "sexual_minors", "violence", "hate", "self_harm"):
-            for matched in lex[category].find(tokens).values():
-                yield category, matched
-        for matched in lex["public_figure"].find(tokens).values():
-            yield "public_figure", matched
-        minors = lex["minors"].find(tokens)
-        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
-        if (minors or minor_age) and sexual:
-            yield (
-                "sexual_minors",
-                f"{next(iter(minors.values()), 'age')} + {next(iter(sexual.values()))}",
-            )
+        direct = ("sexual", "sexual_minors", "violence", "hate", "self_harm", "deception")
+        found = {category: list(lex[category].find(tokens).values()) for category in direct}
+        figures = list(lex["public_figure"].find(tokens).values())
+        found["public_figure"] = figures
         acts = [i for i, _ in lex["violent_acts"].positions(tokens)]
         victims = [i for i, _ in lex["victims"].positions(tokens)]
         for a in acts:
             if any(0 < v - a <= VICTIM_WINDOW for v in victims):
-                yield "violence", f"{tokens[a]} ... {tokens[next(v for v in victims if v > a)]}"
+                victim = tokens[next(v for v in victims if v > a)]
+                found["violence"].append(f"{tokens[a]} ... {victim}")
         if lex["groups"].find(tokens) and lex["hostility"].find(tokens):
-            yield "hate", "hostility + group"
+            found["hate"].append("hostility + group")
+        # Issue 19: a real office holder or public figure with a scandal, or framed as
+        # evidence, is a fake of a real event ("the president taking a bribe").
+        who = figures + list(lex["officials"].find(tokens).values())
+        how = lex["scandal"].find(tokens) | lex["framing"].find(tokens)
+        if who and how:
+            found["deception"].append(f"{who[0]} + {next(iter(how.values()))}")
+        for category, matches in found.items():
+            for matched in matches:
+                yield category, matched
+        minors = lex["minors"].find(tokens)
+        if not (minors or minor_age):
+            return
+        minor = next(iter(minors.values()), "age")
+        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
+        if sexual:
+            yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
+        harm = [*lex["harm_to_minors"].find(tokens).values(), *found["violence"]]
+        harm += found["self_harm"]
+        if minors and harm:  # an age alone ("me at 12") is not enough for this one
+            yield "minors_harm", f"{minor} + {harm[0]}"
 
 
 # Llama Guard 3's hazard categories (MLCommons taxonomy) mapped to ours.
