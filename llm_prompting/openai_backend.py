@@ -156,11 +156,20 @@ def _check_status(response: httpx.Response, url: str) -> None:
 
 def _chat_content(response: httpx.Response) -> str:
     """The assistant's text of a chat-completions response."""
+    return _text(response, lambda body: body["choices"][0]["message"]["content"], "chat completion")
+
+
+def _text_content(response: httpx.Response) -> str:
+    """The text of a (raw prompt) completions response."""
+    return _text(response, lambda body: body["choices"][0]["text"], "completion")
+
+
+def _text(response: httpx.Response, pick: Callable[[Any], Any], what: str) -> str:
     try:
-        content = response.json()["choices"][0]["message"]["content"]
+        content = pick(response.json())
     except (ValueError, KeyError, IndexError, TypeError):
         raise ExpansionFailed(
-            f"the server's response is not a chat completion: {response.text[:80]!r}"
+            f"the server's response is not a {what}: {response.text[:80]!r}"
         ) from None
     if not isinstance(content, str):
         raise ExpansionFailed("the server's response has no text content")
@@ -173,18 +182,6 @@ def _chat_delta(chunk: dict[str, Any]) -> str:
         return ""  # a usage-only chunk
     piece = chunk["choices"][0]["delta"].get("content")
     return piece if isinstance(piece, str) else ""
-
-
-def _text_content(response: httpx.Response) -> str:
-    try:
-        text = response.json()["choices"][0]["text"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise ExpansionFailed(
-            f"the server's response is not a completion: {response.text[:80]!r}"
-        ) from None
-    if not isinstance(text, str):
-        raise ExpansionFailed("the server's response has no text")
-    return text
 
 
 def openai_expander(config: PromptingConfig) -> ChatExpander:

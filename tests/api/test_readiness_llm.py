@@ -12,15 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.llm_prompting.conftest import ChatServer, start_chat_server
+from tests.llm_prompting.conftest import ChatServer, running_chat_server
 
 
 @pytest.fixture(scope="module")
 def chat() -> Iterator[ChatServer]:
-    server = start_chat_server()
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    with running_chat_server() as server:
+        yield server
 
 
 @pytest.fixture

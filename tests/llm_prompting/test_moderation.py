@@ -50,28 +50,11 @@ def test_the_likeness_set_is_big_balanced_and_in_six_languages():
         pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=f"known {c.known}"))
         if c.known
         else c
-        for c in CASES
+        for c in CASES + LIKENESS_CASES
     ],
-    ids=[c.id for c in CASES],
+    ids=[c.id for c in CASES + LIKENESS_CASES],
 )
 def test_decision(rules, case):
-    verdict = rules.check(case.prompt)
-    assert verdict.allowed is not case.refuse, verdict
-    if case.refuse:
-        assert verdict.category == case.category, verdict
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=f"known {c.known}"))
-        if c.known
-        else c
-        for c in LIKENESS_CASES
-    ],
-    ids=[c.id for c in LIKENESS_CASES],
-)
-def test_likeness_decision(rules, case):
     verdict = rules.check(case.prompt)
     assert verdict.allowed is not case.refuse, verdict
     if case.refuse:
