@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from api.consent import ConsentText, consent_text
@@ -22,6 +23,9 @@ from imagine.runtime import load_checker
 from imagine.settings import SettingsError
 from llm_prompting import PromptingConfig
 from llm_prompting.contract import TokenCounter
+from llm_prompting.readiness import Check, check_expander, check_moderator
+
+PROBE_EVERY_S = 10.0
 
 
 @dataclass
@@ -43,6 +47,8 @@ class Services:
     prompting: PromptingConfig = field(default_factory=PromptingConfig)
     c2pa_signing: str = "off"  # "on", or "off: <why>" (readiness output)
     output_checks: str = "off"  # the output safety checker in use, or why there is none
+    _probed: tuple[float, tuple[Check, Check]] | None = None
+    _probe_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def profile(self) -> ProfileDefaults:
@@ -54,6 +60,16 @@ class Services:
         if self._analyzer is None:
             self._analyzer = ANALYZERS[self.settings.face_backend](self.settings.face())
         return self._analyzer
+
+    def prompting_checks(self) -> tuple[Check, Check]:
+        """The expander's and moderator's servers (``/readyz``): probed at most every
+        ``PROBE_EVERY_S`` seconds, so frequent probes cost one request per server now and then."""
+        with self._probe_lock:
+            now = time.monotonic()
+            if self._probed is None or now - self._probed[0] > PROBE_EVERY_S:
+                checks = (check_expander(self.prompting), check_moderator(self.prompting))
+                self._probed = (now, checks)
+            return self._probed[1]
 
     def close(self) -> None:
         self.executor.stop()

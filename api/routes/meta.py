@@ -36,13 +36,16 @@ def read_health() -> dict[str, str]:
     "/readyz", response_model=ReadyStatus, tags=["meta"], responses={503: {"model": ReadyStatus}}
 )
 def read_readiness(services: ServicesDep) -> JSONResponse:
-    """200 when the database answers and the worker has loaded its models (with executor
-    ``none``, whose jobs run in ``imagine worker`` processes: when the database answers),
-    else 503."""
+    """200 when the database answers, the worker has loaded its models (with executor
+    ``none``, whose jobs run in ``imagine worker`` processes: when the database answers)
+    and a Llama Guard moderator's server answers, else 503. An ``openai`` expander that
+    does not answer is reported in ``details.expander`` but leaves the service ready:
+    expansions fall back to the template expander."""
     database = services.db.ping()
     worker_ready, worker = services.executor.status()
+    expander, moderator = services.prompting_checks()
     body = ReadyStatus(
-        ready=database and worker_ready,
+        ready=database and worker_ready and (moderator.ok or not moderator.required),
         database=database,
         worker=worker,
         profile=services.settings.profile,
@@ -51,6 +54,8 @@ def read_readiness(services: ServicesDep) -> JSONResponse:
             "executor": services.executor.name,
             "c2pa_signing": services.c2pa_signing,
             "output_checks": services.output_checks,
+            "expander": expander.public(),
+            "moderator": moderator.public(),
         },
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
