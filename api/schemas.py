@@ -58,6 +58,8 @@ class StylesPublic(BaseModel):
 class RegionPublic(BaseModel):
     code: str  # ISO 3166-1 alpha-2, or ISO 3166-2 for a subdivision
     name: str
+    # Residents may enroll and create here; a country needing a subdivision: in some of them.
+    served: bool
 
 
 class CountryPublic(RegionPublic):

@@ -68,12 +68,24 @@ def test_regions_ask_for_a_subdivision_where_the_policy_needs_one(world):
     states = {s["code"]: s["name"] for s in us["subdivisions"]}
     assert states["US-CA"] == "California" and "US-IL" in states
     assert fr["needs_subdivision"] is False and fr["subdivisions"] == []
+    # the shipped policy serves the US but Illinois and Texas, and nowhere else
+    assert [c["code"] for c in body["countries"] if c["served"]] == ["US"]
+    assert {s["code"] for s in us["subdivisions"] if not s["served"]} == {"US-IL", "US-TX"}
 
     # an operator's rule for a part of France makes French residents name theirs
-    client, _ = world(enroll_regions=("US", "!US-IL", "FR", "!FR-IDF"))
+    client, _ = world(
+        enroll_regions=("US", "!US-IL", "FR", "!FR-IDF"),
+        generate_regions=("US", "!US-IL", "FR", "!FR-IDF"),
+    )
     fr = next(c for c in client.get("/v1/regions").json()["countries"] if c["code"] == "FR")
-    assert fr["needs_subdivision"] is True
-    assert "FR-75C" in {s["code"] for s in fr["subdivisions"]}
+    assert fr["needs_subdivision"] is True and fr["served"] is True
+    paris = {s["code"]: s["served"] for s in fr["subdivisions"]}
+    assert paris["FR-75C"] is False and paris["FR-13"] is True  # Paris is in Île-de-France
+
+    # enrolling without creating is no service: a resident needs both
+    client, _ = world(enroll_regions=("US", "FR"))
+    fr = next(c for c in client.get("/v1/regions").json()["countries"] if c["code"] == "FR")
+    assert fr["served"] is False
 
 
 def test_identities_list_only_the_callers_newest_first(world):
