@@ -85,6 +85,7 @@ class PhotoQuality(BaseModel):
 
 class IdentityPublic(BaseModel):
     id: str
+    name: str | None  # given by the user; None for identities enrolled without one
     created_at: datetime
     last_used_at: datetime
     backend: str
@@ -94,6 +95,10 @@ class IdentityPublic(BaseModel):
     consent_version: str
     photos: list[PhotoQuality]
     retention_until: datetime
+
+
+class IdentityUpdate(Strict):
+    name: str = Field(min_length=1, max_length=80)
 
 
 class GenerationCreate(Strict):

@@ -123,3 +123,37 @@ def test_error_bodies_name_the_photo_and_the_region_reason(world):
     # errors without such details keep the plain shape
     plain = client.get("/v1/images/img_x", headers=auth(alice)).json()["error"]
     assert set(plain) == {"code", "message"}
+
+
+def test_identities_have_the_name_their_owner_gives_them(world):
+    client, (alice, bob) = world()
+    version = client.get("/v1/consent").json()["version"]
+
+    def post(name: str) -> dict:
+        return client.post(
+            "/v1/identities",
+            headers=auth(alice),
+            files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
+            data={
+                "consent": "true",
+                "consent_version": version,
+                "residence": "US-CA",
+                "name": name,
+            },
+        ).json()
+
+    named = post("  Studio   portraits ")
+    assert named["name"] == "Studio portraits"
+    assert enroll(client, alice)["name"] is None  # enrolled without one
+    assert post("x" * 81)["error"]["code"] == "invalid_request"
+    assert post("tab\there\u200b")["error"]["code"] == "invalid_request"
+
+    url = f"/v1/identities/{named['id']}"
+    r = client.patch(url, headers=auth(alice), json={"name": "Holidays 2026"})
+    assert r.status_code == 200 and r.json()["name"] == "Holidays 2026"
+    assert client.get(url, headers=auth(alice)).json()["name"] == "Holidays 2026"
+    listed = client.get("/v1/identities", headers=auth(alice)).json()
+    assert [i["name"] for i in listed] == [None, "Holidays 2026"]
+    assert client.patch(url, headers=auth(bob), json={"name": "mine"}).status_code == 404
+    r = client.patch(url, headers=auth(alice), json={"name": ""})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
