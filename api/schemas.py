@@ -137,6 +137,7 @@ class ImagePublic(BaseModel):
     id: str
     url: str
     generation_id: str
+    identity_id: str  # the face it was made from
     prompt: str  # the user's words
     index: int
     seed: int
