@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Annotated
 
@@ -14,9 +15,9 @@ from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep, owned
 from api.erasure import erase_identity, finish_erasure
 from api.errors import ApiError, Conflict
 from api.region import parse_region
-from api.schemas import IdentityPublic, error_responses
+from api.schemas import IdentityPublic, IdentityUpdate, error_responses
 from api.services import Services
-from api.tables import Consent, Identity, IdentityKey, new_id
+from api.tables import NAME_CHARS, Consent, Identity, IdentityKey, new_id
 from identity.enrollment import IdentityProfile, enroll
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=AuthFirstRoute)
@@ -26,6 +27,7 @@ ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 451)
 def to_public(identity: Identity, consent_version: str, retention_days: int) -> IdentityPublic:
     return IdentityPublic(
         id=identity.id,
+        name=identity.name,
         created_at=identity.created_at,
         last_used_at=identity.last_used_at,
         backend=identity.backend,
@@ -53,9 +55,13 @@ async def create_identity(
     consent: Annotated[str, Form(description='"true": you accept the consent text')],
     consent_version: Annotated[str, Form(description="the version of the text you were shown")],
     residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
+    name: Annotated[
+        str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
+    ] = None,
 ) -> IdentityPublic:
     """Enroll your face from 1-5 photos. The photos are analysed and discarded."""
     user = (await auth.identify(services.db)).user
+    name = checked_name(name) if name is not None and name.strip() else None
     if consent.strip().lower() != "true":
         raise ApiError("enrollment needs consent=true", code="consent_required")
     if consent_version != services.consent.version:
@@ -75,7 +81,7 @@ async def create_identity(
     data = [await photo.read() for photo in photos]
     profile = await run_in_threadpool(_enroll, services, data)
     return await run_in_threadpool(
-        _store, services, user.id, profile, residence, decision.to_dict()
+        _store, services, user.id, profile, residence, decision.to_dict(), name
     )
 
 
@@ -84,8 +90,24 @@ def _enroll(services: Services, photos: list[bytes]) -> IdentityProfile:
         return enroll(photos, services.analyzer(), services.settings.enrollment())
 
 
+def checked_name(name: str) -> str:
+    """``name`` trimmed, or ``invalid_request`` when it is empty, too long or has control
+    characters (it is shown in pages and menus)."""
+    text = " ".join(name.split())
+    if not 1 <= len(text) <= NAME_CHARS or any(unicodedata.category(c)[0] == "C" for c in text):
+        raise ApiError(
+            f"an identity's name is 1-{NAME_CHARS} printable characters", code="invalid_request"
+        )
+    return text
+
+
 def _store(
-    services: Services, user_id: str, profile: IdentityProfile, residence: str, decision: dict
+    services: Services,
+    user_id: str,
+    profile: IdentityProfile,
+    residence: str,
+    decision: dict,
+    name: str | None,
 ) -> IdentityPublic:
     c = services.consent
     with services.db.session() as session:
@@ -112,6 +134,7 @@ def _store(
             backend=profile.backend,
             model_id=profile.model_id,
             photos={"items": summary["photos"]},
+            name=name,
         )
         session.add_all([record, identity])
         session.flush()  # the identity row first: its key row refers to it
@@ -137,6 +160,19 @@ def list_identities(auth: Auth, services: ServicesDep) -> list[IdentityPublic]:
 def read_identity(identity_id: str, auth: Auth, services: ServicesDep) -> IdentityPublic:
     with services.db.session() as session:
         identity = owned_identity(session, auth.user(session).id, identity_id)
+        consent = session.get(Consent, identity.consent_id)
+        version = consent.policy_version if consent else "unknown"
+        return to_public(identity, version, services.settings.retention_days)
+
+
+@router.patch("/{identity_id}", response_model=IdentityPublic, responses=ERRORS)
+def update_identity(
+    identity_id: str, body: IdentityUpdate, auth: Auth, services: ServicesDep
+) -> IdentityPublic:
+    """Rename the identity."""
+    with services.db.session() as session:
+        identity = owned_identity(session, auth.user(session).id, identity_id)
+        identity.name = checked_name(body.name)
         consent = session.get(Consent, identity.consent_id)
         version = consent.policy_version if consent else "unknown"
         return to_public(identity, version, services.settings.retention_days)

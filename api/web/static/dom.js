@@ -83,3 +83,24 @@ export function confirmingButton(label, { title, text }, action, attrs = {}) {
 export function formatDate(iso) {
   return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
 }
+
+export function formatDateTime(iso) {
+  return new Date(iso).toLocaleString(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+  });
+}
+
+// How an identity reads in menus and lists: its name (or, without one, when it was enrolled),
+// how it was captured where the API says, and its number of photos.
+export function identityLabel(identity) {
+  const name = identity.name || `Enrolled ${formatDateTime(identity.created_at)}`;
+  const count = identity.photos.length;
+  const parts = [name];
+  if (identity.capture) parts.push(identity.capture === "live" ? "live capture" : "uploaded photos");
+  parts.push(`${count} photo${count === 1 ? "" : "s"}`);
+  return parts.join(" · ");
+}
+
+export function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
