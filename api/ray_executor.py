@@ -55,6 +55,10 @@ class Generator:
         from imagine.runtime import load_runtime
 
         logging.getLogger("api").setLevel(logging.INFO)
+        if not settings.embedding_key and settings.key_file is None:
+            # The API process's key file, never a new key: on a node without it the replica
+            # fails to start, rather than run under a key that opens no stored embedding.
+            settings = settings.replace(key_file=settings.home / "embedding.key")
         self.ctx: WorkerContext = open_worker_context(settings)
         self.runtime = load_runtime(settings)
         self.max_batch = self.runtime.pipeline.max_batch

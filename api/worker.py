@@ -2,9 +2,10 @@
 
 ``InProcessExecutor`` (the default) is one thread in the server process that
 owns the loaded pipeline; ``imagine worker`` runs the same thread in a process
-of its own, beside API processes whose executor is ``none``. A Ray-based
-executor can replace it by doing the same loop in a GPU actor: claim, run with
-heartbeats, commit or end.
+of its own, beside API processes whose executor is ``none``.
+``RayExecutor`` (``api/ray_executor.py``) hands queued jobs to Ray Serve replicas,
+which run them as the thread does (``run_leased``): lease, run with heartbeats,
+commit or end.
 """
 
 from __future__ import annotations
