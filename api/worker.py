@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -68,6 +68,11 @@ class Executor(Protocol):
 
     def status(self) -> tuple[bool, str]:
         """(ready, detail) for /readyz."""
+        ...
+
+    def models(self) -> dict[str, Any] | None:
+        """The face adapter and LoRAs this executor's pipeline runs with, for /readyz;
+        None until loaded, or when jobs run in other processes."""
         ...
 
 
@@ -139,6 +144,9 @@ class _WorkerThread:
     def status(self) -> tuple[bool, str]:
         return self._ready and self._thread.is_alive(), self._detail
 
+    def models(self) -> dict[str, Any] | None:
+        return None
+
     def is_alive(self) -> bool:
         """The thread runs: getting ready, or claiming jobs (False once it failed or stopped)."""
         return self._thread.is_alive()
@@ -182,6 +190,9 @@ class InProcessExecutor(_WorkerThread):
         self._detail = "loading models"
         self.runtime = self._load()
         return "ready"
+
+    def models(self) -> dict[str, Any] | None:
+        return None if self.runtime is None else self.runtime.pipeline.loaded.adapters()
 
     def _work(self, claim: Claim) -> None:
         assert self.runtime is not None  # _prepare loaded it before any claim
@@ -524,6 +535,9 @@ class NoExecutor:
 
     def status(self) -> tuple[bool, str]:
         return True, "none (jobs run in imagine worker processes)"
+
+    def models(self) -> dict[str, Any] | None:
+        return None
 
 
 EXECUTORS: dict[str, Callable[[WorkerContext, Callable[[], Runtime]], Executor]] = {

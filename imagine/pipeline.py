@@ -63,6 +63,7 @@ class GenerationResult:
     profile: str
     model_id: str
     adapter_id: str
+    adapters: dict[str, Any] = field(default_factory=dict)  # LoadedPipeline.adapters()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     warnings: list[str] = field(default_factory=list)
 
@@ -335,6 +336,7 @@ class PersonalizedPipeline:
             profile=self.loaded.profile,
             model_id=self.loaded.model_id,
             adapter_id=self.loaded.adapter_id,
+            adapters=self.loaded.adapters(),
             timings=timings,
             warnings=warnings,
         )

@@ -9,7 +9,8 @@ Its images are noise: the point is to run every stage for real on a CPU.
 
 The FaceID Plus v2 variant adds a tiny random CLIP vision encoder (saved with
 its ``CLIPImageProcessor`` config, like a hub image-encoder folder) and a Plus
-adapter in the original ``ip-adapter-faceid-plusv2_sdxl.bin`` key layout.
+adapter in the original ``ip-adapter-faceid-plusv2_sdxl.bin`` key layout. Both
+adapters carry the FaceID LoRA in the real files' layout (``faceid_lora``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ import torch
 
 from imagine.tokens import byte_level_tokenizer
 
-SMOKE_VERSION = "smoke-v1"
+SMOKE_VERSION = "smoke-v2"  # v2: the FaceID adapters carry their LoRA, as the real files do
 SEED = 20261128  # weights are identical on every machine
 TEXT_HIDDEN = 32  # both text encoders; the UNet's cross-attention width is their sum
 ADDITION_TIME_DIM = 8
 FACEID_TOKENS = 4  # diffusers' FaceID attention processors are built for 4 tokens
 FACEID_MULT = 2
+# The FaceID LoRA on every attention layer's q/k/v/out (ip-adapter-faceid_sdxl.bin: rank 128).
+LORA_RANK = 4
 # FaceID Plus: diffusers builds the resampler with 4 blocks of 64-wide heads and reads
 # the head count as to_q rows // 64, so the tiny one keeps both (heads = cross // 64 = 1).
 PLUS_DEPTH = 4
@@ -231,11 +234,13 @@ def faceid_state_dict(
     ``image_proj``: ``proj.0`` [D*mult, D], ``proj.2`` [tokens*cross, D*mult] and
     ``norm`` [cross] (diffusers recognises FaceID by ``norm.weight``).
     ``ip_adapter``: ``{k}.to_k_ip`` / ``{k}.to_v_ip`` [hidden, cross] for each
-    cross-attention processor, k = 1, 3, 5, ... in ``unet.attn_processors`` order.
+    cross-attention processor, k = 1, 3, 5, ... in ``unet.attn_processors`` order,
+    and the FaceID LoRA trained with them (``faceid_lora``).
     """
     rand = _random_weights(SEED + embedding_dim, device)
     state = _id_projection(rand, unet_config["cross_attention_dim"], embedding_dim, device)
     state.update(_ip_adapter_layers(rand, unet_config))
+    state.update(faceid_lora(rand, unet_config))
     return state
 
 
@@ -251,7 +256,7 @@ def faceid_plus_state_dict(
     (``0``: attention with ``norm1``/``norm2``, ``to_q``, ``to_kv``, ``to_out``;
     ``1``: LayerNorm, Linear, GELU, Linear), ``proj_out`` and ``norm_out``
     [cross]. diffusers recognises it by ``perceiver_resampler.proj_in.weight``.
-    ``ip_adapter`` is laid out as in ``faceid_state_dict``.
+    ``ip_adapter`` is laid out as in ``faceid_state_dict``, LoRA included.
     """
     cross = unet_config["cross_attention_dim"]
     inner = (cross // PLUS_DIM_HEAD) * PLUS_DIM_HEAD  # heads * dim_head
@@ -279,6 +284,7 @@ def faceid_plus_state_dict(
     state[f"{resampler}.proj_out.bias"] = torch.zeros(cross, device=device)
     norm(f"{resampler}.norm_out")
     state.update(_ip_adapter_layers(rand, unet_config))
+    state.update(faceid_lora(rand, unet_config))
     return state
 
 
@@ -304,6 +310,28 @@ def _id_projection(rand, cross: int, embedding_dim: int, device: str) -> dict[st
         "image_proj.norm.weight": torch.ones(cross, device=device),
         "image_proj.norm.bias": torch.zeros(cross, device=device),
     }
+
+
+def faceid_lora(rand, unet_config: dict, rank: int = LORA_RANK) -> dict[str, torch.Tensor]:
+    """The FaceID LoRA in the original layout: for every attention processor k (self- and
+    cross-attention, ``unet.attn_processors`` order), ``ip_adapter.{k}.{p}_lora.down.weight``
+    [rank, in] and ``.up.weight`` [out, rank] for p in to_q, to_k, to_v, to_out. to_k / to_v
+    read the text tokens in cross-attention (in = cross), the image tokens otherwise.
+    IP-Adapter applies them unscaled (no alpha): ``W x + up(down(x))``."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config)
+    state = {}
+    for k, name in enumerate(unet.attn_processors):
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        hidden, context = attn.to_q.in_features, attn.to_k.in_features
+        for proj, width_in in (("to_q", hidden), ("to_k", context), ("to_v", context)):
+            state[f"ip_adapter.{k}.{proj}_lora.down.weight"] = rand(rank, width_in)
+            state[f"ip_adapter.{k}.{proj}_lora.up.weight"] = rand(hidden, rank, scale=0.5)
+        state[f"ip_adapter.{k}.to_out_lora.down.weight"] = rand(rank, hidden)
+        state[f"ip_adapter.{k}.to_out_lora.up.weight"] = rand(hidden, rank, scale=0.5)
+    return state
 
 
 def _ip_adapter_layers(rand, unet_config: dict) -> dict[str, torch.Tensor]:

@@ -51,6 +51,8 @@ def read_readiness(services: ServicesDep) -> JSONResponse:
             "executor": services.executor.name,
             "c2pa_signing": services.c2pa_signing,
             "output_checks": services.output_checks,
+            # face adapter and LoRAs the worker's pipeline runs with; None until loaded
+            "adapters": services.executor.models(),
         },
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

@@ -55,6 +55,8 @@ class ModelConfig:
     faceid_variant: str = "faceid"  # "faceid" | "plusv2" (adds the CLIP encoder and face crops)
     image_encoder: Path | None = None  # sdxl plusv2: CLIP ViT-H/14 image-encoder folder
     shortcut_scale: float = 1.0  # plusv2: weight of the face-structure tokens (s_scale)
+    lora_scale: float = 1.0  # the FaceID LoRA inside the adapter file; 0 turns it off
+    lora_fuse: str = "on"  # "on": merged into the UNet weights at load | "off": PEFT layers
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
     attention: str = "sdpa"  # "sdpa" | "xformers" (CUDA only)
@@ -97,8 +99,11 @@ def check_config(config: ModelConfig) -> None:
         ("compile", config.compile, COMPILE),
         ("compile_mode", config.compile_mode, COMPILE_MODES),
         ("faceid_variant", config.faceid_variant, FACEID_VARIANTS),
+        ("lora_fuse", config.lora_fuse, ("on", "off")),
     ):
         if value not in allowed:
             raise ModelConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
     if not 0.0 <= config.shortcut_scale <= 5.0:
         raise ModelConfigError(f"shortcut_scale must be 0-5, got {config.shortcut_scale!r}")
+    if not 0.0 <= config.lora_scale <= 2.0:
+        raise ModelConfigError(f"lora_scale must be 0-2, got {config.lora_scale!r}")

@@ -22,6 +22,13 @@ from imagine.models.config import (
     check_config,
 )
 from imagine.models.files import ADAPTER_FILES, find_sdxl_files, image_encoder_problems
+from imagine.models.lora import (
+    ActiveLora,
+    apply_faceid_lora,
+    check_lora_backend,
+    lora_layers,
+    read_adapter,
+)
 from imagine.models.speed import apply_speed_switches, resolve_switches
 
 
@@ -42,6 +49,16 @@ class LoadedPipeline:
     switches: SpeedSwitches = field(default_factory=SpeedSwitches)
     faceid_variant: str = "faceid"  # "plusv2": every call needs the identity's face crops
     image_encoder_id: str | None = None  # plusv2: the CLIP image encoder's folder name
+    loras: tuple[ActiveLora, ...] = ()  # applied to the UNet (the FaceID LoRA)
+
+    def adapters(self) -> dict[str, Any]:
+        """What conditions the UNet besides the text, for the sidecar and /readyz."""
+        return {
+            "face_adapter": self.adapter_id,
+            "variant": self.faceid_variant,
+            "image_encoder": self.image_encoder_id,
+            "loras": [lora.summary() for lora in self.loras],
+        }
 
 
 def resolve_device(requested: str) -> str:
@@ -180,13 +197,18 @@ def prepare_pipeline(
         if image_encoder is None:
             raise ModelNotFound(image_encoder_problems(None)[0])
         attach_image_encoder(pipe, image_encoder)
-    pipe.load_ip_adapter(
-        str(adapter.parent),
-        subfolder="",
-        weight_name=adapter.name,
-        image_encoder_folder=None,
-        local_files_only=True,
-    )
+    #    The file is read once here, so that its LoRA (FaceID's, trained with the adapter)
+    #    is known before diffusers applies it, or would skip it without PEFT.
+    state = read_adapter(adapter)
+    layers = lora_layers(state, pipe.unet, adapter.name)
+    check_lora_backend(layers, adapter.name)
+    try:
+        pipe.load_ip_adapter(
+            state, subfolder="", weight_name=adapter.name, image_encoder_folder=None
+        )
+    except (KeyError, RuntimeError, ValueError) as exc:  # shapes or keys of another model
+        raise ModelConfigError(f"{adapter.name} could not be attached: {exc}") from None
+    del state
     embedding_dim = configure_projection(pipe, adapter, config)
     if config.profile == "smoke" and embedding_dim != config.embedding_dim:
         raise ModelConfigError(f"smoke adapter expects {embedding_dim}-d embeddings")
@@ -198,13 +220,17 @@ def prepare_pipeline(
         pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16; diffusers upcasts it too
     pipe.set_progress_bar_config(disable=True)
 
-    # 5. Memory switches. VAE slicing decodes a batch one image at a time;
+    # 5. The FaceID LoRA, checked, scaled, and fused on the device (a merge of every
+    #    attention projection: seconds on a CPU for SDXL, instant on a GPU).
+    lora = apply_faceid_lora(pipe, layers, config, adapter.name)
+
+    # 6. Memory switches. VAE slicing decodes a batch one image at a time;
     #    tiling decodes large images in overlapping tiles (needed past ~1 MP on 24 GB cards).
     pipe.vae.enable_slicing()
     if config.vae_tiling == "on":
         pipe.vae.enable_tiling()
 
-    # 6. Speed switches (README "Performance" has each one's measured effect).
+    # 7. Speed switches (README "Performance" has each one's measured effect).
     switches = resolve_switches(config, device)
     apply_speed_switches(pipe, switches)
 
@@ -222,6 +248,7 @@ def prepare_pipeline(
         switches=switches,
         faceid_variant=config.faceid_variant,
         image_encoder_id=None if image_encoder is None else image_encoder.name,
+        loras=() if lora is None else (lora,),
     )
 
 

@@ -74,6 +74,8 @@ def test_named_schedulers(smoke, name, cls):
         ({"compile_mode": "fast"}, "compile_mode='fast'"),
         ({"faceid_variant": "plus"}, "faceid_variant='plus'"),
         ({"shortcut_scale": 6.0}, "shortcut_scale must be 0-5, got 6.0"),
+        ({"lora_scale": -0.5}, "lora_scale must be 0-2, got -0.5"),
+        ({"lora_fuse": "auto"}, "lora_fuse='auto'"),
     ],
 )
 def test_bad_choices_name_the_setting(change, words, tmp_path):
