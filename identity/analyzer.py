@@ -26,6 +26,7 @@ class DetectedFace:
     nose: tuple[float, float]  # nose tip (insightface) or base (dlib)
     landmarks: np.ndarray = field(repr=False)  # [K, 2] float32, the backend's own layout
     native: object = field(default=None, repr=False, compare=False)  # backend handle
+    padded: bool = False  # found only on a copy of the photo padded with a margin
 
     @property
     def width(self) -> float:

@@ -23,7 +23,12 @@ router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=Aut
 ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 451)
 
 
-def to_public(identity: Identity, consent_version: str, retention_days: int) -> IdentityPublic:
+def to_public(
+    identity: Identity,
+    consent_version: str,
+    retention_days: int,
+    warnings: tuple[str, ...] = (),
+) -> IdentityPublic:
     return IdentityPublic(
         id=identity.id,
         created_at=identity.created_at,
@@ -35,6 +40,7 @@ def to_public(identity: Identity, consent_version: str, retention_days: int) -> 
         consent_version=consent_version,
         photos=identity.photos["items"],
         retention_until=identity.last_used_at + timedelta(days=retention_days),
+        warnings=list(warnings),
     )
 
 
@@ -116,7 +122,7 @@ def _store(
         session.add_all([record, identity])
         session.flush()  # the identity row first: its key row refers to it
         session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped_key))
-        return to_public(identity, c.version, c.retention_days)
+        return to_public(identity, c.version, c.retention_days, profile.warnings)
 
 
 @router.get("", response_model=list[IdentityPublic], responses=ERRORS)
