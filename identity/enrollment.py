@@ -52,6 +52,10 @@ class IdentityProfile:
     photos: tuple[EnrolledPhoto, ...]
     crops: tuple[Image.Image, ...] = field(repr=False)  # aligned faces, crop_size² RGB
     warnings: tuple[str, ...] = ()  # what the user should know, e.g. a face found on padding
+    # [5, 2] float32: insightface's five keypoints (eyes, nose tip, mouth corners) relative
+    # to the face box, (point - box centre) / box's longer side, averaged over the photos;
+    # what InstantID draws as its control image. None for backends of another layout.
+    keypoints: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def embedding_dim(self) -> int:
@@ -95,7 +99,7 @@ def enroll(
     if len(photos) > config.max_photos:
         raise TooManyPhotos(f"{len(photos)} photos were sent; at most {config.max_photos} are used")
 
-    embeddings, qualities, crops, warnings = [], [], [], []
+    embeddings, qualities, crops, warnings, keypoints = [], [], [], [], []
     for index, data in enumerate(photos):
         try:
             embedding, quality, crop, face = analyze_photo(data, analyzer, config)
@@ -108,6 +112,7 @@ def enroll(
         embeddings.append(embedding)
         qualities.append(quality)
         crops.append(crop)
+        keypoints.append(face_keypoints(face))
         if face.padded:
             warnings.append(
                 f"photo {index + 1}: the face fills the frame; it was found only on a copy "
@@ -136,7 +141,18 @@ def enroll(
         ),
         crops=tuple(crops),
         warnings=tuple(warnings),
+        keypoints=np.mean(keypoints, axis=0)
+        if analyzer.landmark_layout == "insightface-5"
+        else None,
     )
+
+
+def face_keypoints(face: DetectedFace) -> np.ndarray:
+    """[K, 2] float32: ``face.landmarks`` relative to its box, (point - centre) / longer side."""
+    x0, y0, x1, y1 = face.box
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
+    side = max(x1 - x0, y1 - y0, 1e-6)
+    return ((np.asarray(face.landmarks, np.float32) - centre) / side).astype(np.float32)
 
 
 def analyze_photo(

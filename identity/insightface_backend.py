@@ -99,6 +99,7 @@ class InsightFaceAnalyzer:
     # detect(): the margin added on each side, as a share of the photo's longer side,
     # when no face is found (a face filling the frame ends up at half the padded side).
     pad_ratio = 0.5
+    landmark_layout = "insightface-5"
 
     def __init__(self, app: Any, pack: str, providers: list[str]) -> None:
         from insightface.utils import face_align

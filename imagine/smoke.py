@@ -39,6 +39,7 @@ LORA_RANK = 4
 PLUS_DEPTH = 4
 PLUS_DIM_HEAD = 64
 PLUS_FF_MULT = 4
+INSTANTID_TOKENS = 16  # the InstantID resampler's queries, as in the real ip-adapter.bin
 CLIP_VISION_CONFIG: dict[str, Any] = {
     "hidden_size": 32,  # ViT-H/14: 1280; the Plus adapter's proj_in reads this width
     "intermediate_size": 64,
@@ -53,8 +54,9 @@ CLIP_VISION_CONFIG: dict[str, Any] = {
 
 class SmokeFiles(NamedTuple):
     pipeline: Path  # diffusers SDXL folder
-    adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2) weight file
+    adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2, or InstantID) weight file
     image_encoder: Path | None  # CLIP vision folder; Plus v2 only
+    controlnet: Path | None = None  # InstantID's IdentityNet (ControlNetModel folder)
 
 
 def smoke_folder(cache: Path) -> Path:
@@ -64,6 +66,13 @@ def smoke_folder(cache: Path) -> Path:
 def smoke_adapter_file(cache: Path, embedding_dim: int, variant: str = "faceid") -> Path:
     kind = "faceid" if variant == "faceid" else "faceid-plusv2"
     return cache / SMOKE_VERSION / f"ip-adapter-{kind}-smoke-{embedding_dim}d.safetensors"
+
+
+def smoke_instantid_files(cache: Path, embedding_dim: int) -> tuple[Path, Path]:
+    """InstantID's two files, named as in the InstantX/InstantID repository:
+    ``ControlNetModel/`` (IdentityNet) and an ``ip-adapter.bin`` sized to the encoder."""
+    folder = cache / SMOKE_VERSION / "instantid"
+    return folder / "ControlNetModel", folder / f"ip-adapter-smoke-{embedding_dim}d.bin"
 
 
 def smoke_image_encoder_folder(cache: Path) -> Path:
@@ -82,6 +91,18 @@ def ensure_smoke_models(cache: Path, embedding_dim: int, variant: str = "faceid"
     if not (folder / "model_index.json").is_file():
         _atomic_build(folder, _save_pipeline)
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    if variant == "instantid":
+        controlnet, adapter = smoke_instantid_files(cache, embedding_dim)
+        if not (controlnet / "config.json").is_file():
+            _atomic_build(controlnet, lambda tmp: _save_identitynet(tmp, folder))
+        if not adapter.is_file():
+            _atomic_build(
+                adapter,
+                lambda tmp: torch.save(
+                    _nested(instantid_state_dict(unet_config, embedding_dim)), tmp
+                ),
+            )
+        return SmokeFiles(folder, adapter, None, controlnet)
     if variant == "faceid":
         if not adapter.is_file():
             _atomic_build(adapter, lambda tmp: _save_adapter(tmp, unet_config, embedding_dim))
@@ -286,6 +307,83 @@ def faceid_plus_state_dict(
     state.update(_ip_adapter_layers(rand, unet_config))
     state.update(faceid_lora(rand, unet_config))
     return state
+
+
+def instantid_state_dict(
+    unet_config: dict, embedding_dim: int, *, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """A random InstantID ``ip-adapter.bin`` state dict, flat, in the original key layout.
+
+    ``image_proj`` is IP-Adapter Plus's ``Resampler`` over the face embedding:
+    ``latents`` [1, queries, dim] (InstantID: 16 x 1280), ``proj_in`` [dim, D]
+    (D = 512 for ArcFace), ``PLUS_DEPTH`` blocks (``0``: attention with
+    ``norm1``/``norm2``, ``to_q``, ``to_kv``, ``to_out``; ``1``: LayerNorm, Linear,
+    GELU, Linear), ``proj_out`` [cross, dim] and ``norm_out`` [cross]; diffusers
+    recognises it by ``latents``. ``ip_adapter`` holds ``to_k_ip`` / ``to_v_ip`` as
+    in ``faceid_state_dict``, without a LoRA (InstantID has none).
+    """
+    cross = unet_config["cross_attention_dim"]
+    dim = PLUS_DIM_HEAD  # one 64-wide head; diffusers reads heads as to_q rows // 64
+    rand = _random_weights(SEED + 2 * embedding_dim, device)
+    state = {
+        "image_proj.latents": rand(1, INSTANTID_TOKENS, dim) * dim**0.5,
+        "image_proj.proj_in.weight": rand(dim, embedding_dim, scale=4.0),
+        "image_proj.proj_in.bias": torch.zeros(dim, device=device),
+    }
+    for i in range(PLUS_DEPTH):
+        block = f"image_proj.layers.{i}"
+        for norm in (f"{block}.0.norm1", f"{block}.0.norm2", f"{block}.1.0"):
+            state[f"{norm}.weight"] = torch.ones(dim, device=device)
+            state[f"{norm}.bias"] = torch.zeros(dim, device=device)
+        state[f"{block}.0.to_q.weight"] = rand(dim, dim)
+        state[f"{block}.0.to_kv.weight"] = rand(2 * dim, dim)
+        state[f"{block}.0.to_out.weight"] = rand(dim, dim)
+        state[f"{block}.1.1.weight"] = rand(PLUS_FF_MULT * dim, dim)
+        state[f"{block}.1.3.weight"] = rand(dim, PLUS_FF_MULT * dim)
+    state["image_proj.proj_out.weight"] = rand(cross, dim)
+    state["image_proj.proj_out.bias"] = torch.zeros(cross, device=device)
+    state["image_proj.norm_out.weight"] = torch.ones(cross, device=device)
+    state["image_proj.norm_out.bias"] = torch.zeros(cross, device=device)
+    state.update(_ip_adapter_layers(rand, unet_config))
+    return state
+
+
+def _nested(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """A flat ``image_proj.* / ip_adapter.*`` state dict as the original ``.bin`` holds it."""
+    nested: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flat.items():
+        group, _, rest = key.partition(".")
+        nested[group][rest] = value
+    return nested
+
+
+def _save_identitynet(folder: Path, pipeline: Path) -> None:
+    """InstantID's IdentityNet for the smoke UNet: a ControlNet copied from it
+    (``ControlNetModel.from_unet``), saved as ``config.json`` +
+    ``diffusion_pytorch_model.safetensors``. A trained ControlNet's output convolutions
+    start at zero; here they are random, and the control-image encoder's convolutions are
+    drawn large (2x He), so that where the keypoints are drawn visibly steers the image."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline, subfolder="unet", local_files_only=True)
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(8, 16, 32, 32)
+    )
+    generator = torch.Generator().manual_seed(SEED + 3)
+    zero_convs = [
+        controlnet.controlnet_cond_embedding.conv_out,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]
+    encoder = [
+        m for m in controlnet.controlnet_cond_embedding.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    with torch.no_grad():
+        for conv, gain in [(c, 2 * 2**0.5) for c in encoder] + [(c, 1.0) for c in zero_convs]:
+            fan_in = conv.weight[0].numel()
+            draw = torch.randn(conv.weight.shape, generator=generator)
+            conv.weight.copy_(draw * gain / fan_in**0.5)
+    controlnet.save_pretrained(folder, safe_serialization=True)
 
 
 def _random_weights(seed: int, device: str):

@@ -50,7 +50,12 @@ class _Prepared:
     embedding: np.ndarray  # [D]
     backend: str
     crops: tuple[Image.Image, ...]  # aligned faces, for FaceID Plus v2; in memory only
+    keypoints: np.ndarray | None  # [5, 2] face keypoints, for InstantID
     texts: dict[str, tuple[ExpandedPrompt, float]]  # prompt -> (expansion, seconds it took)
+
+
+# embedding [D], backend, aligned crops, keypoints [5, 2] (insightface) or None
+_Identity = tuple[np.ndarray, str, tuple[Image.Image, ...], np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,8 @@ class LocalExecutor:
                 find_sdxl_files(config)
         self.settings = settings
         self.runtime = runtime  # loaded on the first run when not given
-        # photo_key -> (embedding, backend, crops) or why enrollment failed
-        self.identities: dict[str, tuple[np.ndarray, str, tuple[Image.Image, ...]] | _Refusal] = {}
+        # photo_key -> the enrolled identity, or why enrollment failed
+        self.identities: dict[str, _Identity | _Refusal] = {}
         self.failed: set[str] = set()
         self.notes: tuple[str, ...] = ()
         self.run_token = secrets.token_hex(4)  # watermark ids: <token>-<item>-<k>, unique per run
@@ -118,22 +123,20 @@ class LocalExecutor:
         assert self.runtime is not None
         pipeline, item = self.runtime.pipeline, w.item
         try:
-            embedding, backend, crops = self._identity(item, sink)
+            embedding, backend, crops, keypoints = self._identity(item, sink)
             texts = {}
             for prompt in dict.fromkeys(job.prompt for job in w.jobs):
                 start = time.perf_counter()
                 text = pipeline.expand(prompt, item.style)
                 texts[prompt] = (text, time.perf_counter() - start)
                 sink.timing("expand", texts[prompt][1])
-                pipeline.check_inputs(item.request(prompt), embedding, crops)
+                pipeline.check_inputs(item.request(prompt), embedding, crops, keypoints)
         except Exception as exc:
             self._fail(item.id, exc, sink)
             return None
-        return _Prepared(item, embedding, backend, crops, texts)
+        return _Prepared(item, embedding, backend, crops, keypoints, texts)
 
-    def _identity(
-        self, item: BatchItem, sink: Sink
-    ) -> tuple[np.ndarray, str, tuple[Image.Image, ...]]:
+    def _identity(self, item: BatchItem, sink: Sink) -> _Identity:
         if item.photo_key not in self.identities:
             start = time.perf_counter()
             try:
@@ -142,6 +145,7 @@ class LocalExecutor:
                     profile.embedding,
                     profile.backend,
                     profile.crops,
+                    profile.keypoints,
                 )
             except Exception as exc:
                 code = error_code(exc) or "internal_error"
@@ -171,6 +175,7 @@ class LocalExecutor:
                 embedding=g[0].prepared.embedding,
                 seeds=tuple(r.job.seed for r in g),
                 face_crops=g[0].prepared.crops,
+                keypoints=g[0].prepared.keypoints,
             )
             for g in groups
         ]

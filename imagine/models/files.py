@@ -29,13 +29,17 @@ IMAGE_ENCODER_WEIGHTS = (
 ADAPTER_FILES = {
     "faceid": "ip-adapter-faceid_sdxl.bin",
     "plusv2": "ip-adapter-faceid-plusv2_sdxl.bin",
+    "instantid": "ip-adapter.bin",  # InstantX/InstantID's
 }
+# InstantID's IdentityNet, as InstantX/InstantID ships it: a diffusers ControlNet folder.
+CONTROLNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
 class SdxlFiles(NamedTuple):
     weights: Path  # diffusers folder or single-file checkpoint
     adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2) weight file
     image_encoder: Path | None  # CLIP image-encoder folder; plusv2 only
+    controlnet: Path | None = None  # InstantID's ControlNetModel/ folder; instantid only
 
 
 def find_sdxl_files(config: ModelConfig) -> SdxlFiles:
@@ -72,10 +76,36 @@ def find_sdxl_files(config: ModelConfig) -> SdxlFiles:
     if config.faceid_variant == "plusv2":
         image_encoder = config.image_encoder
         problems += image_encoder_problems(image_encoder)
+    controlnet = None
+    if config.faceid_variant == "instantid":
+        controlnet = config.controlnet
+        problems += controlnet_problems(controlnet)
     if problems:
         raise ModelNotFound("the sdxl profile cannot load:\n  - " + "\n  - ".join(problems))
     assert model_dir is not None and adapter is not None
-    return SdxlFiles(model_dir, adapter, image_encoder)
+    return SdxlFiles(model_dir, adapter, image_encoder, controlnet)
+
+
+def controlnet_problems(folder: Path | None) -> list[str]:
+    """What keeps ``folder`` from loading as InstantID's IdentityNet."""
+    if folder is None:
+        return [
+            "IMAGINE_INSTANTID_CONTROLNET is not set: InstantID (IMAGINE_FACEID_VARIANT="
+            "instantid) needs its IdentityNet, the ControlNetModel/ folder of InstantX/InstantID "
+            f"(config.json, {CONTROLNET_WEIGHTS[0]})"
+        ]
+    if not folder.is_dir():
+        return [f"{folder}: no such folder (InstantID's ControlNetModel/ expected)"]
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / name).is_file() for name in CONTROLNET_WEIGHTS):
+        missing.append(" or ".join(CONTROLNET_WEIGHTS))
+    if missing:
+        return [
+            f"{folder} is not InstantID's ControlNetModel folder; missing: {', '.join(missing)}"
+        ]
+    return []
 
 
 def image_encoder_problems(folder: Path | None) -> list[str]:

@@ -50,6 +50,8 @@ class LoadedPipeline:
     faceid_variant: str = "faceid"  # "plusv2": every call needs the identity's face crops
     image_encoder_id: str | None = None  # plusv2: the CLIP image encoder's folder name
     loras: tuple[ActiveLora, ...] = ()  # applied to the UNet (the FaceID LoRA)
+    identitynet_id: str | None = None  # instantid: the IdentityNet (ControlNet) folder name
+    identitynet_scale: float = 0.8  # instantid: controlnet_conditioning_scale
 
     def adapters(self) -> dict[str, Any]:
         """What conditions the UNet besides the text, for the sidecar and /readyz."""
@@ -57,6 +59,7 @@ class LoadedPipeline:
             "face_adapter": self.adapter_id,
             "variant": self.faceid_variant,
             "image_encoder": self.image_encoder_id,
+            "identitynet": self.identitynet_id,
             "loras": [lora.summary() for lora in self.loras],
         }
 
@@ -129,7 +132,7 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
     if config.profile == "smoke":
         from imagine.smoke import SMOKE_VERSION, ensure_smoke_models
 
-        folder, adapter, image_encoder = ensure_smoke_models(
+        folder, adapter, image_encoder, controlnet = ensure_smoke_models(
             config.cache, config.embedding_dim, config.faceid_variant
         )
         model_id = SMOKE_VERSION
@@ -141,7 +144,7 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
             add_watermarker=False,  # provenance marks images after decoding (imagine/provenance)
         )
     else:
-        weights, adapter, image_encoder = find_sdxl_files(config)
+        weights, adapter, image_encoder, controlnet = find_sdxl_files(config)
         model_id = weights.name
         if weights.is_dir():
             pipe = StableDiffusionXLPipeline.from_pretrained(
@@ -155,7 +158,26 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
                 local_files_only=True,
                 add_watermarker=False,
             )
+    if controlnet is not None:
+        pipe = attach_identitynet(pipe, controlnet, dtype)
     return prepare_pipeline(pipe, adapter, config, model_id=model_id, image_encoder=image_encoder)
+
+
+def attach_identitynet(pipe: Any, folder: Path, dtype: Any) -> Any:
+    """InstantID: the SDXL components again as a ``StableDiffusionXLControlNetPipeline``
+    (no copy) with IdentityNet, InstantID's ControlNet, loaded from ``folder``."""
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+    try:
+        controlnet = ControlNetModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelConfigError(f"{folder} could not be loaded as a ControlNet: {exc}") from None
+    if controlnet.config.cross_attention_dim != pipe.unet.config.cross_attention_dim:
+        raise ModelConfigError(
+            f"{folder} is a ControlNet for {controlnet.config.cross_attention_dim}-wide "
+            f"cross-attention, the UNet has {pipe.unet.config.cross_attention_dim}: not SDXL's"
+        )
+    return StableDiffusionXLControlNetPipeline.from_pipe(pipe, controlnet=controlnet)
 
 
 def prepare_pipeline(
@@ -249,7 +271,16 @@ def prepare_pipeline(
         faceid_variant=config.faceid_variant,
         image_encoder_id=None if image_encoder is None else image_encoder.name,
         loras=() if lora is None else (lora,),
+        identitynet_id=_identitynet_id(pipe),
+        identitynet_scale=config.identitynet_scale,
     )
+
+
+def _identitynet_id(pipe: Any) -> str | None:
+    controlnet = getattr(pipe, "controlnet", None)
+    if controlnet is None:
+        return None
+    return Path(controlnet.config.get("_name_or_path", "ControlNetModel")).name
 
 
 def attach_image_encoder(pipe: Any, folder: Path) -> None:
@@ -286,6 +317,17 @@ def configure_projection(pipe: Any, adapter: Path, config: ModelConfig) -> int:
     )
 
     projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    if config.faceid_variant == "instantid":
+        # InstantID's image projection is IP-Adapter Plus's Resampler over the embedding.
+        from diffusers.models.embeddings import IPAdapterPlusImageProjection
+
+        if not isinstance(projection, IPAdapterPlusImageProjection):
+            raise ModelConfigError(
+                f"IMAGINE_FACEID_VARIANT=instantid but {adapter.name} is not InstantID's "
+                f"adapter ({type(projection).__name__}, no resampler latents); use "
+                f"{ADAPTER_FILES['instantid']} from InstantX/InstantID"
+            )
+        return int(projection.proj_in.in_features)
     if config.faceid_variant == "faceid":
         if not isinstance(projection, IPAdapterFaceIDImageProjection):
             raise ModelConfigError(
