@@ -264,7 +264,12 @@ def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -
         # One statement, so that the blob and its key come from one snapshot (a concurrent
         # seal_legacy_embeddings replaces both).
         identity = s.execute(
-            select(Identity.embedding_encrypted, IdentityKey.wrapped_key, Identity.backend)
+            select(
+                Identity.embedding_encrypted,
+                IdentityKey.wrapped_key,
+                Identity.backend,
+                Identity.keypoints_encrypted,
+            )
             .outerjoin(IdentityKey, IdentityKey.identity_id == Identity.id)
             .where(Identity.id == job.identity_id)
         ).one_or_none()
@@ -272,15 +277,18 @@ def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -
             return None  # erased since it was claimed
         request, expanded = dict(job.request), dict(job.expanded or {})
         identity_id = job.identity_id
-        blob, wrapped_key, backend = identity
+        blob, wrapped_key, backend, keypoints_blob = identity
     spec = GenerationSpec.from_dict(request)
     base = secrets.randbelow(2**31) if spec.seed is None else spec.seed
     text = stored_expansion(expanded) or pipeline.expand(spec.prompt, spec.style)
     embedding = ctx.cipher.decrypt(blob, identity_id, wrapped_key)
+    keypoints = None  # InstantID's; the face goes in the centre (FacePlacement's default)
+    if keypoints_blob is not None and wrapped_key is not None:
+        keypoints = ctx.cipher.decrypt_keypoints(keypoints_blob, identity_id, wrapped_key)
     return _Job(
         claim,
         spec,
-        GenerationRequest(spec.prompt, text, embedding, spec.seeds(base)),
+        GenerationRequest(spec.prompt, text, embedding, spec.seeds(base), keypoints=keypoints),
         identity_id,
         backend,
     )
@@ -304,7 +312,7 @@ def run_jobs(
             job = load_job(ctx, pipeline, claim)
             if job is None:
                 continue
-            pipeline.check_inputs(job.spec, job.request.embedding)
+            pipeline.check_inputs(job.spec, job.request.embedding, keypoints=job.request.keypoints)
             jobs.append(job)
     if not jobs:
         return

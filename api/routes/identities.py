@@ -107,13 +107,16 @@ def _store(
         )
         identity_id = new_id("idn")
         summary = profile.summary()
-        sealed, wrapped_key = services.cipher.seal(profile.embedding, identity_id)
+        sealed, sealed_keypoints, wrapped_key = services.cipher.seal_identity(
+            profile.embedding, profile.keypoints, identity_id
+        )
         identity = Identity(
             id=identity_id,
             user_id=user_id,
             consent_id=record.id,
             residence=residence,
             embedding_encrypted=sealed,
+            keypoints_encrypted=sealed_keypoints,
             embedding_dim=profile.embedding_dim,
             backend=profile.backend,
             model_id=profile.model_id,
