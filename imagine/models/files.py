@@ -94,18 +94,7 @@ def controlnet_problems(folder: Path | None) -> list[str]:
             "instantid) needs its IdentityNet, the ControlNetModel/ folder of InstantX/InstantID "
             f"(config.json, {CONTROLNET_WEIGHTS[0]})"
         ]
-    if not folder.is_dir():
-        return [f"{folder}: no such folder (InstantID's ControlNetModel/ expected)"]
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    if not any((folder / name).is_file() for name in CONTROLNET_WEIGHTS):
-        missing.append(" or ".join(CONTROLNET_WEIGHTS))
-    if missing:
-        return [
-            f"{folder} is not InstantID's ControlNetModel folder; missing: {', '.join(missing)}"
-        ]
-    return []
+    return folder_problems(folder, "InstantID's ControlNetModel folder", CONTROLNET_WEIGHTS)
 
 
 def image_encoder_problems(folder: Path | None) -> list[str]:
@@ -116,13 +105,19 @@ def image_encoder_problems(folder: Path | None) -> list[str]:
             "plusv2) needs a CLIP ViT-H/14 image-encoder folder "
             "(laion/CLIP-ViT-H-14-laion2B-s32B-b79K: config.json, model.safetensors)"
         ]
+    return folder_problems(folder, "a CLIP image-encoder folder", IMAGE_ENCODER_WEIGHTS)
+
+
+def folder_problems(folder: Path, what: str, weights: tuple[str, ...]) -> list[str]:
+    """A model folder as diffusers / transformers save it: ``config.json`` and one of
+    ``weights``; what is missing, as one line naming ``what`` the folder should be."""
     if not folder.is_dir():
-        return [f"{folder}: no such folder (CLIP ViT-H/14 image encoder expected)"]
+        return [f"{folder}: no such folder ({what} expected)"]
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
-    if not any((folder / name).is_file() for name in IMAGE_ENCODER_WEIGHTS):
-        missing.append(" or ".join(IMAGE_ENCODER_WEIGHTS[:2]))
+    if not any((folder / name).is_file() for name in weights):
+        missing.append(" or ".join(weights[:2]))
     if missing:
-        return [f"{folder} is not a CLIP image-encoder folder; missing: {', '.join(missing)}"]
+        return [f"{folder} is not {what}; missing: {', '.join(missing)}"]
     return []

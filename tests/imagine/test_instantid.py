@@ -206,3 +206,24 @@ def test_imagine_generate_with_insightface_places_the_enrolled_face(
         "missing_face_keypoints",
         "embedding_mismatch",
     )
+
+
+def test_imagine_batch_runs_instantid_with_each_items_keypoints(
+    capsys, env, portrait, tmp_path, instantid
+):
+    root = write_pack(tmp_path / "insightface", [ASTRONAUT], (512, 512))
+    manifest = portrait.parent / "m.jsonl"
+    manifest.write_text('{"id": "me", "photos": ["me.jpg"], "prompt": "me on Mars", "seed": 3}\n')
+    env = {
+        **env,
+        "IMAGINE_FACEID_VARIANT": "instantid",
+        "IMAGINE_FACE_BACKEND": "insightface",
+        "IMAGINE_INSIGHTFACE_ROOT": str(root),
+        "IMAGINE_INSIGHTFACE_PACK": "tiny",
+    }
+    out = tmp_path / "out"
+    code = main(["batch", str(manifest), "--out", str(out), *SMALL_ARGS], environ=env)
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    sidecar = json.loads((out / "me" / "0.json").read_text())
+    assert sidecar["adapters"]["identitynet"] == "ControlNetModel"
