@@ -6,6 +6,9 @@ cross-attention layer attends to next to the text tokens, scaled by
 ``adapter_scale``. With FaceID Plus v2 those tokens come from a perceiver
 resampler that also attends to CLIP ViT-H/14 features of the aligned face
 crops (face structure), so the call takes the crops next to the embedding.
+With InstantID (Wang et al. 2024, arXiv:2401.07519) a resampler makes 16
+tokens of the embedding, and IdentityNet, a ControlNet that attends to those
+tokens, reads the face's five keypoints drawn where the request places the face.
 Read ``generate_batch``, the core every entry point runs, top to bottom; each
 numbered step is one stage with its own timing (synchronised with the device).
 ``__call__`` is one request through it.
@@ -236,8 +239,10 @@ class PersonalizedPipeline:
             .reshape((1, 1, 1, -1) if instantid else (1, 1, -1))
             .to(device=device, dtype=pipe.unet.dtype)
             for r in requests
-        ]  # [1, 1, D] each
-        controls = [  # InstantID: the keypoints drawn where each request wants the face
+        ]  # [1, 1, D] each ([1, 1, 1, D] for InstantID)
+        # InstantID: each request's keypoints drawn where it wants the face, W x H RGB (step
+        # 1 refused an InstantID request without keypoints, so this is one per request).
+        controls = [
             control_image(r.keypoints, r.placement, width, height)
             for r in requests
             if instantid and r.keypoints is not None
