@@ -69,6 +69,25 @@ class EmbeddingCipher:
         data_key = AESGCM.generate_key(bit_length=KEY * 8)
         return self.encrypt(embedding, identity_id, data_key), self.wrap(data_key, identity_id)
 
+    def seal_identity(
+        self, embedding: np.ndarray, keypoints: np.ndarray | None, identity_id: str
+    ) -> tuple[bytes, bytes | None, bytes]:
+        """(embedding ciphertext, keypoints ciphertext or None, wrapped data key) for a new
+        identity: both under one fresh data key, so erasure shreds both at once."""
+        data_key = AESGCM.generate_key(bit_length=KEY * 8)
+        sealed_keypoints = None
+        if keypoints is not None:
+            plain = np.asarray(keypoints, dtype="<f4").tobytes()  # [5, 2] float32
+            sealed_keypoints = _seal(AESGCM(data_key), plain, _keypoints_label(identity_id))
+        embedding_blob = self.encrypt(embedding, identity_id, data_key)
+        return embedding_blob, sealed_keypoints, self.wrap(data_key, identity_id)
+
+    def decrypt_keypoints(self, blob: bytes, identity_id: str, wrapped_key: bytes) -> np.ndarray:
+        """The [5, 2] float32 face keypoints that ``seal_identity`` sealed."""
+        aead = AESGCM(self.unwrap(wrapped_key, identity_id))
+        plain = _open(aead, blob, _keypoints_label(identity_id), f"keypoints of {identity_id}")
+        return np.frombuffer(plain, dtype="<f4").astype(np.float32).reshape(-1, 2)
+
     def wrap(self, data_key: bytes, identity_id: str) -> bytes:
         return _seal(self._master, data_key, _key_label(identity_id))
 
@@ -95,6 +114,10 @@ class EmbeddingCipher:
 
 def _embedding_label(identity_id: str) -> bytes:
     return identity_id.encode()  # as legacy blobs were bound, so both formats share it
+
+
+def _keypoints_label(identity_id: str) -> bytes:
+    return b"keypoints:" + identity_id.encode()  # never opens as an embedding, or vice versa
 
 
 def _key_label(identity_id: str) -> bytes:

@@ -115,6 +115,7 @@ SUBMIT_CHECKS = select(
     _ID.backend,
     _ID.residence,
     _ID.last_used_at,
+    _ID.keypoints_encrypted.is_not(None).label("has_keypoints"),
     ACTIVE_OF_USER.label("active"),
 ).where(_ID.id == bindparam("identity_id"))
 SAME_KEY = select(JOB.id, JOB.status, JOB.request_sha256).where(
@@ -141,8 +142,9 @@ def replay(c: Connection, user_id: str, idempotency_key: str | None, digest: str
 
 def submission_checks(c: Connection, user_id: str, identity_id: str) -> Row | None:
     """What a submission checks of the identity (``user_id``, ``embedding_dim``,
-    ``backend``, ``residence``, ``last_used_at``) and ``active``, the user's queued and
-    running jobs; None when there is no such identity. The caller checks the owner."""
+    ``backend``, ``residence``, ``last_used_at``, ``has_keypoints``) and ``active``, the
+    user's queued and running jobs; None when there is no such identity. The caller checks
+    the owner."""
     return c.execute(SUBMIT_CHECKS, {"identity_id": identity_id, "user_id": user_id}).first()
 
 

@@ -189,6 +189,9 @@ class RayExecutor:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def models(self) -> dict[str, Any] | None:
+        return None  # the pipelines are the replicas'; each job's sidecar names its adapters
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop handing out jobs. A local Ray started here ends with its replicas (their
         jobs go back to the queue when their leases run out); a cluster's deployment

@@ -95,6 +95,8 @@ class IdentityPublic(BaseModel):
     consent_version: str
     photos: list[PhotoQuality]
     retention_until: datetime
+    # at enrollment only: e.g. a face found only on a padded copy of a photo
+    warnings: list[str] = []
 
 
 class IdentityUpdate(Strict):

@@ -140,11 +140,13 @@ def build_storage(settings: ServiceSettings) -> Storage:
 
 def refuse_face_crop_adapters(settings: ServiceSettings) -> None:
     """The service keeps no face crops (only the encrypted embedding: biometric data
-    minimisation), so it cannot feed FaceID Plus v2, which needs them on every call."""
-    if settings.faceid_variant != "faceid":
+    minimisation), so it cannot feed FaceID Plus v2, which needs them on every call.
+    InstantID's five keypoints are kept, sealed like the embedding, so it runs here."""
+    if settings.faceid_variant == "plusv2":
         raise SettingsError(
-            f"IMAGINE_FACEID_VARIANT={settings.faceid_variant!r}: the service runs plain "
-            "FaceID only; it stores no face crops (only the encrypted embedding), and FaceID "
-            "Plus v2 needs them. Use IMAGINE_FACEID_VARIANT=faceid for `imagine serve`; "
-            "plusv2 works with `imagine generate` and `imagine batch`"
+            f"IMAGINE_FACEID_VARIANT={settings.faceid_variant!r}: the service runs FaceID "
+            "and InstantID; it stores no face crops (only the encrypted embedding and "
+            "keypoints), and FaceID Plus v2 needs them. Use IMAGINE_FACEID_VARIANT=faceid or "
+            "instantid for `imagine serve`; plusv2 works with `imagine generate` and "
+            "`imagine batch`"
         )

@@ -102,6 +102,9 @@ class Identity(Base):
     # AES-GCM under the data key in identity_keys (legacy: under the master key), api/crypto.py
     embedding_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     embedding_dim: Mapped[int] = mapped_column(Integer)
+    # InstantID's five face keypoints, sealed like the embedding; None when the backend
+    # gave none (dlib) or the identity was enrolled before migration 0008
+    keypoints_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     backend: Mapped[str] = mapped_column(String(32))
     model_id: Mapped[str] = mapped_column(String(128))
     photos: Mapped[dict[str, Any]] = mapped_column()  # per-photo quality figures, no pixels

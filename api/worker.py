@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -70,6 +70,11 @@ class Executor(Protocol):
 
     def status(self) -> tuple[bool, str]:
         """(ready, detail) for /readyz."""
+        ...
+
+    def models(self) -> dict[str, Any] | None:
+        """The face adapter and LoRAs this executor's pipeline runs with, for /readyz;
+        None until loaded, or when jobs run in other processes."""
         ...
 
 
@@ -141,6 +146,9 @@ class _WorkerThread:
     def status(self) -> tuple[bool, str]:
         return self._ready and self._thread.is_alive(), self._detail
 
+    def models(self) -> dict[str, Any] | None:
+        return None
+
     def is_alive(self) -> bool:
         """The thread runs: getting ready, or claiming jobs (False once it failed or stopped)."""
         return self._thread.is_alive()
@@ -185,6 +193,9 @@ class InProcessExecutor(_WorkerThread):
         assert self._load is not None, "the in-process executor loads a pipeline"
         self.runtime = self._load()
         return "ready"
+
+    def models(self) -> dict[str, Any] | None:
+        return None if self.runtime is None else self.runtime.pipeline.loaded.adapters()
 
     def _work(self, claim: Claim) -> None:
         assert self.runtime is not None  # _prepare loaded it before any claim
@@ -265,7 +276,12 @@ def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -
         # One statement, so that the blob and its key come from one snapshot (a concurrent
         # seal_legacy_embeddings replaces both).
         identity = s.execute(
-            select(Identity.embedding_encrypted, IdentityKey.wrapped_key, Identity.backend)
+            select(
+                Identity.embedding_encrypted,
+                IdentityKey.wrapped_key,
+                Identity.backend,
+                Identity.keypoints_encrypted,
+            )
             .outerjoin(IdentityKey, IdentityKey.identity_id == Identity.id)
             .where(Identity.id == job.identity_id)
         ).one_or_none()
@@ -273,15 +289,18 @@ def load_job(ctx: WorkerContext, pipeline: PersonalizedPipeline, claim: Claim) -
             return None  # erased since it was claimed
         request, expanded = dict(job.request), dict(job.expanded or {})
         identity_id = job.identity_id
-        blob, wrapped_key, backend = identity
+        blob, wrapped_key, backend, keypoints_blob = identity
     spec = GenerationSpec.from_dict(request)
     base = secrets.randbelow(2**31) if spec.seed is None else spec.seed
     text = stored_expansion(expanded) or pipeline.expand(spec.prompt, spec.style)
     embedding = ctx.cipher.decrypt(blob, identity_id, wrapped_key)
+    keypoints = None  # InstantID's; the face goes in the centre (FacePlacement's default)
+    if keypoints_blob is not None and wrapped_key is not None:
+        keypoints = ctx.cipher.decrypt_keypoints(keypoints_blob, identity_id, wrapped_key)
     return _Job(
         claim,
         spec,
-        GenerationRequest(spec.prompt, text, embedding, spec.seeds(base)),
+        GenerationRequest(spec.prompt, text, embedding, spec.seeds(base), keypoints=keypoints),
         identity_id,
         backend,
     )
@@ -305,7 +324,7 @@ def run_jobs(
             job = load_job(ctx, pipeline, claim)
             if job is None:
                 continue
-            pipeline.check_inputs(job.spec, job.request.embedding)
+            pipeline.check_inputs(job.spec, job.request.embedding, keypoints=job.request.keypoints)
             jobs.append(job)
     if not jobs:
         return
@@ -533,6 +552,9 @@ class NoExecutor:
 
     def status(self) -> tuple[bool, str]:
         return True, "none (jobs run in imagine worker processes)"
+
+    def models(self) -> dict[str, Any] | None:
+        return None
 
 
 def _ray(ctx: WorkerContext, settings: ServiceSettings) -> Executor:

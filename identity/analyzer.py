@@ -26,6 +26,7 @@ class DetectedFace:
     nose: tuple[float, float]  # nose tip (insightface) or base (dlib)
     landmarks: np.ndarray = field(repr=False)  # [K, 2] float32, the backend's own layout
     native: object = field(default=None, repr=False, compare=False)  # backend handle
+    padded: bool = False  # found only on a copy of the photo padded with a margin
 
     @property
     def width(self) -> float:
@@ -47,6 +48,9 @@ class FaceAnalyzer(Protocol):
     embedding_dim: int  # 128 for dlib, 512 for ArcFace
     min_detection_score: float  # detections below this are false positives
     match_threshold: float  # cosine similarity at or above which two faces are one person
+    # what DetectedFace.landmarks hold: "insightface-5" (eye centres, nose tip, mouth
+    # corners: the keypoints InstantID's IdentityNet was trained on) or "dlib-5"
+    landmark_layout: str
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in ``image`` ([H, W, 3] uint8 RGB), best first; may include low scores."""

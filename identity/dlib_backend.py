@@ -44,6 +44,7 @@ def models_folder() -> Path:
 
 class DlibFaceAnalyzer:
     name = "dlib"
+    landmark_layout = "dlib-5"  # eye corners (two each) and the base of the nose
     model_id = "dlib_face_recognition_resnet_model_v1"
     embedding_dim = 128
     # HOG scores: real frontal faces score about 0.6-3; the astronaut photo's

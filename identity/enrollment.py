@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from identity.analyzer import FaceAnalyzer, l2_normalize
+from identity.analyzer import DetectedFace, FaceAnalyzer, l2_normalize
 from identity.errors import IdentityError, IdentityMismatch, InvalidImage, TooManyPhotos
 from identity.ingest import IngestLimits, load_photo
 from identity.quality import (
@@ -51,6 +51,11 @@ class IdentityProfile:
     match_threshold: float
     photos: tuple[EnrolledPhoto, ...]
     crops: tuple[Image.Image, ...] = field(repr=False)  # aligned faces, crop_size² RGB
+    warnings: tuple[str, ...] = ()  # what the user should know, e.g. a face found on padding
+    # [5, 2] float32: insightface's five keypoints (eyes, nose tip, mouth corners) relative
+    # to the face box, (point - box centre) / box's longer side, averaged over the photos;
+    # what InstantID draws as its control image. None for backends of another layout.
+    keypoints: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def embedding_dim(self) -> int:
@@ -64,6 +69,7 @@ class IdentityProfile:
             "backend": self.backend,
             "model_id": self.model_id,
             "match_threshold": self.match_threshold,
+            "warnings": list(self.warnings),
             "photos": [
                 {**p.quality.to_dict(), "similarity_to_profile": round(p.similarity, 4)}
                 for p in self.photos
@@ -93,10 +99,10 @@ def enroll(
     if len(photos) > config.max_photos:
         raise TooManyPhotos(f"{len(photos)} photos were sent; at most {config.max_photos} are used")
 
-    embeddings, qualities, crops = [], [], []
+    embeddings, qualities, crops, warnings, keypoints = [], [], [], [], []
     for index, data in enumerate(photos):
         try:
-            embedding, quality, crop = analyze_photo(data, analyzer, config)
+            embedding, quality, crop, face = analyze_photo(data, analyzer, config)
         except IdentityError as exc:
             if len(photos) > 1:
                 exc.message = f"photo {index + 1}: {exc.message}"
@@ -106,6 +112,13 @@ def enroll(
         embeddings.append(embedding)
         qualities.append(quality)
         crops.append(crop)
+        keypoints.append(face_keypoints(face))
+        if face.padded:
+            warnings.append(
+                f"photo {index + 1}: the face fills the frame; it was found only on a copy "
+                "padded with a margin. A photo with some space around the face detects "
+                "more reliably"
+            )
 
     for (i, a), (j, b) in itertools.combinations(enumerate(embeddings), 2):
         score = float(np.dot(a, b))
@@ -127,20 +140,32 @@ def enroll(
             for q, e in zip(qualities, embeddings, strict=True)
         ),
         crops=tuple(crops),
+        warnings=tuple(warnings),
+        keypoints=np.mean(keypoints, axis=0)
+        if analyzer.landmark_layout == "insightface-5"
+        else None,
     )
+
+
+def face_keypoints(face: DetectedFace) -> np.ndarray:
+    """[K, 2] float32: ``face.landmarks`` relative to its box, (point - centre) / longer side."""
+    x0, y0, x1, y1 = face.box
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
+    side = max(x1 - x0, y1 - y0, 1e-6)
+    return ((np.asarray(face.landmarks, np.float32) - centre) / side).astype(np.float32)
 
 
 def analyze_photo(
     data: bytes, analyzer: FaceAnalyzer, config: EnrollmentConfig
-) -> tuple[np.ndarray, FaceQuality, Image.Image]:
-    """One enrollment photo: its embedding [D], quality figures and aligned crop."""
+) -> tuple[np.ndarray, FaceQuality, Image.Image, DetectedFace]:
+    """One enrollment photo: its embedding [D], quality figures, aligned crop and the face."""
     pixels = load_photo(data, config.limits).array()
     face, detected = select_face(analyzer.detect(pixels), analyzer, config.thresholds)
     small = analyzer.align(pixels, face, QUALITY_CROP)
     quality = measure(pixels, face, small, detected)
     check(quality, config.thresholds)
     crop = Image.fromarray(analyzer.align(pixels, face, config.crop_size), "RGB")
-    return analyzer.embed(pixels, face), quality, crop
+    return analyzer.embed(pixels, face), quality, crop, face
 
 
 def embed_largest_face(image: np.ndarray, analyzer: FaceAnalyzer) -> np.ndarray | None:

@@ -96,6 +96,10 @@ class InsightFaceAnalyzer:
     # mostly score 0.4-0.8, different people under 0.2; 0.3 is the usual
     # verification operating point for insightface's recognition models.
     match_threshold = 0.30
+    # detect(): the margin added on each side, as a share of the photo's longer side,
+    # when no face is found (a face filling the frame ends up at half the padded side).
+    pad_ratio = 0.5
+    landmark_layout = "insightface-5"
 
     def __init__(self, app: Any, pack: str, providers: list[str]) -> None:
         from insightface.utils import face_align
@@ -145,12 +149,33 @@ class InsightFaceAnalyzer:
         return cls(app, settings.insightface_pack, providers)
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Faces in ``image``; when none is real, faces found on a padded copy.
+
+        SCRFD runs at 640 px, and a face that fills the frame is then larger than its
+        biggest anchors: it is missed. IP-Adapter FaceID's and InstantID's authors pad
+        such photos before detection; so does this, once, with a black margin of
+        ``pad_ratio`` of the longer side on every side, and maps the faces back into
+        the photo's coordinates (``DetectedFace.padded``). Alignment then reads past the
+        photo's edges as black, as it would have on the padded copy.
+        """
+        faces = self._scan(image)
+        if any(f.score >= self.min_detection_score for f in faces):
+            return faces
+        margin = round(self.pad_ratio * max(image.shape[:2]))
+        padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)))
+        return self._scan(padded, offset=margin) or faces
+
+    def _scan(self, image: np.ndarray, offset: int = 0) -> list[DetectedFace]:
+        """Detections in ``image``, shifted by ``-offset`` (the margin of a padded copy)."""
         from insightface.app.common import Face
 
         boxes, kpss = self._detector.detect(_bgr(image))  # [N, 5] x0 y0 x1 y1 score, [N, 5, 2]
+        boxes, kpss = np.array(boxes), np.array(kpss, dtype=np.float32)
+        boxes[:, :4] -= offset
+        kpss -= offset
         faces = []
         for i, row in enumerate(boxes):
-            kps = np.asarray(kpss[i], dtype=np.float32)  # eyes, nose tip, mouth corners
+            kps = kpss[i]  # [5, 2] eyes, nose tip, mouth corners
             left, right = sorted((kps[0], kps[1]), key=lambda p: float(p[0]))
             faces.append(
                 DetectedFace(
@@ -161,6 +186,7 @@ class InsightFaceAnalyzer:
                     nose=(float(kps[2][0]), float(kps[2][1])),
                     landmarks=kps,
                     native=Face(bbox=row[:4], kps=kps, det_score=float(row[4])),
+                    padded=offset > 0,
                 )
             )
         return sorted(faces, key=lambda f: f.score, reverse=True)

@@ -96,6 +96,7 @@ def sidecar(
         "profile": result.profile,
         "model_id": result.model_id,
         "adapter_id": result.adapter_id,
+        "adapters": result.adapters,  # face adapter, variant, and the LoRAs applied
         "face_backend": face_backend,
         "identity_similarity": item.identity_score.similarity,
         "identity_similarity_note": item.identity_score.note,

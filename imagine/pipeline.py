@@ -6,6 +6,9 @@ cross-attention layer attends to next to the text tokens, scaled by
 ``adapter_scale``. With FaceID Plus v2 those tokens come from a perceiver
 resampler that also attends to CLIP ViT-H/14 features of the aligned face
 crops (face structure), so the call takes the crops next to the embedding.
+With InstantID (Wang et al. 2024, arXiv:2401.07519) a resampler makes 16
+tokens of the embedding, and IdentityNet, a ControlNet that attends to those
+tokens, reads the face's five keypoints drawn where the request places the face.
 Read ``generate_batch``, the core every entry point runs, top to bottom; each
 numbered step is one stage with its own timing (synchronised with the device).
 ``__call__`` is one request through it.
@@ -25,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from imagine.errors import ImagineError
+from imagine.face_keypoints import FacePlacement, control_image
 from imagine.models.loading import LoadedPipeline
 from imagine.postprocess import IdentityScore, IdentityScorer, rank_by_similarity
 from imagine.request import GenerationLimits, GenerationSpec, InvalidArgument, check_seed
@@ -63,6 +67,7 @@ class GenerationResult:
     profile: str
     model_id: str
     adapter_id: str
+    adapters: dict[str, Any] = field(default_factory=dict)  # LoadedPipeline.adapters()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     warnings: list[str] = field(default_factory=list)
 
@@ -80,6 +85,8 @@ class GenerationRequest:
     embedding: np.ndarray  # [D] face embedding
     seeds: tuple[int, ...]  # one image per seed, in this order
     face_crops: tuple[Image.Image, ...] = ()  # aligned crops; FaceID Plus v2 needs them
+    keypoints: np.ndarray | None = None  # [5, 2] relative to the face box; InstantID needs them
+    placement: FacePlacement = field(default_factory=FacePlacement)  # InstantID: face position
 
 
 class PersonalizedPipeline:
@@ -122,6 +129,8 @@ class PersonalizedPipeline:
         adapter_scale: float | None = None,
         best_of: int = 1,
         face_crops: Sequence[Image.Image] = (),
+        keypoints: np.ndarray | None = None,
+        placement: FacePlacement | None = None,
         text: ExpandedPrompt | None = None,
         progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
@@ -129,15 +138,18 @@ class PersonalizedPipeline:
         """One request: ``generate_batch`` of it alone, then the best ``n`` of its
         ``n * best_of`` candidates by identity similarity. ``face_crops``: the identity's
         aligned face crops (``IdentityProfile.crops``); FaceID Plus v2 needs at least one,
-        plain FaceID ignores them. ``text``: the expansion, when the caller made it."""
+        plain FaceID ignores them. ``keypoints``: the identity's five face keypoints
+        (``IdentityProfile.keypoints``), which InstantID draws at ``placement`` (centred by
+        default). ``text``: the expansion, when the caller made it."""
         spec = GenerationSpec(prompt, n, seed, steps, width, height, style, adapter_scale, best_of)
-        spec = self.check_inputs(spec, embedding, face_crops)
+        spec = self.check_inputs(spec, embedding, face_crops, keypoints)
+        placement = (placement or FacePlacement()).checked()
         clock = time.perf_counter()
         text = self.expand(spec.prompt, style) if text is None else text
         expand_s = time.perf_counter() - clock
         base = secrets.randbelow(2**31) if seed is None else seed
         request = GenerationRequest(
-            spec.prompt, text, embedding, spec.seeds(base), tuple(face_crops)
+            spec.prompt, text, embedding, spec.seeds(base), tuple(face_crops), keypoints, placement
         )
         (result,) = self.generate_batch(
             [request],
@@ -203,7 +215,7 @@ class PersonalizedPipeline:
         for r in requests:
             lowest = min(r.seeds, default=None)
             spec = GenerationSpec(r.prompt, 1, lowest, steps, width, height, None, adapter_scale)
-            self.check_inputs(spec, r.embedding, r.face_crops)
+            self.check_inputs(spec, r.embedding, r.face_crops, r.keypoints)
             check_seed(max(r.seeds, default=None), 1)
 
         # 2. Encode each distinct text once: (prompt, negative, pooled, negative pooled),
@@ -219,13 +231,22 @@ class PersonalizedPipeline:
         # 3. One row per image: (request index, seed), denoised max_batch rows at a time
         #    with per-row text and face embeds. A face's unconditional half is zeros, as in
         #    IP-Adapter FaceID's classifier-free guidance.
+        #    InstantID's resampler reads the embedding as a sequence: [1, 1, 1, D] there.
         rows = [(i, seed) for i, r in enumerate(requests) for seed in r.seeds]
+        instantid = self.loaded.faceid_variant == "instantid"
         faces = [
             torch.as_tensor(np.asarray(r.embedding, dtype=np.float32))
-            .reshape(1, 1, -1)
+            .reshape((1, 1, 1, -1) if instantid else (1, 1, -1))
             .to(device=device, dtype=pipe.unet.dtype)
             for r in requests
-        ]  # [1, 1, D] each
+        ]  # [1, 1, D] each ([1, 1, 1, D] for InstantID)
+        # InstantID: each request's keypoints drawn where it wants the face, W x H RGB (step
+        # 1 refused an InstantID request without keypoints, so this is one per request).
+        controls = [
+            control_image(r.keypoints, r.placement, width, height)
+            for r in requests
+            if instantid and r.keypoints is not None
+        ]
         pipe.set_ip_adapter_scale(adapter_scale)
 
         total, done = len(rows) * steps, 0
@@ -264,7 +285,26 @@ class PersonalizedPipeline:
                 return args, kwargs
 
             one_pair = id_embeds[:: len(chunk)]  # [2, 1, D] guided, [1, 1, D] not
-            hook = pipe.unet.register_forward_pre_hook(row_faces, with_kwargs=True)
+            hooks = [pipe.unet.register_forward_pre_hook(row_faces, with_kwargs=True)]
+            extra: dict[str, Any] = {}
+            if instantid:
+                # IdentityNet attends to the face tokens, not to the text (InstantID's
+                # pipeline passes it prompt_image_emb): the same projection the UNet makes,
+                # [rows, 16, C], swapped in for diffusers' text embeddings before each forward.
+                projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+                with torch.inference_mode():
+                    tokens = projection(id_embeds.flatten(1, 2))  # [rows, 16, C]
+
+                def face_tokens(_net: Any, args: tuple, kwargs: dict, t: Any = tokens) -> Any:
+                    return args, {**kwargs, "encoder_hidden_states": t}
+
+                hooks.append(
+                    pipe.controlnet.register_forward_pre_hook(face_tokens, with_kwargs=True)
+                )
+                extra = {
+                    "image": [controls[i] for i, _ in chunk],
+                    "controlnet_conditioning_scale": self.loaded.identitynet_scale,
+                }
             try:
                 with (
                     torch.inference_mode(),
@@ -283,9 +323,11 @@ class PersonalizedPipeline:
                         generator=[torch.Generator("cpu").manual_seed(s) for _, s in chunk],
                         output_type="latent",
                         callback_on_step_end=on_step,
+                        **extra,
                     )
             finally:
-                hook.remove()
+                for hook in hooks:
+                    hook.remove()
             latents.append(out.images)  # [B, 4, H/8, W/8]
         lap("denoise")
 
@@ -335,6 +377,7 @@ class PersonalizedPipeline:
             profile=self.loaded.profile,
             model_id=self.loaded.model_id,
             adapter_id=self.loaded.adapter_id,
+            adapters=self.loaded.adapters(),
             timings=timings,
             warnings=warnings,
         )
@@ -344,10 +387,22 @@ class PersonalizedPipeline:
         spec: GenerationSpec,
         embedding: np.ndarray,
         face_crops: Sequence[Image.Image] = (),
+        keypoints: np.ndarray | None = None,
     ) -> GenerationSpec:
         """``spec`` resolved with this profile's defaults and checked (``GenerationSpec.checked``),
-        plus what only a loaded pipeline knows: the embedding's size, the face crops."""
+        plus what only a loaded pipeline knows: the embedding's size, the face crops and
+        keypoints."""
         spec = spec.resolved(self.loaded.defaults).checked(self.limits)
+        if self.loaded.faceid_variant == "instantid" and (
+            keypoints is None or np.shape(keypoints) != (5, 2)
+        ):
+            raise InvalidArgument(
+                f"keypoints: adapter {self.loaded.adapter_id} (InstantID) needs the identity's "
+                "five face keypoints from the insightface backend (IMAGINE_FACE_BACKEND="
+                f"insightface), got {None if keypoints is None else np.shape(keypoints)}; "
+                "enroll the photos again with that backend",
+                code="missing_face_keypoints",
+            )
         if self.loaded.faceid_variant == "plusv2" and not face_crops:
             raise InvalidArgument(
                 f"face_crops: adapter {self.loaded.adapter_id} (FaceID Plus v2) needs the "

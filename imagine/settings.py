@@ -52,9 +52,13 @@ class Settings:
     model_dir: Path | None = None  # sdxl: diffusers folder or single-file checkpoint
     sdxl_config_dir: Path | None = None  # sdxl single file: local diffusers config folder
     faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin (or the plusv2 file)
-    faceid_variant: str = "faceid"  # "faceid" | "plusv2" (FaceID Plus v2: adds face crops)
+    faceid_variant: str = "faceid"  # "faceid" | "plusv2" (adds face crops) | "instantid"
     clip_image_encoder: Path | None = None  # sdxl plusv2: CLIP ViT-H/14 image-encoder folder
     faceid_shortcut_scale: float = 1.0  # plusv2: weight of the face-structure tokens (s_scale)
+    instantid_controlnet: Path | None = None  # sdxl instantid: InstantID's ControlNetModel/
+    instantid_controlnet_scale: float = 0.8  # instantid: IdentityNet's conditioning scale
+    faceid_lora_scale: float = 1.0  # the FaceID LoRA inside the adapter file; 0 turns it off
+    faceid_lora_fuse: str = "on"  # "on": merged into the UNet weights at load | "off"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
     attention: str = "sdpa"  # "sdpa" | "xformers"
     scheduler: str = "euler"  # "euler" | "euler_a" | "dpmpp_2m_karras" | "ddim"
@@ -158,6 +162,10 @@ class Settings:
             faceid_variant=self.faceid_variant,
             image_encoder=self.clip_image_encoder,
             shortcut_scale=self.faceid_shortcut_scale,
+            controlnet=self.instantid_controlnet,
+            identitynet_scale=self.instantid_controlnet_scale,
+            lora_scale=self.faceid_lora_scale,
+            lora_fuse=self.faceid_lora_fuse,
             device=self.device,
             dtype=self.dtype,
             attention=self.attention,

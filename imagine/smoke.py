@@ -9,7 +9,8 @@ Its images are noise: the point is to run every stage for real on a CPU.
 
 The FaceID Plus v2 variant adds a tiny random CLIP vision encoder (saved with
 its ``CLIPImageProcessor`` config, like a hub image-encoder folder) and a Plus
-adapter in the original ``ip-adapter-faceid-plusv2_sdxl.bin`` key layout.
+adapter in the original ``ip-adapter-faceid-plusv2_sdxl.bin`` key layout. Both
+adapters carry the FaceID LoRA in the real files' layout (``faceid_lora``).
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ import torch
 
 from imagine.tokens import byte_level_tokenizer
 
-SMOKE_VERSION = "smoke-v1"
+SMOKE_VERSION = "smoke-v2"  # v2: the FaceID adapters carry their LoRA, as the real files do
 SEED = 20261128  # weights are identical on every machine
 TEXT_HIDDEN = 32  # both text encoders; the UNet's cross-attention width is their sum
 ADDITION_TIME_DIM = 8
 FACEID_TOKENS = 4  # diffusers' FaceID attention processors are built for 4 tokens
 FACEID_MULT = 2
+# The FaceID LoRA on every attention layer's q/k/v/out (ip-adapter-faceid_sdxl.bin: rank 128).
+LORA_RANK = 4
 # FaceID Plus: diffusers builds the resampler with 4 blocks of 64-wide heads and reads
 # the head count as to_q rows // 64, so the tiny one keeps both (heads = cross // 64 = 1).
 PLUS_DEPTH = 4
 PLUS_DIM_HEAD = 64
 PLUS_FF_MULT = 4
+INSTANTID_TOKENS = 16  # the InstantID resampler's queries, as in the real ip-adapter.bin
 CLIP_VISION_CONFIG: dict[str, Any] = {
     "hidden_size": 32,  # ViT-H/14: 1280; the Plus adapter's proj_in reads this width
     "intermediate_size": 64,
@@ -50,8 +54,9 @@ CLIP_VISION_CONFIG: dict[str, Any] = {
 
 class SmokeFiles(NamedTuple):
     pipeline: Path  # diffusers SDXL folder
-    adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2) weight file
+    adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2, or InstantID) weight file
     image_encoder: Path | None  # CLIP vision folder; Plus v2 only
+    controlnet: Path | None = None  # InstantID's IdentityNet (ControlNetModel folder)
 
 
 def smoke_folder(cache: Path) -> Path:
@@ -61,6 +66,13 @@ def smoke_folder(cache: Path) -> Path:
 def smoke_adapter_file(cache: Path, embedding_dim: int, variant: str = "faceid") -> Path:
     kind = "faceid" if variant == "faceid" else "faceid-plusv2"
     return cache / SMOKE_VERSION / f"ip-adapter-{kind}-smoke-{embedding_dim}d.safetensors"
+
+
+def smoke_instantid_files(cache: Path, embedding_dim: int) -> tuple[Path, Path]:
+    """InstantID's two files, named as in the InstantX/InstantID repository:
+    ``ControlNetModel/`` (IdentityNet) and an ``ip-adapter.bin`` sized to the encoder."""
+    folder = cache / SMOKE_VERSION / "instantid"
+    return folder / "ControlNetModel", folder / f"ip-adapter-smoke-{embedding_dim}d.bin"
 
 
 def smoke_image_encoder_folder(cache: Path) -> Path:
@@ -79,6 +91,18 @@ def ensure_smoke_models(cache: Path, embedding_dim: int, variant: str = "faceid"
     if not (folder / "model_index.json").is_file():
         _atomic_build(folder, _save_pipeline)
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    if variant == "instantid":
+        controlnet, adapter = smoke_instantid_files(cache, embedding_dim)
+        if not (controlnet / "config.json").is_file():
+            _atomic_build(controlnet, lambda tmp: _save_identitynet(tmp, folder))
+        if not adapter.is_file():
+            _atomic_build(
+                adapter,
+                lambda tmp: torch.save(
+                    _nested(instantid_state_dict(unet_config, embedding_dim)), tmp
+                ),
+            )
+        return SmokeFiles(folder, adapter, None, controlnet)
     if variant == "faceid":
         if not adapter.is_file():
             _atomic_build(adapter, lambda tmp: _save_adapter(tmp, unet_config, embedding_dim))
@@ -231,11 +255,13 @@ def faceid_state_dict(
     ``image_proj``: ``proj.0`` [D*mult, D], ``proj.2`` [tokens*cross, D*mult] and
     ``norm`` [cross] (diffusers recognises FaceID by ``norm.weight``).
     ``ip_adapter``: ``{k}.to_k_ip`` / ``{k}.to_v_ip`` [hidden, cross] for each
-    cross-attention processor, k = 1, 3, 5, ... in ``unet.attn_processors`` order.
+    cross-attention processor, k = 1, 3, 5, ... in ``unet.attn_processors`` order,
+    and the FaceID LoRA trained with them (``faceid_lora``).
     """
     rand = _random_weights(SEED + embedding_dim, device)
     state = _id_projection(rand, unet_config["cross_attention_dim"], embedding_dim, device)
     state.update(_ip_adapter_layers(rand, unet_config))
+    state.update(faceid_lora(rand, unet_config))
     return state
 
 
@@ -251,7 +277,7 @@ def faceid_plus_state_dict(
     (``0``: attention with ``norm1``/``norm2``, ``to_q``, ``to_kv``, ``to_out``;
     ``1``: LayerNorm, Linear, GELU, Linear), ``proj_out`` and ``norm_out``
     [cross]. diffusers recognises it by ``perceiver_resampler.proj_in.weight``.
-    ``ip_adapter`` is laid out as in ``faceid_state_dict``.
+    ``ip_adapter`` is laid out as in ``faceid_state_dict``, LoRA included.
     """
     cross = unet_config["cross_attention_dim"]
     inner = (cross // PLUS_DIM_HEAD) * PLUS_DIM_HEAD  # heads * dim_head
@@ -279,7 +305,85 @@ def faceid_plus_state_dict(
     state[f"{resampler}.proj_out.bias"] = torch.zeros(cross, device=device)
     norm(f"{resampler}.norm_out")
     state.update(_ip_adapter_layers(rand, unet_config))
+    state.update(faceid_lora(rand, unet_config))
     return state
+
+
+def instantid_state_dict(
+    unet_config: dict, embedding_dim: int, *, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """A random InstantID ``ip-adapter.bin`` state dict, flat, in the original key layout.
+
+    ``image_proj`` is IP-Adapter Plus's ``Resampler`` over the face embedding:
+    ``latents`` [1, queries, dim] (InstantID: 16 x 1280), ``proj_in`` [dim, D]
+    (D = 512 for ArcFace), ``PLUS_DEPTH`` blocks (``0``: attention with
+    ``norm1``/``norm2``, ``to_q``, ``to_kv``, ``to_out``; ``1``: LayerNorm, Linear,
+    GELU, Linear), ``proj_out`` [cross, dim] and ``norm_out`` [cross]; diffusers
+    recognises it by ``latents``. ``ip_adapter`` holds ``to_k_ip`` / ``to_v_ip`` as
+    in ``faceid_state_dict``, without a LoRA (InstantID has none).
+    """
+    cross = unet_config["cross_attention_dim"]
+    dim = PLUS_DIM_HEAD  # one 64-wide head; diffusers reads heads as to_q rows // 64
+    rand = _random_weights(SEED + 2 * embedding_dim, device)
+    state = {
+        "image_proj.latents": rand(1, INSTANTID_TOKENS, dim) * dim**0.5,
+        "image_proj.proj_in.weight": rand(dim, embedding_dim, scale=4.0),
+        "image_proj.proj_in.bias": torch.zeros(dim, device=device),
+    }
+    for i in range(PLUS_DEPTH):
+        block = f"image_proj.layers.{i}"
+        for norm in (f"{block}.0.norm1", f"{block}.0.norm2", f"{block}.1.0"):
+            state[f"{norm}.weight"] = torch.ones(dim, device=device)
+            state[f"{norm}.bias"] = torch.zeros(dim, device=device)
+        state[f"{block}.0.to_q.weight"] = rand(dim, dim)
+        state[f"{block}.0.to_kv.weight"] = rand(2 * dim, dim)
+        state[f"{block}.0.to_out.weight"] = rand(dim, dim)
+        state[f"{block}.1.1.weight"] = rand(PLUS_FF_MULT * dim, dim)
+        state[f"{block}.1.3.weight"] = rand(dim, PLUS_FF_MULT * dim)
+    state["image_proj.proj_out.weight"] = rand(cross, dim)
+    state["image_proj.proj_out.bias"] = torch.zeros(cross, device=device)
+    state["image_proj.norm_out.weight"] = torch.ones(cross, device=device)
+    state["image_proj.norm_out.bias"] = torch.zeros(cross, device=device)
+    state.update(_ip_adapter_layers(rand, unet_config))
+    return state
+
+
+def _nested(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """A flat ``image_proj.* / ip_adapter.*`` state dict as the original ``.bin`` holds it."""
+    nested: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flat.items():
+        group, _, rest = key.partition(".")
+        nested[group][rest] = value
+    return nested
+
+
+def _save_identitynet(folder: Path, pipeline: Path) -> None:
+    """InstantID's IdentityNet for the smoke UNet: a ControlNet copied from it
+    (``ControlNetModel.from_unet``), saved as ``config.json`` +
+    ``diffusion_pytorch_model.safetensors``. A trained ControlNet's output convolutions
+    start at zero; here they are random, and the control-image encoder's convolutions are
+    drawn large (2x He), so that where the keypoints are drawn visibly steers the image."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(pipeline, subfolder="unet", local_files_only=True)
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(8, 16, 32, 32)
+    )
+    generator = torch.Generator().manual_seed(SEED + 3)
+    zero_convs = [
+        controlnet.controlnet_cond_embedding.conv_out,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]
+    encoder = [
+        m for m in controlnet.controlnet_cond_embedding.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    with torch.no_grad():
+        for conv, gain in [(c, 2 * 2**0.5) for c in encoder] + [(c, 1.0) for c in zero_convs]:
+            fan_in = conv.weight[0].numel()
+            draw = torch.randn(conv.weight.shape, generator=generator)
+            conv.weight.copy_(draw * gain / fan_in**0.5)
+    controlnet.save_pretrained(folder, safe_serialization=True)
 
 
 def _random_weights(seed: int, device: str):
@@ -304,6 +408,28 @@ def _id_projection(rand, cross: int, embedding_dim: int, device: str) -> dict[st
         "image_proj.norm.weight": torch.ones(cross, device=device),
         "image_proj.norm.bias": torch.zeros(cross, device=device),
     }
+
+
+def faceid_lora(rand, unet_config: dict, rank: int = LORA_RANK) -> dict[str, torch.Tensor]:
+    """The FaceID LoRA in the original layout: for every attention processor k (self- and
+    cross-attention, ``unet.attn_processors`` order), ``ip_adapter.{k}.{p}_lora.down.weight``
+    [rank, in] and ``.up.weight`` [out, rank] for p in to_q, to_k, to_v, to_out. to_k / to_v
+    read the text tokens in cross-attention (in = cross), the image tokens otherwise.
+    IP-Adapter applies them unscaled (no alpha): ``W x + up(down(x))``."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config)
+    state = {}
+    for k, name in enumerate(unet.attn_processors):
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        hidden, context = attn.to_q.in_features, attn.to_k.in_features
+        for proj, width_in in (("to_q", hidden), ("to_k", context), ("to_v", context)):
+            state[f"ip_adapter.{k}.{proj}_lora.down.weight"] = rand(rank, width_in)
+            state[f"ip_adapter.{k}.{proj}_lora.up.weight"] = rand(hidden, rank, scale=0.5)
+        state[f"ip_adapter.{k}.to_out_lora.down.weight"] = rand(rank, hidden)
+        state[f"ip_adapter.{k}.to_out_lora.up.weight"] = rand(hidden, rank, scale=0.5)
+    return state
 
 
 def _ip_adapter_layers(rand, unet_config: dict) -> dict[str, torch.Tensor]:

@@ -77,6 +77,9 @@ def test_cpu_benchmark_compares_stock_and_every_switch(tmp_path):
         assert row["vs_stock"]["stock"] == 0.0
         assert set(row["stages_s"]) >= {"encode", "denoise", "decode"}
     assert ("PASS" in done.stdout) == (done.returncode == 0)
+    for row in report["variants"]:  # FaceID, FaceID+LoRA fused and not, InstantID
+        assert row["vs_faceid"]["faceid"] == 1.0 and row["vs_faceid"]["instantid"] > 1.0
+        assert row["fused_vs_unfused_max_levels"] <= 1 < row["lora_effect_mean_levels"]
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ from api.schemas import (
 from api.services import Services
 from api.tables import Generation, ImageRow
 from imagine.models.config import DEFAULTS
-from imagine.request import GenerationSpec
+from imagine.request import GenerationSpec, InvalidArgument
 from llm_prompting import expand
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"], route_class=AuthFirstRoute)
@@ -165,6 +165,13 @@ def _submit(
                 f"this identity was enrolled with {identity.backend}; the service now uses "
                 f"{settings.face_backend}: enroll again",
                 code="identity_incompatible",
+            )
+        if settings.faceid_variant == "instantid" and not identity.has_keypoints:
+            raise InvalidArgument(
+                "this identity has no face keypoints, which InstantID needs: it was enrolled "
+                f"with {identity.backend} or before keypoints were stored; enroll again "
+                "(the service uses insightface)",
+                code="missing_face_keypoints",
             )
         services.gate.require("generate", address, identity.residence)  # type: ignore[arg-type]
         # Budgeted like the CLI and batch: the profile's CLIP tokenizers. Moderation: 422.

@@ -24,7 +24,12 @@ router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=Aut
 ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 451)
 
 
-def to_public(identity: Identity, consent_version: str, retention_days: int) -> IdentityPublic:
+def to_public(
+    identity: Identity,
+    consent_version: str,
+    retention_days: int,
+    warnings: tuple[str, ...] = (),
+) -> IdentityPublic:
     return IdentityPublic(
         id=identity.id,
         name=identity.name,
@@ -37,6 +42,7 @@ def to_public(identity: Identity, consent_version: str, retention_days: int) -> 
         consent_version=consent_version,
         photos=identity.photos["items"],
         retention_until=identity.last_used_at + timedelta(days=retention_days),
+        warnings=list(warnings),
     )
 
 
@@ -123,13 +129,16 @@ def _store(
         )
         identity_id = new_id("idn")
         summary = profile.summary()
-        sealed, wrapped_key = services.cipher.seal(profile.embedding, identity_id)
+        sealed, sealed_keypoints, wrapped_key = services.cipher.seal_identity(
+            profile.embedding, profile.keypoints, identity_id
+        )
         identity = Identity(
             id=identity_id,
             user_id=user_id,
             consent_id=record.id,
             residence=residence,
             embedding_encrypted=sealed,
+            keypoints_encrypted=sealed_keypoints,
             embedding_dim=profile.embedding_dim,
             backend=profile.backend,
             model_id=profile.model_id,
@@ -139,7 +148,7 @@ def _store(
         session.add_all([record, identity])
         session.flush()  # the identity row first: its key row refers to it
         session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped_key))
-        return to_public(identity, c.version, c.retention_days)
+        return to_public(identity, c.version, c.retention_days, profile.warnings)
 
 
 @router.get("", response_model=list[IdentityPublic], responses=ERRORS)

@@ -59,6 +59,8 @@ def read_readiness(services: ServicesDep) -> JSONResponse:
             "output_checks": services.output_checks,
             "expander": expander.public(),
             "moderator": moderator.public(),
+            # face adapter and LoRAs the worker's pipeline runs with; None until loaded
+            "adapters": services.executor.models(),
         },
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

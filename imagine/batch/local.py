@@ -50,7 +50,12 @@ class Prepared:
     embedding: np.ndarray  # [D]
     backend: str
     crops: tuple[Image.Image, ...]  # aligned faces, for FaceID Plus v2; in memory only
+    keypoints: np.ndarray | None  # [5, 2] face keypoints, for InstantID
     texts: dict[str, tuple[ExpandedPrompt, float]]  # prompt -> (expansion, seconds it took)
+
+
+# embedding [D], backend, aligned crops, keypoints [5, 2] (insightface) or None
+_Identity = tuple[np.ndarray, str, tuple[Image.Image, ...], np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class _Row:
     job: ImageJob
 
 
-Identities = dict[str, tuple[np.ndarray, str, tuple[Image.Image, ...]] | _Refusal]
+Identities = dict[str, _Identity | _Refusal]
 
 
 def prepare(
@@ -76,7 +81,12 @@ def prepare(
         start = time.perf_counter()
         try:
             profile = enroll_files(list(item.photos), settings)
-            identities[item.photo_key] = (profile.embedding, profile.backend, profile.crops)
+            identities[item.photo_key] = (
+                profile.embedding,
+                profile.backend,
+                profile.crops,
+                profile.keypoints,
+            )
         except Exception as exc:
             code = error_code(exc) or "internal_error"
             identities[item.photo_key] = _Refusal(code, str(exc))
@@ -84,13 +94,13 @@ def prepare(
     found = identities[item.photo_key]
     if isinstance(found, _Refusal):
         raise ImagineError(found.message, code=found.code)
-    embedding, backend, crops = found
+    embedding, backend, crops, keypoints = found
     texts = {}
     for prompt in dict.fromkeys(job.prompt for job in w.jobs):
         start = time.perf_counter()
         texts[prompt] = (expand(prompt, item.style), time.perf_counter() - start)
         sink.timing("expand", texts[prompt][1])
-    return Prepared(item, embedding, backend, crops, texts)
+    return Prepared(item, embedding, backend, crops, keypoints, texts)
 
 
 def _shape(item: BatchItem) -> tuple[int, int, int]:
@@ -109,7 +119,7 @@ class LocalExecutor:
                 find_sdxl_files(config)
         self.settings = settings
         self.runtime = runtime  # loaded on the first run when not given
-        # photo_key -> (embedding, backend, crops) or why enrollment failed
+        # photo_key -> the enrolled identity, or why enrollment failed
         self.identities: Identities = {}
         self.failed: set[str] = set()
         self.notes: tuple[str, ...] = ()
@@ -177,7 +187,7 @@ class LocalExecutor:
         try:
             for prompt in ready.texts:
                 self.runtime.pipeline.check_inputs(
-                    ready.item.request(prompt), ready.embedding, ready.crops
+                    ready.item.request(prompt), ready.embedding, ready.crops, ready.keypoints
                 )
         except Exception as exc:
             self._fail(ready.item.id, exc, sink)
@@ -203,6 +213,7 @@ class LocalExecutor:
                 embedding=g[0].prepared.embedding,
                 seeds=tuple(r.job.seed for r in g),
                 face_crops=g[0].prepared.crops,
+                keypoints=g[0].prepared.keypoints,
             )
             for g in groups
         ]

@@ -50,4 +50,5 @@ def describe(profile: IdentityProfile, paths: list[Path]) -> str:
             f"sharpness {q.sharpness:.0f}, yaw {q.yaw:+.2f}, brightness {q.brightness:.0f}, "
             f"similarity to profile {photo.similarity:.3f}"
         )
+    lines += [f"warning: {w}" for w in profile.warnings]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from pathlib import Path
 from imagine.cli.output import emit_json, fail
 from imagine.cli.progress import ProgressBar
 from imagine.enrollment import enroll_files
+from imagine.face_keypoints import FacePlacement
 from imagine.models.config import PROFILES, SCHEDULERS
 from imagine.outputs import SMOKE_NOTICE, finalize, write_image
 from imagine.request import parse_size
@@ -37,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", help="style preset for the prompt expander")
     add_model_arguments(parser)
     parser.add_argument("--adapter-scale", type=float, help="face adapter strength, 0-2")
+    parser.add_argument(
+        "--face-at",
+        type=FacePlacement.parse,
+        metavar="X,Y[,SIZE]",
+        help="InstantID: where the face goes, as fractions of the image (default 0.5,0.5,0.5: "
+        "centred, its box half the shorter side)",
+    )
     parser.add_argument("--out", type=Path, default=Path("imagine-output"), help="output folder")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
 
@@ -77,6 +85,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         style=args.style,
         adapter_scale=args.adapter_scale,
         face_crops=profile.crops,  # FaceID Plus v2 reads them; kept in memory only
+        keypoints=profile.keypoints,  # InstantID draws them (at --face-at)
+        placement=args.face_at,
         progress=bar.update,
     )
 

@@ -2,7 +2,7 @@
 
 Modules: ``config`` (profiles, settings schema, defaults: light, what the API reads),
 ``files`` (finding weight files on disk), ``loading`` (building the pipeline and
-adapter surgery) and ``speed`` (the speed switches).
+adapter surgery), ``lora`` (the FaceID LoRA) and ``speed`` (the speed switches).
 
 Profiles:
 - ``smoke`` (default): tiny random-weight SDXL built once into the model cache
@@ -15,6 +15,12 @@ Face adapter variants (``faceid_variant``), in either profile:
 - ``plusv2``: IP-Adapter FaceID Plus v2; the face embedding plus CLIP ViT-H/14
   features of the aligned face crop (face structure), so it also loads a CLIP
   image encoder and every call needs the identity's crops.
+- ``instantid``: InstantID; the 512-d embedding through its resampler adapter, and
+  the face's five keypoints through IdentityNet (a ControlNet), so it loads the
+  ControlNet pipeline and every call needs the identity's keypoints.
+
+Every FaceID adapter file carries the LoRA it was trained with; ``lora`` checks that
+diffusers applied it (through PEFT), scales it and fuses it.
 
 ``load_pipeline`` reads top to bottom: find files, load components, pick
 device and dtype, then each speed switch as its own ``if`` block

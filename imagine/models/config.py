@@ -13,7 +13,7 @@ ATTENTION = ("sdpa", "xformers")
 SWITCH = ("auto", "on", "off")  # auto: on where measured to help (CUDA), off on CPU
 COMPILE = ("off", "unet", "blocks")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-FACEID_VARIANTS = ("faceid", "plusv2")
+FACEID_VARIANTS = ("faceid", "plusv2", "instantid")
 
 
 class ModelNotFound(ImagineError):
@@ -52,9 +52,15 @@ class ModelConfig:
     model_dir: Path | None = None  # sdxl: diffusers folder or single-file .safetensors/.ckpt
     single_file_config: Path | None = None  # sdxl single file: a local diffusers config folder
     faceid_adapter: Path | None = None  # sdxl: ip-adapter-faceid_sdxl.bin (or .safetensors)
-    faceid_variant: str = "faceid"  # "faceid" | "plusv2" (adds the CLIP encoder and face crops)
+    # "faceid" | "plusv2" (adds the CLIP encoder and face crops) | "instantid" (adds
+    # IdentityNet, a ControlNet on the face's five keypoints)
+    faceid_variant: str = "faceid"
     image_encoder: Path | None = None  # sdxl plusv2: CLIP ViT-H/14 image-encoder folder
     shortcut_scale: float = 1.0  # plusv2: weight of the face-structure tokens (s_scale)
+    controlnet: Path | None = None  # sdxl instantid: InstantID's ControlNetModel/ folder
+    identitynet_scale: float = 0.8  # instantid: weight of the keypoint ControlNet's residuals
+    lora_scale: float = 1.0  # the FaceID LoRA inside the adapter file; 0 turns it off
+    lora_fuse: str = "on"  # "on": merged into the UNet weights at load | "off": PEFT layers
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
     attention: str = "sdpa"  # "sdpa" | "xformers" (CUDA only)
@@ -97,8 +103,13 @@ def check_config(config: ModelConfig) -> None:
         ("compile", config.compile, COMPILE),
         ("compile_mode", config.compile_mode, COMPILE_MODES),
         ("faceid_variant", config.faceid_variant, FACEID_VARIANTS),
+        ("lora_fuse", config.lora_fuse, ("on", "off")),
     ):
         if value not in allowed:
             raise ModelConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
     if not 0.0 <= config.shortcut_scale <= 5.0:
         raise ModelConfigError(f"shortcut_scale must be 0-5, got {config.shortcut_scale!r}")
+    if not 0.0 <= config.identitynet_scale <= 2.0:
+        raise ModelConfigError(f"identitynet_scale must be 0-2, got {config.identitynet_scale!r}")
+    if not 0.0 <= config.lora_scale <= 2.0:
+        raise ModelConfigError(f"lora_scale must be 0-2, got {config.lora_scale!r}")

@@ -29,13 +29,17 @@ IMAGE_ENCODER_WEIGHTS = (
 ADAPTER_FILES = {
     "faceid": "ip-adapter-faceid_sdxl.bin",
     "plusv2": "ip-adapter-faceid-plusv2_sdxl.bin",
+    "instantid": "ip-adapter.bin",  # InstantX/InstantID's
 }
+# InstantID's IdentityNet, as InstantX/InstantID ships it: a diffusers ControlNet folder.
+CONTROLNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
 class SdxlFiles(NamedTuple):
     weights: Path  # diffusers folder or single-file checkpoint
     adapter: Path  # IP-Adapter FaceID (or FaceID Plus v2) weight file
     image_encoder: Path | None  # CLIP image-encoder folder; plusv2 only
+    controlnet: Path | None = None  # InstantID's ControlNetModel/ folder; instantid only
 
 
 def find_sdxl_files(config: ModelConfig) -> SdxlFiles:
@@ -72,10 +76,25 @@ def find_sdxl_files(config: ModelConfig) -> SdxlFiles:
     if config.faceid_variant == "plusv2":
         image_encoder = config.image_encoder
         problems += image_encoder_problems(image_encoder)
+    controlnet = None
+    if config.faceid_variant == "instantid":
+        controlnet = config.controlnet
+        problems += controlnet_problems(controlnet)
     if problems:
         raise ModelNotFound("the sdxl profile cannot load:\n  - " + "\n  - ".join(problems))
     assert model_dir is not None and adapter is not None
-    return SdxlFiles(model_dir, adapter, image_encoder)
+    return SdxlFiles(model_dir, adapter, image_encoder, controlnet)
+
+
+def controlnet_problems(folder: Path | None) -> list[str]:
+    """What keeps ``folder`` from loading as InstantID's IdentityNet."""
+    if folder is None:
+        return [
+            "IMAGINE_INSTANTID_CONTROLNET is not set: InstantID (IMAGINE_FACEID_VARIANT="
+            "instantid) needs its IdentityNet, the ControlNetModel/ folder of InstantX/InstantID "
+            f"(config.json, {CONTROLNET_WEIGHTS[0]})"
+        ]
+    return folder_problems(folder, "InstantID's ControlNetModel folder", CONTROLNET_WEIGHTS)
 
 
 def image_encoder_problems(folder: Path | None) -> list[str]:
@@ -86,13 +105,19 @@ def image_encoder_problems(folder: Path | None) -> list[str]:
             "plusv2) needs a CLIP ViT-H/14 image-encoder folder "
             "(laion/CLIP-ViT-H-14-laion2B-s32B-b79K: config.json, model.safetensors)"
         ]
+    return folder_problems(folder, "a CLIP image-encoder folder", IMAGE_ENCODER_WEIGHTS)
+
+
+def folder_problems(folder: Path, what: str, weights: tuple[str, ...]) -> list[str]:
+    """A model folder as diffusers / transformers save it: ``config.json`` and one of
+    ``weights``; what is missing, as one line naming ``what`` the folder should be."""
     if not folder.is_dir():
-        return [f"{folder}: no such folder (CLIP ViT-H/14 image encoder expected)"]
+        return [f"{folder}: no such folder ({what} expected)"]
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
-    if not any((folder / name).is_file() for name in IMAGE_ENCODER_WEIGHTS):
-        missing.append(" or ".join(IMAGE_ENCODER_WEIGHTS[:2]))
+    if not any((folder / name).is_file() for name in weights):
+        missing.append(" or ".join(weights[:2]))
     if missing:
-        return [f"{folder} is not a CLIP image-encoder folder; missing: {', '.join(missing)}"]
+        return [f"{folder} is not {what}; missing: {', '.join(missing)}"]
     return []

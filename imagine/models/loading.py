@@ -22,6 +22,13 @@ from imagine.models.config import (
     check_config,
 )
 from imagine.models.files import ADAPTER_FILES, find_sdxl_files, image_encoder_problems
+from imagine.models.lora import (
+    ActiveLora,
+    apply_faceid_lora,
+    check_lora_backend,
+    lora_layers,
+    read_adapter,
+)
 from imagine.models.speed import apply_speed_switches, resolve_switches
 
 
@@ -42,6 +49,19 @@ class LoadedPipeline:
     switches: SpeedSwitches = field(default_factory=SpeedSwitches)
     faceid_variant: str = "faceid"  # "plusv2": every call needs the identity's face crops
     image_encoder_id: str | None = None  # plusv2: the CLIP image encoder's folder name
+    loras: tuple[ActiveLora, ...] = ()  # applied to the UNet (the FaceID LoRA)
+    identitynet_id: str | None = None  # instantid: the IdentityNet (ControlNet) folder name
+    identitynet_scale: float = 0.8  # instantid: controlnet_conditioning_scale
+
+    def adapters(self) -> dict[str, Any]:
+        """What conditions the UNet besides the text, for the sidecar and /readyz."""
+        return {
+            "face_adapter": self.adapter_id,
+            "variant": self.faceid_variant,
+            "image_encoder": self.image_encoder_id,
+            "identitynet": self.identitynet_id,
+            "loras": [lora.summary() for lora in self.loras],
+        }
 
 
 def resolve_device(requested: str) -> str:
@@ -112,7 +132,7 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
     if config.profile == "smoke":
         from imagine.smoke import SMOKE_VERSION, ensure_smoke_models
 
-        folder, adapter, image_encoder = ensure_smoke_models(
+        folder, adapter, image_encoder, controlnet = ensure_smoke_models(
             config.cache, config.embedding_dim, config.faceid_variant
         )
         model_id = SMOKE_VERSION
@@ -124,7 +144,7 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
             add_watermarker=False,  # provenance marks images after decoding (imagine/provenance)
         )
     else:
-        weights, adapter, image_encoder = find_sdxl_files(config)
+        weights, adapter, image_encoder, controlnet = find_sdxl_files(config)
         model_id = weights.name
         if weights.is_dir():
             pipe = StableDiffusionXLPipeline.from_pretrained(
@@ -138,7 +158,26 @@ def load_pipeline(config: ModelConfig) -> LoadedPipeline:
                 local_files_only=True,
                 add_watermarker=False,
             )
+    if controlnet is not None:
+        pipe = attach_identitynet(pipe, controlnet, dtype)
     return prepare_pipeline(pipe, adapter, config, model_id=model_id, image_encoder=image_encoder)
+
+
+def attach_identitynet(pipe: Any, folder: Path, dtype: Any) -> Any:
+    """InstantID: the SDXL components again as a ``StableDiffusionXLControlNetPipeline``
+    (no copy) with IdentityNet, InstantID's ControlNet, loaded from ``folder``."""
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+    try:
+        controlnet = ControlNetModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelConfigError(f"{folder} could not be loaded as a ControlNet: {exc}") from None
+    if controlnet.config.cross_attention_dim != pipe.unet.config.cross_attention_dim:
+        raise ModelConfigError(
+            f"{folder} is a ControlNet for {controlnet.config.cross_attention_dim}-wide "
+            f"cross-attention, the UNet has {pipe.unet.config.cross_attention_dim}: not SDXL's"
+        )
+    return StableDiffusionXLControlNetPipeline.from_pipe(pipe, controlnet=controlnet)
 
 
 def prepare_pipeline(
@@ -180,13 +219,18 @@ def prepare_pipeline(
         if image_encoder is None:
             raise ModelNotFound(image_encoder_problems(None)[0])
         attach_image_encoder(pipe, image_encoder)
-    pipe.load_ip_adapter(
-        str(adapter.parent),
-        subfolder="",
-        weight_name=adapter.name,
-        image_encoder_folder=None,
-        local_files_only=True,
-    )
+    #    The file is read once here, so that its LoRA (FaceID's, trained with the adapter)
+    #    is known before diffusers applies it, or would skip it without PEFT.
+    state = read_adapter(adapter)
+    layers = lora_layers(state, pipe.unet, adapter.name)
+    check_lora_backend(layers, adapter.name)
+    try:
+        pipe.load_ip_adapter(
+            state, subfolder="", weight_name=adapter.name, image_encoder_folder=None
+        )
+    except (KeyError, RuntimeError, ValueError) as exc:  # shapes or keys of another model
+        raise ModelConfigError(f"{adapter.name} could not be attached: {exc}") from None
+    del state
     embedding_dim = configure_projection(pipe, adapter, config)
     if config.profile == "smoke" and embedding_dim != config.embedding_dim:
         raise ModelConfigError(f"smoke adapter expects {embedding_dim}-d embeddings")
@@ -198,13 +242,17 @@ def prepare_pipeline(
         pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16; diffusers upcasts it too
     pipe.set_progress_bar_config(disable=True)
 
-    # 5. Memory switches. VAE slicing decodes a batch one image at a time;
+    # 5. The FaceID LoRA, checked, scaled, and fused on the device (a merge of every
+    #    attention projection: seconds on a CPU for SDXL, instant on a GPU).
+    lora = apply_faceid_lora(pipe, layers, config, adapter.name)
+
+    # 6. Memory switches. VAE slicing decodes a batch one image at a time;
     #    tiling decodes large images in overlapping tiles (needed past ~1 MP on 24 GB cards).
     pipe.vae.enable_slicing()
     if config.vae_tiling == "on":
         pipe.vae.enable_tiling()
 
-    # 6. Speed switches (README "Performance" has each one's measured effect).
+    # 7. Speed switches (README "Performance" has each one's measured effect).
     switches = resolve_switches(config, device)
     apply_speed_switches(pipe, switches)
 
@@ -222,7 +270,17 @@ def prepare_pipeline(
         switches=switches,
         faceid_variant=config.faceid_variant,
         image_encoder_id=None if image_encoder is None else image_encoder.name,
+        loras=() if lora is None else (lora,),
+        identitynet_id=_identitynet_id(pipe),
+        identitynet_scale=config.identitynet_scale,
     )
+
+
+def _identitynet_id(pipe: Any) -> str | None:
+    controlnet = getattr(pipe, "controlnet", None)
+    if controlnet is None:
+        return None
+    return Path(controlnet.config.get("_name_or_path", "ControlNetModel")).name
 
 
 def attach_image_encoder(pipe: Any, folder: Path) -> None:
@@ -259,6 +317,17 @@ def configure_projection(pipe: Any, adapter: Path, config: ModelConfig) -> int:
     )
 
     projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    if config.faceid_variant == "instantid":
+        # InstantID's image projection is IP-Adapter Plus's Resampler over the embedding.
+        from diffusers.models.embeddings import IPAdapterPlusImageProjection
+
+        if not isinstance(projection, IPAdapterPlusImageProjection):
+            raise ModelConfigError(
+                f"IMAGINE_FACEID_VARIANT=instantid but {adapter.name} is not InstantID's "
+                f"adapter ({type(projection).__name__}, no resampler latents); use "
+                f"{ADAPTER_FILES['instantid']} from InstantX/InstantID"
+            )
+        return int(projection.proj_in.in_features)
     if config.faceid_variant == "faceid":
         if not isinstance(projection, IPAdapterFaceIDImageProjection):
             raise ModelConfigError(

@@ -80,6 +80,10 @@ def fuse_self_attention(unet: Any, fuse: bool) -> None:
         # tokens although it is built as self-attention: fused, it would look for to_kv.
         if name.startswith("encoder_hid_proj."):
             continue
+        # An unfused FaceID LoRA wraps to_q/k/v in PEFT layers: fusing would concatenate
+        # their base weights and drop the LoRA. IMAGINE_FACEID_LORA_FUSE=on merges it first.
+        if hasattr(module.to_q, "base_layer"):
+            continue
         fused = isinstance(module.processor, FusedAttnProcessor2_0)
         if fuse and not fused:
             module.fuse_projections(fuse=True)  # adds to_qkv; to_q/k/v stay for unfusing

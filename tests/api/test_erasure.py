@@ -117,6 +117,7 @@ def test_erasure_destroys_the_data_key(client, user_key, services):
             for column in table.columns
             if isinstance(column.type, LargeBinary)
             for value in s.scalars(select(column))
+            if value is not None  # identities.keypoints_encrypted: none with dlib
         ]
     candidates = [v for v in values if len(v) == KEY]  # any value taken as a raw key
     for value in values:  # any value unwrapped as some identity's data key

@@ -221,6 +221,8 @@ def test_health_readiness_metrics_and_openapi(client, user_key):
     ready(client)
     body = client.get("/readyz").json()
     assert body["ready"] and body["profile"] == "smoke" and body["details"]["profile_is_noise"]
+    (lora,) = body["details"]["adapters"]["loras"]  # what the worker loaded
+    assert lora["name"] == "faceid_0" and lora["fused"]
     client.get("/v1/gallery", headers=auth(user_key("ivy")))
     metrics = client.get("/metrics").text
     assert 'imagine_http_requests_total{method="GET",route="/v1/gallery",status="200"}' in metrics

@@ -4,7 +4,9 @@
   offsets for strides 8/16/32, two anchors per cell) on a fixed input size. Its
   outputs are constants that decode, through insightface's own SCRFD code, to
   the faces it was built with, given in the pixel coordinates of a photo of a
-  known size.
+  known size. With ``needs_margin`` its scores are multiplied by 1 when the top-left
+  4x4 corner of its input is black and by 0 otherwise: a detector that finds a face
+  only with a margin around it, as SCRFD misses a face that fills the frame.
 - ``w600k_tiny.onnx``: ArcFace's shapes (1x3x112x112 -> 1x512). It average-pools
   the aligned face to 3x14x14, removes the mean and applies a fixed random
   projection, so its cosine similarity follows the pixel correlation of the two
@@ -58,12 +60,13 @@ def write_pack(
     detector: bool = True,
     keypoints: bool = True,
     recognizer: bool = True,
+    needs_margin: bool = False,
 ) -> Path:
     """Write ``root/models/<pack>/`` and return ``root``."""
     folder = root / "models" / pack
     folder.mkdir(parents=True, exist_ok=True)
     if detector:
-        model = detector_model(faces, photo_size, input_size, keypoints)
+        model = detector_model(faces, photo_size, input_size, keypoints, needs_margin)
         onnx.save(model, folder / "det_tiny.onnx")
     if recognizer:
         onnx.save(recognition_model(), folder / "w600k_tiny.onnx")
@@ -71,10 +74,15 @@ def write_pack(
 
 
 def detector_model(
-    faces: list[Face], photo_size: tuple[int, int], input_size: int, keypoints: bool = True
+    faces: list[Face],
+    photo_size: tuple[int, int],
+    input_size: int,
+    keypoints: bool = True,
+    needs_margin: bool = False,
 ):
     """Constant SCRFD outputs for ``faces`` seen in a ``photo_size`` (W, H) photo;
-    without ``keypoints``, the 6-output layout of a box-only detector."""
+    without ``keypoints``, the 6-output layout of a box-only detector; with
+    ``needs_margin``, scores only when the input's top-left corner is black."""
     width, height = photo_size
     # SCRFD letterboxes the photo into the top-left of its square input.
     scale = input_size / height if height > width else int(input_size * height / width) / height
@@ -102,12 +110,42 @@ def detector_model(
     kinds = ("score", "bbox", "kps") if keypoints else ("score", "bbox")
     outputs = [*scores, *boxes, *kpss][: len(kinds) * len(STRIDES)]
     names = [f"{kind}_{s}" for kind in kinds for s in STRIDES]
+    gated = {f"score_{s}" for s in STRIDES} if needs_margin else set()
     nodes = [
         helper.make_node(
-            "Constant", [], [name], name=f"const_{name}", value=numpy_helper.from_array(v)
+            "Constant",
+            [],
+            [f"raw_{name}" if name in gated else name],
+            name=f"const_{name}",
+            value=numpy_helper.from_array(v),
         )
         for name, v in zip(names, outputs, strict=True)
     ]
+    initializers = []
+    if needs_margin:
+        # insightface feeds (pixel - 127.5) / 128: black is -0.996. Gate = mean of the
+        # top-left 4x4 of every channel < -0.9, as 0.0 or 1.0.
+        initializers = [
+            numpy_helper.from_array(np.array([0, 0], np.int64), "corner_starts"),
+            numpy_helper.from_array(np.array([4, 4], np.int64), "corner_ends"),
+            numpy_helper.from_array(np.array([2, 3], np.int64), "corner_axes"),
+            numpy_helper.from_array(np.array(-0.9, np.float32), "black"),
+        ]
+        nodes += [
+            helper.make_node(
+                "Slice",
+                ["input.1", "corner_starts", "corner_ends", "corner_axes"],
+                ["corner"],
+                name="corner",
+            ),
+            helper.make_node("ReduceMean", ["corner"], ["corner_mean"], keepdims=0, name="mean"),
+            helper.make_node("Less", ["corner_mean", "black"], ["is_black"], name="less"),
+            helper.make_node("Cast", ["is_black"], ["gate"], to=TensorProto.FLOAT, name="cast"),
+        ]
+        nodes += [
+            helper.make_node("Mul", [f"raw_{name}", "gate"], [name], name=f"gate_{name}")
+            for name in sorted(gated)
+        ]
     graph = helper.make_graph(
         nodes,
         "scrfd_tiny",
@@ -120,6 +158,7 @@ def detector_model(
             helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v.shape))
             for name, v in zip(names, outputs, strict=True)
         ],
+        initializer=initializers,
     )
     return helper.make_model(graph, opset_imports=OPSET, ir_version=IR_VERSION)
 

@@ -12,7 +12,7 @@ from identity.dlib_backend import MODEL_FILES, DlibFaceAnalyzer, models_folder
 from identity.dlib_resnet import UnexpectedModel, read_layers
 from identity.enrollment import enroll
 from identity.errors import MultipleFaces
-from tests.photos import astronaut_image, encode, group, hopper
+from tests.photos import astronaut_image, encode, group, hopper, package_file
 
 
 def photo_faces(analyzer):
@@ -76,3 +76,31 @@ def test_a_large_face_is_judged_on_the_coarse_pass(dlib_analyzer):
     assert photo.quality.faces_detected == 1 and photo.quality.face_px > 300
     with pytest.raises(MultipleFaces):
         enroll([with_second_face(big, 0.6)], dlib_analyzer)
+
+
+def enlarged(image: Image.Image, box: tuple[int, int, int, int] | None = None) -> bytes:
+    """``image`` cropped to ``box``, enlarged to at least 256 px (the enrollment minimum)."""
+    crop = image.crop(box) if box else image
+    k = -(-256 // min(crop.size))
+    return encode(crop.resize((crop.width * k, crop.height * k), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.parametrize("name", ["astronaut", "hopper"])
+def test_a_tight_crop_of_a_photo_enrolls_as_the_same_person(dlib_analyzer, name):
+    """Cropped to the detector's own face box, the face fills the frame: dlib's HOG
+    detector still finds it, without padding, and the embedding stays the person's."""
+    photo = astronaut_image() if name == "astronaut" else Image.open(io.BytesIO(hopper()))
+    photo = photo.convert("RGB")
+    whole = enroll([encode(photo)], dlib_analyzer)
+    face = max(dlib_analyzer.detect(np.asarray(photo)), key=lambda f: f.score)
+    tight = enroll([enlarged(photo, tuple(int(v) for v in face.box))], dlib_analyzer)
+    assert not tight.warnings and tight.photos[0].quality.visible > 0.95
+    assert float(tight.embedding @ whole.embedding) >= dlib_analyzer.match_threshold
+
+
+def test_insightfaces_aligned_sample_face_enrolls(dlib_analyzer):
+    """``Tom_Hanks_54745.png`` in the insightface wheel is a 112 px ArcFace-aligned crop:
+    a face with no margin at all."""
+    hanks = Image.open(package_file("insightface", "data", "images", "Tom_Hanks_54745.png"))
+    (photo,) = enroll([enlarged(hanks.convert("RGB"))], dlib_analyzer).photos
+    assert photo.quality.faces_detected == 1 and photo.quality.face_px > 200

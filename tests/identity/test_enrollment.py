@@ -45,7 +45,11 @@ def test_summary_has_no_biometric_data(dlib_analyzer):
     assert summary["faces_found"] == 1 and summary["embedding_dim"] == 128
     flat = repr(summary)
     assert "embedding" not in flat.replace("embedding_dim", "")
-    assert all(not isinstance(v, list | np.ndarray) or k == "photos" for k, v in summary.items())
+    assert summary["warnings"] == []  # words for the user, never numbers
+    assert all(
+        not isinstance(v, list | np.ndarray) or k in ("photos", "warnings")
+        for k, v in summary.items()
+    )
 
 
 def test_two_photos_of_the_same_person_enroll_together(dlib_analyzer):

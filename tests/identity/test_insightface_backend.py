@@ -8,6 +8,7 @@ ONNX Runtime inference, our quality gates and enrollment.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def test_portrait_enrolls_with_512d_arcface_embedding(one_face):
     assert photo.quality.face_px == 92  # the detector's box, decoded back to photo pixels
     assert abs(photo.quality.yaw) < 0.1 and photo.quality.sharpness > 100
     assert profile.crops[0].size == (224, 224)
+    assert not profile.warnings  # found on the photo itself, no padding needed
 
 
 def test_alignment_levels_the_eyes_on_the_arcface_template(one_face):
@@ -215,3 +217,40 @@ def test_execution_providers():
             providers_for("cuda")
     with pytest.raises(AnalyzerUnavailable, match="'tpu'"):
         providers_for("tpu")
+
+
+def tight_crop() -> tuple[bytes, tuple[int, int], int]:
+    """The astronaut's face box alone, enlarged 3x (276x306): a face that fills the frame.
+    Returns the JPEG, its size, and the margin ``detect`` pads it with."""
+    x0, y0, x1, y1 = (int(v) for v in ASTRONAUT.box)
+    crop = astronaut_image().crop((x0, y0, x1, y1))
+    crop = crop.resize((crop.width * 3, crop.height * 3), Image.Resampling.BICUBIC)
+    margin = round(InsightFaceAnalyzer.pad_ratio * max(crop.size))
+    return encode(crop, quality=95), crop.size, margin
+
+
+def test_a_face_that_fills_the_frame_is_found_on_a_padded_copy(tmp_path):
+    """The pack's detector, like SCRFD on a face larger than its anchors, finds the face only
+    when the photo has a black margin; it is built for the padded copy's geometry."""
+    data, (width, height), margin = tight_crop()
+    x0, y0 = ASTRONAUT.box[:2]
+    in_crop = ASTRONAUT.scaled(3.0, dx=-3 * x0, dy=-3 * y0)  # the face in the crop's pixels
+    padded_size = (width + 2 * margin, height + 2 * margin)
+    root = write_pack(
+        tmp_path, [in_crop.scaled(1.0, dx=margin, dy=margin)], padded_size, needs_margin=True
+    )
+    analyzer = analyzer_for(root)
+    profile = enroll([data], analyzer)
+    (warning,) = profile.warnings
+    assert warning.startswith("photo 1: the face fills the frame") and "padded" in warning
+    assert profile.summary()["warnings"] == [warning]
+    # The face is reported in the photo's own pixels, not the padded copy's.
+    (face,) = analyzer.detect(np.asarray(Image.open(io.BytesIO(data))))
+    assert face.padded
+    assert face.left_eye == pytest.approx(in_crop.kps[0], abs=2.0)
+    assert face.nose == pytest.approx(in_crop.kps[2], abs=2.0)
+    assert profile.photos[0].quality.face_px == pytest.approx(min(width, height), abs=3)
+    # And its embedding is the same person as the face in the whole photo.
+    whole = enroll([astronaut()], analyzer_for(write_pack(tmp_path / "w", [ASTRONAUT], PHOTO)))
+    assert not whole.warnings
+    assert similarity(profile.embedding, whole.embedding) >= analyzer.match_threshold

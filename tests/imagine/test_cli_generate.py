@@ -58,6 +58,10 @@ def test_writes_pngs_and_sidecars(capsys, env, portrait, tmp_path, smoke):
     assert meta["profile"] == "smoke" and "noise" in meta["notice"]
     assert meta["identity_similarity"] is None and "no face" in meta["identity_similarity_note"]
     assert meta["face_backend"] == "dlib"
+    # The FaceID LoRA inside the adapter file is applied, merged into the UNet by default.
+    (lora,) = meta["adapters"]["loras"]
+    assert (lora["name"], lora["scale"], lora["fused"]) == ("faceid_0", 1.0, True)
+    assert meta["adapters"]["face_adapter"] == "ip-adapter-faceid-smoke-128d.safetensors"
     assert "embedding" not in json.dumps(meta).replace("embedding_dim", "")
     assert Image.open(pngs[0]).size == (64, 64)
     assert "noise" in err  # the user is told plainly

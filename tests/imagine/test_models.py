@@ -74,6 +74,8 @@ def test_named_schedulers(smoke, name, cls):
         ({"compile_mode": "fast"}, "compile_mode='fast'"),
         ({"faceid_variant": "plus"}, "faceid_variant='plus'"),
         ({"shortcut_scale": 6.0}, "shortcut_scale must be 0-5, got 6.0"),
+        ({"lora_scale": -0.5}, "lora_scale must be 0-2, got -0.5"),
+        ({"lora_fuse": "auto"}, "lora_fuse='auto'"),
     ],
 )
 def test_bad_choices_name_the_setting(change, words, tmp_path):
@@ -126,7 +128,7 @@ def test_single_file_checkpoint_needs_a_local_config(tmp_path):
             profile="sdxl", model_dir=ckpt, faceid_adapter=adapter, single_file_config=config_dir
         )
     )
-    assert found == (ckpt, adapter, None)
+    assert found == (ckpt, adapter, None, None)  # no image encoder, no IdentityNet
 
 
 def test_sdxl_loads_a_real_diffusers_folder_with_local_files_only(smoke, model_cache, tmp_path):
@@ -175,7 +177,7 @@ def test_plusv2_image_encoder_folder_missing_parts_are_listed(tmp_path, model_ca
         find_sdxl_files(dataclasses.replace(config, image_encoder=tmp_path / "nowhere"))
     (encoder / "config.json").write_text("{}")
     (encoder / "model.safetensors").write_bytes(b"\0")
-    assert find_sdxl_files(config) == (smoke_folder(model_cache), adapter, encoder)
+    assert find_sdxl_files(config) == (smoke_folder(model_cache), adapter, encoder, None)
 
 
 def test_plain_faceid_does_not_ask_for_an_image_encoder(tmp_path):

@@ -24,7 +24,7 @@ def test_shapes_seeds_and_metadata(pipeline):
     assert all(g.image.mode == "RGB" for g in result.images)
     assert result.seeds == [11, 12, 13]
     assert (result.steps, result.width, result.height) == (2, 96, 64)
-    assert result.profile == "smoke" and result.model_id == "smoke-v1"
+    assert result.profile == "smoke" and result.model_id == "smoke-v2"
     assert set(result.timings) == {"expand", "encode", "denoise", "decode", "postprocess"}
     assert any("noise" in w for w in result.warnings)
 

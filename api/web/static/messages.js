@@ -41,6 +41,8 @@ export const MESSAGES = {
   too_many_jobs: "You already have several images being made. Wait for one to finish, then try again.",
   identity_incompatible:
     "Your face data was enrolled with a different face model than the service uses now. Please enroll again.",
+  missing_face_keypoints:
+    "Your face data was enrolled before the service needed the position of your eyes, nose and mouth. Please enroll again.",
   expander_unavailable: "The prompt service isn't available right now. Please try again later.",
   moderation_unavailable: "The content check isn't available right now. Please try again later.",
   not_cancellable: "This generation has already finished.",

@@ -158,6 +158,7 @@ GENERATION_CODES = {
     "invalid_size",
     "too_many_jobs",
     "identity_incompatible",
+    "missing_face_keypoints",
     "not_cancellable",
     "cancelled",
     "worker_lost",
