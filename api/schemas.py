@@ -90,7 +90,8 @@ class IdentityPublic(BaseModel):
     embedding_dim: int
     residence: str
     consent_version: str
-    photos: list[PhotoQuality]
+    photos: list[PhotoQuality]  # a camera capture: the frames its face was embedded from
+    capture: Literal["upload", "live"]  # uploaded photos, or the web gallery's camera capture
     retention_until: datetime
 
 
@@ -204,6 +205,8 @@ class LimitsPublic(BaseModel):
     max_enroll_photos: int
     max_queued_jobs: int  # queued or running generations per user; more is 429 too_many_jobs
     rate_limit_per_minute: int  # requests per user; more is 429 with Retry-After
+    # Personal accounts enroll from a camera capture only: uploads are 403 live_capture_required
+    require_live_capture: bool
 
 
 class ReadyStatus(BaseModel):

@@ -31,9 +31,10 @@ def folder(tmp_path) -> Path:
 
 
 def serve(tmp_path: Path, model_cache: Path, **env: str) -> tuple[Server, dict[str, str]]:
-    """A started service with one user; the environment a batch run against it needs."""
+    """A started service with one operator user (batch campaigns enroll other people's
+    faces); the environment a batch run against it needs."""
     server = Server(smoke_home(tmp_path / "service-home", model_cache), free_port(), **env)
-    key = server.cli("users", "create", "ops")["api_key"]
+    key = server.cli("users", "create", "ops", "--operator")["api_key"]
     server.start()
     client_home = tmp_path / "client-home"
     client_home.mkdir(exist_ok=True)
