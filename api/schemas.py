@@ -95,6 +95,15 @@ class IdentityPublic(BaseModel):
     retention_until: datetime
 
 
+class CaptureChallengePublic(BaseModel):
+    nonce: str  # send with the frames: good for one capture
+    steps: list[str]  # head turns, "left" | "right", in order, as the person sees them
+    instruction: str  # e.g. "Turn your head left, then right"
+    expires_at: datetime
+    min_frames: int  # frames a capture sends, in the order taken
+    max_frames: int
+
+
 class GenerationCreate(Strict):
     identity_id: str = Field(max_length=64)
     # Length and characters are check_prompt's (prompt_too_long, invalid_prompt): one code

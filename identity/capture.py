@@ -12,7 +12,9 @@ each a ``step`` of ``CaptureFailed``:
 4. ``same_person``: every two frames at or above the backend's match threshold;
 5. ``challenge``: the head's yaw (from the face landmarks: the nose's offset from the eye
    midpoint over the eye distance, ``identity.quality.yaw``) goes past ``turn_yaw`` to
-   each side the challenge names, in its order, measured from the frames' median yaw;
+   each side the challenge names, in its order, measured from the yaw of the first
+   ``lead_frames`` (the capture starts with the person looking at the camera, so a camera
+   off to one side does not count as a turn);
 6. ``quality``: the most frontal frame passes the enrollment quality gates.
 
 What this does not stop: a video of the person turning their head in the asked order, or
@@ -60,8 +62,9 @@ class CaptureConfig:
     min_frames: int = 4
     max_frames: int = 12
     max_side: int = 640  # px: frames are downscaled to this before analysis
-    # Yaw proxy beyond the frames' median that counts as a turn: about 10 degrees of head
-    # turn (0.5 is about 45); a still face stays within a few hundredths.
+    lead_frames: int = 2  # the first frames, looking at the camera: the frontal yaw
+    # Yaw proxy beyond the frontal yaw that counts as a turn: about 10 degrees of head turn
+    # (0.5 is about 45); a still face stays within a few hundredths.
     turn_yaw: float = 0.10
 
 
@@ -111,10 +114,10 @@ def check_capture(
     ``CaptureFailed`` naming the step (``frames`` for a frame that is no usable image)."""
     config, capture = config or EnrollmentConfig(), capture or CaptureConfig()
     # 1. frames
-    if not capture.min_frames <= len(frames) <= capture.max_frames:
+    least = max(capture.min_frames, capture.lead_frames + len(challenge))
+    if not least <= len(frames) <= capture.max_frames:
         raise CaptureFailed(
-            f"{len(frames)} frames were sent; a capture has "
-            f"{capture.min_frames}-{capture.max_frames}",
+            f"{len(frames)} frames were sent; this capture has {least}-{capture.max_frames}",
             step="frames",
         )
     # 2-3. one face in each, live
@@ -139,9 +142,9 @@ def check_capture(
             )
     # 5. the head turns as asked, in order
     yaws = [f.yaw for f in seen]
-    follow_challenge(yaws, challenge, capture.turn_yaw)
+    follow_challenge(yaws, challenge, capture.turn_yaw, capture.lead_frames)
     # 6. the most frontal frame is a usable enrollment photo
-    base = float(np.median(yaws))
+    base = float(np.median(yaws[: capture.lead_frames]))
     best = min(range(len(seen)), key=lambda i: abs(yaws[i] - base))
     frontal = seen[best]
     small = analyzer.align(frontal.pixels, frontal.face, QUALITY_CROP)
@@ -165,20 +168,24 @@ def check_capture(
     )
 
 
-def follow_challenge(yaws: Sequence[float], challenge: Sequence[str], turn_yaw: float) -> None:
-    """Raise ``CaptureFailed`` (step ``challenge``) unless the yaws, taken in order, go past
-    ``turn_yaw`` from their median to each side of ``challenge`` in turn."""
-    base = float(np.median(yaws))
+def follow_challenge(
+    yaws: Sequence[float], challenge: Sequence[str], turn_yaw: float, lead: int = 2
+) -> None:
+    """Raise ``CaptureFailed`` (step ``challenge``) unless the yaws after the first ``lead``
+    go past ``turn_yaw`` from those first ones' (the frontal yaw) to each side of
+    ``challenge``, in its order. Frames between the turns (turning, back to the middle,
+    late) are passed over."""
+    base = float(np.median(yaws[:lead]))
     want = iter(enumerate(challenge))
     index, side = next(want)
-    for value in yaws:
+    for value in yaws[lead:]:
         offset = value - base
         if (offset >= turn_yaw) if side == "left" else (offset <= -turn_yaw):
             step = next(want, None)
             if step is None:
                 return
             index, side = step
-    spread = f"yaw {min(yaws) - base:+.2f} to {max(yaws) - base:+.2f} around the median"
+    spread = f"yaw {min(yaws) - base:+.2f} to {max(yaws) - base:+.2f} from the first frames'"
     raise CaptureFailed(
         f"turn {index + 1} of the challenge ({describe(challenge)}) was not seen: the head "
         f"did not turn {side} by {turn_yaw} after the turns before it ({spread})",

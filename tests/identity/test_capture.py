@@ -43,7 +43,7 @@ def test_frames_that_follow_the_challenge_make_a_profile(analyzer):
     [
         ([0, 0, LEFT, LEFT, RIGHT, RIGHT], ("right", "left"), "turn 2 of the challenge"),
         ([0] * 8, ("left", "right"), "turn 1 of the challenge"),
-        ([0, LEFT, RIGHT, 0, 0], ("left", "right", "left"), "turn 3"),
+        ([0, 0, LEFT, RIGHT, 0, 0], ("left", "right", "left"), "turn 3"),
     ],
     ids=["wrong-order", "still", "one-turn-short"],
 )
@@ -57,7 +57,7 @@ def test_a_capture_that_does_not_follow_the_challenge_fails_there(
 
 
 def test_every_frame_shows_one_face_of_one_person(analyzer):
-    frames = head_turns([0, LEFT, RIGHT, 0])
+    frames = head_turns([0, 0, LEFT, RIGHT])
     with pytest.raises(CaptureFailed) as failed:
         check_capture([*frames[:2], group(), *frames[2:]], ("left", "right"), analyzer)
     assert (failed.value.step, failed.value.photo) == ("face", 2)
@@ -94,7 +94,10 @@ def test_challenges_alternate_sides_from_a_random_start():
         new_challenge(4)
 
 
-def test_the_order_is_followed_against_the_median_yaw():
+def test_turns_are_measured_from_the_first_frames_looking_at_the_camera():
     follow_challenge([0.3, 0.3, 0.45, 0.15, 0.3], ("left", "right"), 0.1)  # a camera off-axis
+    follow_challenge([0, 0, 0.2, -0.2, -0.2, 0, 0.2], ("left", "right", "left"), 0.1)
     with pytest.raises(CaptureFailed):
-        follow_challenge([0.0, -0.2, 0.2, 0.0], ("left", "right"), 0.1)
+        follow_challenge([0.0, -0.2, 0.2, 0.0], ("left", "right"), 0.1)  # right, then left
+    with pytest.raises(CaptureFailed):
+        follow_challenge([0.2, 0.2, 0.2, 0.0], ("left", "right"), 0.1)  # one turn, back
