@@ -110,7 +110,7 @@ function identityItem(identity, status, refresh) {
   );
   return h("li", {},
     h("p", {},
-      `Enrolled ${formatDate(identity.created_at)} from ${identity.photos.length} photo${identity.photos.length === 1 ? "" : "s"} · residence ${identity.residence} · consent ${identity.consent_version} · erased automatically on ${formatDate(identity.retention_until)} unless you use it again`,
+      `Enrolled ${formatDate(identity.created_at)} ${identity.capture === "live" ? "with your camera (live capture)" : `from ${identity.photos.length} uploaded photo${identity.photos.length === 1 ? "" : "s"}`} · residence ${identity.residence} · consent ${identity.consent_version} · erased automatically on ${formatDate(identity.retention_until)} unless you use it again`,
     ),
     erase,
   );

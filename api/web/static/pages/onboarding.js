@@ -1,7 +1,9 @@
-// Enrollment: the consent text and its version, residence, 1 to the service's limit of photos
-// with previews.
+// Enrollment: the consent text and its version, residence, then the face: from the camera
+// (a live capture that follows a head-turn challenge, camera.js) or 1 to the service's limit
+// of photos with previews.
 
 import { ApiProblem, api } from "../api.js";
+import { cameraAvailable, cameraCapture, explainCapture } from "../camera.js";
 import { append, field, formatDate, h } from "../dom.js";
 import { MESSAGES, explain } from "../messages.js";
 
@@ -63,9 +65,41 @@ export async function render(root, { navigate }) {
     );
   });
 
+  // How the face is given: the camera where there is one, else (unless the service asks
+  // for a live capture) photos.
+  const hasCamera = cameraAvailable();
+  const uploadsAllowed = !limits.require_live_capture;
+  const useCamera = h("input", { type: "radio", name: "how", id: "how-camera", value: "camera", checked: hasCamera, disabled: !hasCamera });
+  const useUpload = h("input", { type: "radio", name: "how", id: "how-upload", value: "upload", checked: !hasCamera && uploadsAllowed });
+  const camera = cameraCapture();
+  const uploadField = field("photos", `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP)`, photos,
+    "A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored.");
+  const how = h("fieldset", { class: "how" },
+    h("legend", {}, "Your face"),
+    h("div", { class: "choices" },
+      h("div", { class: "check" }, useCamera, h("label", { for: "how-camera" }, "Use my camera")),
+      uploadsAllowed ? h("div", { class: "check" }, useUpload, h("label", { for: "how-upload" }, "Upload photos")) : null,
+    ),
+    hasCamera ? null : h("p", { class: "hint" }, "No camera is available in this browser."),
+    uploadsAllowed ? null : h("p", { class: "hint" }, "This service enrolls faces from a camera capture only: it checks that it is you, now."),
+    camera.element,
+    uploadField,
+    previews,
+  );
+  const submit = h("button", { type: "submit" }, "Enroll my face");
+  const showMode = () => {
+    const live = useCamera.checked;
+    camera.element.hidden = !live;
+    uploadField.hidden = live;
+    previews.hidden = live;
+    submit.textContent = live ? "Start the camera check" : "Enroll my face";
+  };
+  useCamera.addEventListener("change", showMode);
+  useUpload.addEventListener("change", showMode);
+  showMode();
+
   const error = h("div", { class: "error", role: "alert", id: "enroll-error" });
   const status = h("p", { role: "status", id: "enroll-status" });
-  const submit = h("button", { type: "submit" }, "Enroll my face");
   const form = h("form", { id: "enroll", novalidate: true },
     h("fieldset", {},
       h("legend", {}, "Where you live"),
@@ -73,12 +107,7 @@ export async function render(root, { navigate }) {
         "Biometric laws protect people where they live, so we ask. It is stored with your consent."),
       stateField,
     ),
-    h("fieldset", {},
-      h("legend", {}, "Your photos"),
-      field("photos", `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP)`, photos,
-        "A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored."),
-      previews,
-    ),
+    how,
     h("div", { class: "check" }, agree, agreeLabel),
     error,
     submit,
@@ -100,9 +129,12 @@ export async function render(root, { navigate }) {
     const needsState = !stateField.hidden;
     if (!country.value) return fail(MESSAGES.residence_missing, country);
     if (needsState && !state.value) return fail(MESSAGES.subdivision_missing, state);
-    if (photos.files.length < 1) return fail(MESSAGES.photos_required, photos);
-    if (photos.files.length > MAX_PHOTOS) return fail(MESSAGES.too_many_photos, photos);
+    const live = useCamera.checked;
+    if (!live && !useUpload.checked) return fail(MESSAGES.photos_required, useCamera);
+    if (!live && photos.files.length < 1) return fail(MESSAGES.photos_required, photos);
+    if (!live && photos.files.length > MAX_PHOTOS) return fail(MESSAGES.too_many_photos, photos);
     if (!agree.checked) return fail(MESSAGES.consent_required, agree);
+    if (live) return enrollLive(needsState ? state.value : country.value);
 
     const body = new FormData();
     for (const file of photos.files) body.append("photos", file, file.name);
@@ -138,6 +170,29 @@ export async function render(root, { navigate }) {
     }
   });
 
+  async function enrollLive(residence) {
+    submit.disabled = true;
+    submit.textContent = "Camera check running…";
+    try {
+      await camera.enroll({ consent_version: version.textContent, residence });
+      navigate("/create", { message: "Your face is enrolled. Describe your first image." });
+    } catch (err) {
+      if (!(err instanceof ApiProblem)) throw err;
+      const parts = [h("p", {}, explainCapture(err))];
+      if (err.code === "capture_failed") {
+        parts.unshift(h("p", { class: "which", id: "capture-step" }, `The check that failed: ${err.step}.`));
+      }
+      parts.push(h("p", { class: "detail" }, `Details: ${err.code}: ${err.message}`));
+      error.replaceChildren(...parts);
+      if (err.code === "consent_outdated") showConsent(await api("/v1/consent"));
+      submit.textContent = "Try the camera check again";
+      submit.disabled = false;
+      submit.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
   append(root, [
     h("h1", {}, "Your face"),
     identities.length ? existing(identities) : null,
@@ -148,15 +203,18 @@ export async function render(root, { navigate }) {
     ),
     form,
   ]);;
-  return () => urls.forEach((u) => URL.revokeObjectURL(u));
+  return () => {
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    camera.stop();
+  };
 }
 
 function existing(identities) {
   const latest = identities[0];
   return h("p", { class: "info" },
-    `You enrolled your face on ${formatDate(latest.created_at)} (residence ${latest.residence}). `,
+    `You enrolled your face on ${formatDate(latest.created_at)} ${latest.capture === "live" ? "with your camera" : "from photos"} (residence ${latest.residence}). `,
     h("a", { href: "/create" }, "Create images"),
-    " with it, or enroll again below. To erase it, use “Delete my face data” in the ",
+    " with it, or enroll more of it below: only your own face can be added to this account. To enroll another face, first erase yours: use “Delete my face data” in the ",
     h("a", { href: "/gallery" }, "gallery"),
     ".",
   );
