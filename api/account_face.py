@@ -59,12 +59,20 @@ class FaceCheck:
     def refused(self) -> bool:
         return self.decision == "refused"
 
-    def audit(self, user_id: str, identity_id: str | None, capture: str) -> AuditEvent:
+    def audit(
+        self,
+        user_id: str,
+        capture: str,
+        identity_id: str | None = None,
+        consent_id: str | None = None,
+    ) -> AuditEvent:
+        """The record of this check: for an enrollment stored, its identity and the consent
+        (for an operator, the consent it declared for the person)."""
         detail: dict[str, object] = {"decision": self.decision, "capture": capture}
         if self.similarity is not None:
             detail |= {"similarity": round(self.similarity, 4), "threshold": self.threshold}
         if identity_id is not None:
-            detail["identity"] = identity_id
+            detail |= {"identity": identity_id, "consent": consent_id}
         return AuditEvent(kind="account_face_check", subject=user_id, detail=detail)
 
 

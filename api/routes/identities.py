@@ -133,13 +133,13 @@ def store_identity(
     with services.db.session() as session:
         check = check_account_face(session, services.cipher, user_id, profile)
         if not check.refused:
-            public = _insert(session, services, user_id, profile, residence, decision, capture)
-            session.add(check.audit(user_id, public.id, capture))
+            row = _insert(session, services, user_id, profile, residence, decision, capture)
+            session.add(check.audit(user_id, capture, row.id, row.consent_id))
     if check.refused:
         with services.db.session() as session:
-            session.add(check.audit(user_id, None, capture))
+            session.add(check.audit(user_id, capture))
         raise NotAccountFace(check.reason or "not this account's face")
-    return public
+    return to_public(row, services.consent.version, services.consent.retention_days)
 
 
 def _insert(
@@ -150,7 +150,7 @@ def _insert(
     residence: str,
     decision: dict,
     capture: str,
-) -> IdentityPublic:
+) -> Identity:
     c = services.consent
     record = Consent(
         id=new_id("cns"),
@@ -180,7 +180,7 @@ def _insert(
     session.add_all([record, identity])
     session.flush()  # the identity row first: its key row refers to it
     session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped_key))
-    return to_public(identity, c.version, c.retention_days)
+    return identity
 
 
 @router.get("", response_model=list[IdentityPublic], responses=ERRORS)

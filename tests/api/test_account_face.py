@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from api.auth import create_user
 from api.cli import main
 from api.main import create_app, sweep_once
-from api.tables import AccountFace, AccountFaceKey, AuditEvent, Identity, utcnow
+from api.tables import AccountFace, AccountFaceKey, AuditEvent, Consent, Identity, utcnow
 from tests.api.conftest import auth, enroll
 from tests.api.test_erasure import traces
 from tests.photos import astronaut, astronaut_reframed, hopper
@@ -80,7 +80,10 @@ def test_a_personal_account_enrolls_its_holders_face_only(client, keys, services
     assert audit[1]["similarity"] >= audit[1]["threshold"] == 0.91
     assert audit[2]["similarity"] < 0.91 and "identity" not in audit[2]
     for a in audit:  # a decision and a score, never the embedding
-        assert set(a) <= {"decision", "capture", "similarity", "threshold", "identity", "subject"}
+        assert set(a) <= {
+            *("decision", "capture", "similarity", "threshold"),
+            *("identity", "consent", "subject"),
+        }
 
 
 def test_erasing_every_identity_erases_the_account_face(client, keys, services):
@@ -133,6 +136,9 @@ def test_an_operator_enrolls_other_people_on_declared_consent(client, keys, serv
     assert reference(services) == []  # an operator holds no face of its own
     audit = checks(services, "studio")
     assert [a["decision"] for a in audit] == ["operator_declared", "operator_declared"]
+    with services.db.session() as s:  # each with the consent the operator declared
+        declared = {c.id: c.policy_version for c in s.scalars(select(Consent))}
+    assert [declared[a["consent"]] for a in audit] == [services.consent.version] * 2
 
 
 def test_concurrent_first_enrollments_set_one_face(client, keys, services):
