@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api import web
 from api.errors import STATUS_BY_CODE, ApiError
 from api.limits import TooManyRequests
 from imagine.errors import CODED_ERRORS
@@ -59,8 +60,10 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_request", describe_validation(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if exc.status_code == 404 and web.wants_page(request):
+            return web.not_found_page()  # a browser's mistyped link: the gallery says so
         if exc.status_code == 413:
             return error_response(413, "request_too_large", "the request body is too large")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")

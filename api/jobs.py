@@ -253,6 +253,23 @@ def claim_next(db: Database, owner: str, lease_s: float) -> Claim | None:
     return Claim(row.id, owner, int(row.attempts)) if row else None
 
 
+def claim_job(db: Database, job_id: str, owner: str, lease_s: float) -> Claim | None:
+    """Lease the job ``job_id`` to ``owner`` if it is still queued (None: another worker
+    has it, or it ended): a dispatcher names the job, the database decides who runs it."""
+    with db.connection() as c:
+        return _take(c, job_id, owner, lease_s)
+
+
+def queued_jobs(db: Database, limit: int, skip: frozenset[str] = frozenset()) -> list[Row]:
+    """Up to ``limit`` queued jobs in claim order (users in turn, then oldest first) with
+    their requests, leaving out ``skip`` (the ones already handed out)."""
+    query = _QUEUED.add_columns(JOB.request)
+    if skip:
+        query = query.where(JOB.id.not_in(skip))
+    with db.connection() as c:
+        return list(c.execute(query.limit(limit)).all())
+
+
 def job_request(db: Database, claim: Claim) -> dict[str, Any] | None:
     with db.connection() as c:
         return c.scalar(select(JOB.request).where(JOB.id == claim.job_id))

@@ -58,6 +58,8 @@ class StylesPublic(BaseModel):
 class RegionPublic(BaseModel):
     code: str  # ISO 3166-1 alpha-2, or ISO 3166-2 for a subdivision
     name: str
+    # Residents may enroll and create here; a country needing a subdivision: in some of them.
+    served: bool
 
 
 class CountryPublic(RegionPublic):
@@ -83,6 +85,7 @@ class PhotoQuality(BaseModel):
 
 class IdentityPublic(BaseModel):
     id: str
+    name: str | None  # given by the user; None for identities enrolled without one
     created_at: datetime
     last_used_at: datetime
     backend: str
@@ -93,6 +96,10 @@ class IdentityPublic(BaseModel):
     photos: list[PhotoQuality]  # a camera capture: the frames its face was embedded from
     capture: Literal["upload", "live"]  # uploaded photos, or the web gallery's camera capture
     retention_until: datetime
+
+
+class IdentityUpdate(Strict):
+    name: str = Field(min_length=1, max_length=80)
 
 
 class CaptureChallengePublic(BaseModel):
@@ -140,6 +147,7 @@ class ImagePublic(BaseModel):
     id: str
     url: str
     generation_id: str
+    identity_id: str  # the face it was made from
     prompt: str  # the user's words
     index: int
     seed: int

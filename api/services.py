@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from api.consent import ConsentText, consent_text
 from api.crypto import EmbeddingCipher, load_key
@@ -23,6 +23,9 @@ from imagine.runtime import load_checker
 from imagine.settings import SettingsError
 from llm_prompting import PromptingConfig
 from llm_prompting.contract import TokenCounter
+from llm_prompting.readiness import Check, check_expander, check_moderator
+
+PROBE_EVERY_S = 10.0
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Services:
     prompting: PromptingConfig = field(default_factory=PromptingConfig)
     c2pa_signing: str = "off"  # "on", or "off: <why>" (readiness output)
     output_checks: str = "off"  # the output safety checker in use, or why there is none
+    _probed: tuple[float, tuple[Check, Check]] | None = None
+    _probe_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def profile(self) -> ProfileDefaults:
@@ -55,6 +60,16 @@ class Services:
         if self._analyzer is None:
             self._analyzer = ANALYZERS[self.settings.face_backend](self.settings.face())
         return self._analyzer
+
+    def prompting_checks(self) -> tuple[Check, Check]:
+        """The expander's and moderator's servers (``/readyz``): probed at most every
+        ``PROBE_EVERY_S`` seconds, so frequent probes cost one request per server now and then."""
+        with self._probe_lock:
+            now = time.monotonic()
+            if self._probed is None or now - self._probed[0] > PROBE_EVERY_S:
+                checks = (check_expander(self.prompting), check_moderator(self.prompting))
+                self._probed = (now, checks)
+            return self._probed[1]
 
     def close(self) -> None:
         self.executor.stop()
@@ -76,15 +91,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     checker, notes = load_checker(settings)
     # The tokenizers alone (no weights), now: a model folder without them stops the start.
     count_tokens = settings.token_counter()
-    ctx = WorkerContext(
-        db=db,
-        storage=storage,
-        cipher=cipher,
-        lease_s=settings.lease_seconds,
-        max_attempts=settings.max_attempts,
-        batch_window_s=settings.batch_window_ms / 1000,
-        job_timeout_s=settings.job_timeout_s,
-    )
+    ctx = worker_context(settings, db, storage, cipher)
     name = executor or settings.executor
     if name not in EXECUTORS:
         raise SettingsError(f"IMAGINE_EXECUTOR={name!r}: choose one of {sorted(EXECUTORS)}")
@@ -97,12 +104,34 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         consent=consent_text(settings.retention_days),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         trusted=settings.trusted_networks(),
-        executor=EXECUTORS[name](ctx, lambda: _load_runtime(settings)),
+        executor=EXECUTORS[name](ctx, settings),
         count_tokens=count_tokens,
         prompting=settings.prompting(),
         c2pa_signing=c2pa_signing,
         output_checks="; ".join(notes) if notes else checker.name,
     )
+
+
+def worker_context(
+    settings: ServiceSettings, db: Database, storage: Storage, cipher: EmbeddingCipher
+) -> WorkerContext:
+    return WorkerContext(
+        db=db,
+        storage=storage,
+        cipher=cipher,
+        lease_s=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        batch_window_s=settings.batch_window_ms / 1000,
+        job_timeout_s=settings.job_timeout_s,
+    )
+
+
+def open_worker_context(settings: ServiceSettings) -> WorkerContext:
+    """What a worker in a process of its own needs (a Ray replica): the database the API
+    migrated, the same image store and the same master key."""
+    db = Database(settings.database, settings.sqlite_synchronous)
+    cipher = EmbeddingCipher(load_key(settings.embedding_key, settings.key_file, settings.home))
+    return worker_context(settings, db, build_storage(settings), cipher)
 
 
 def build_storage(settings: ServiceSettings) -> Storage:
@@ -119,9 +148,3 @@ def refuse_face_crop_adapters(settings: ServiceSettings) -> None:
             "Plus v2 needs them. Use IMAGINE_FACEID_VARIANT=faceid for `imagine serve`; "
             "plusv2 works with `imagine generate` and `imagine batch`"
         )
-
-
-def _load_runtime(settings: ServiceSettings) -> Any:
-    from imagine.runtime import load_runtime
-
-    return load_runtime(settings)

@@ -55,8 +55,11 @@ class ServiceSettings(Settings):
     download_label: bool = True  # gallery downloads carry the visible "Imagined with AI" label
     batch_window_ms: int = 20  # a lone job waits this long for same-size jobs to share its batch
     # "inprocess" (a worker thread owns the pipeline in this process) | "none" (jobs run in
-    # `imagine worker` processes) | "null" (load tests: jobs complete without images)
+    # `imagine worker` processes) | "ray" (a Ray Serve deployment) | "null" (load tests:
+    # jobs complete without images)
     executor: str = "inprocess"
+    ray_min_replicas: int = 1  # Serve's autoscaler keeps the replicas between these two
+    ray_max_replicas: int = 1
     session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long
     # Personal accounts enroll from a camera capture only (POST /v1/identities/live); off, so
     # that API and batch clients, which upload photos, keep working. Operators may upload.
@@ -92,6 +95,11 @@ class ServiceSettings(Settings):
             raise SettingsError(
                 f"IMAGINE_STORAGE_URL={self.storage_location!r}: expected a path, "
                 "file:///path or s3://bucket/prefix"
+            )
+        if not 0 <= self.ray_min_replicas <= self.ray_max_replicas or self.ray_max_replicas < 1:
+            raise SettingsError(
+                f"IMAGINE_RAY_MIN_REPLICAS={self.ray_min_replicas}, IMAGINE_RAY_MAX_REPLICAS="
+                f"{self.ray_max_replicas}: expected 0 <= min <= max and max >= 1"
             )
         if self.s3_presigned_redirect and scheme != "s3":
             raise SettingsError(

@@ -93,6 +93,9 @@ class Consent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+NAME_CHARS = 80  # an identity's name, e.g. "Beach photos, May"
+
+
 class Identity(Base):
     __tablename__ = "identities"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -105,6 +108,7 @@ class Identity(Base):
     backend: Mapped[str] = mapped_column(String(32))
     model_id: Mapped[str] = mapped_column(String(128))
     photos: Mapped[dict[str, Any]] = mapped_column()  # per-photo quality figures, no pixels
+    name: Mapped[str | None] = mapped_column(String(NAME_CHARS), default=None)  # the user's
     capture: Mapped[str] = mapped_column(String(16), default="upload", server_default="upload")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)

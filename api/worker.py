@@ -40,13 +40,14 @@ from api.jobs import (
     report_progress,
     requeue_expired,
 )
+from api.settings import ServiceSettings
 from api.storage import Storage
 from api.tables import Generation, Identity, IdentityKey, new_id, utcnow
 from imagine.errors import CODED_ERRORS
 from imagine.outputs import finalize
 from imagine.pipeline import Cancelled, GenerationRequest, GenerationResult, PersonalizedPipeline
 from imagine.request import GenerationSpec
-from imagine.runtime import Runtime
+from imagine.runtime import Runtime, load_runtime
 from llm_prompting import ExpandedPrompt
 
 log = logging.getLogger("api.worker")
@@ -102,7 +103,7 @@ class _WorkerThread:
 
     name = "worker"
 
-    def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime]):
+    def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime] | None = None):
         self.ctx = ctx
         self._load = load
         # Who holds a lease, as the job row shows it: host and PID name the process.
@@ -180,6 +181,7 @@ class InProcessExecutor(_WorkerThread):
 
     def _prepare(self) -> str:
         self._detail = "loading models"
+        assert self._load is not None, "the in-process executor loads a pipeline"
         self.runtime = self._load()
         return "ready"
 
@@ -194,21 +196,10 @@ class InProcessExecutor(_WorkerThread):
                 other.attempt,
                 claim.job_id,
             )
-        lost: set[str] = set()  # jobs whose lease is no longer ours
-        done = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(claims, lost, done), daemon=True)
-        beat.start()
         try:
-            run_jobs(
-                self.ctx,
-                self.runtime,
-                claims,
-                lambda claim: self._stop.is_set() or claim.job_id in lost,
-            )
+            run_leased(self.ctx, self.runtime, claims, self._stop.is_set)
         finally:
             self._running = []
-            done.set()
-            beat.join()
 
     def _admit(self, first: Claim) -> list[Claim]:
         """Queued jobs of the same size and steps that fit beside ``first`` in one device
@@ -224,13 +215,33 @@ class InProcessExecutor(_WorkerThread):
             claims = claim_compatible(ctx.db, self.owner, ctx.lease_s, key, room)
         return claims
 
-    def _heartbeat(self, claims: list[Claim], lost: set[str], done: threading.Event) -> None:
-        """Renew the leases of ``claims``; a job whose lease is not ours any more (requeued
-        or erased under us, or already ended by this run) goes into ``lost``."""
-        while not done.wait(self.ctx.lease_s / 3):
-            for claim in claims:
-                if claim.job_id not in lost and not heartbeat(self.ctx.db, claim, self.ctx.lease_s):
-                    lost.add(claim.job_id)
+
+def run_leased(
+    ctx: WorkerContext, runtime: Runtime, claims: list[Claim], stopping: Callable[[], bool]
+) -> None:
+    """Run claimed jobs (``run_jobs``) while a thread renews their leases. A job whose lease
+    is lost (requeued or erased under it) stops at its next step, as all do once
+    ``stopping()`` is true, and goes back to the queue unpublished."""
+    lost: set[str] = set()  # jobs whose lease is no longer ours
+    done = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ctx, claims, lost, done), daemon=True)
+    beat.start()
+    try:
+        run_jobs(ctx, runtime, claims, lambda claim: stopping() or claim.job_id in lost)
+    finally:
+        done.set()
+        beat.join()
+
+
+def _heartbeat(
+    ctx: WorkerContext, claims: list[Claim], lost: set[str], done: threading.Event
+) -> None:
+    """Renew the leases of ``claims``; a job whose lease is not ours any more (requeued
+    or erased under us, or already ended by this run) goes into ``lost``."""
+    while not done.wait(ctx.lease_s / 3):
+        for claim in claims:
+            if claim.job_id not in lost and not heartbeat(ctx.db, claim, ctx.lease_s):
+                lost.add(claim.job_id)
 
 
 @dataclass
@@ -510,9 +521,6 @@ class NoExecutor:
 
     name = "none"
 
-    def __init__(self, ctx: WorkerContext, load: Callable[[], Runtime]):
-        pass
-
     def start(self) -> None:
         pass
 
@@ -526,8 +534,16 @@ class NoExecutor:
         return True, "none (jobs run in imagine worker processes)"
 
 
-EXECUTORS: dict[str, Callable[[WorkerContext, Callable[[], Runtime]], Executor]] = {
-    "inprocess": InProcessExecutor,
-    "none": NoExecutor,
-    "null": NullExecutor,
+def _ray(ctx: WorkerContext, settings: ServiceSettings) -> Executor:
+    from api.ray_executor import RayExecutor  # imports Ray: only for --executor ray
+
+    return RayExecutor(ctx, settings)
+
+
+# name -> the executor for a service's worker context and settings (not started)
+EXECUTORS: dict[str, Callable[[WorkerContext, ServiceSettings], Executor]] = {
+    "inprocess": lambda ctx, settings: InProcessExecutor(ctx, partial(load_runtime, settings)),
+    "none": lambda ctx, settings: NoExecutor(),
+    "null": lambda ctx, settings: NullExecutor(ctx),
+    "ray": _ray,
 }

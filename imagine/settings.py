@@ -77,11 +77,13 @@ class Settings:
     openai_timeout: float = ServerConfig.timeout
     openai_retries: int = ServerConfig.retries
     openai_json_mode: str = ServerConfig.json_mode  # "json_schema" | "json_object" | "none"
+    openai_stream: bool = ServerConfig.stream  # answers as server-sent events
     llama_model_dir: Path | None = None  # Llama 3.1 Instruct folder for the transformers expander
     llm_max_new_tokens: int = PromptingConfig.max_new_tokens
     moderator: str = "rules"  # "rules" | "llama_guard"
     guard_base_url: str = ""  # Llama Guard server; empty: the openai server
     guard_model: str = PromptingConfig.guard_model
+    guard_policy: str = PromptingConfig.guard_policy  # "imagine" | "builtin"
     max_prompt_chars: int = PromptingConfig.max_prompt_chars
     expansion_cache_size: int = PromptingConfig.cache_size
     # Provenance (README "Provenance and output safety")
@@ -97,6 +99,9 @@ class Settings:
     production: bool = False  # refuse to run without an output checker unless it is "none"
     # `imagine batch --server` (README "imagine batch": service mode)
     batch_server: str | None = None  # the service a batch is submitted to; unset: local mode
+    # The Ray cluster (host:port of its head) of `imagine batch --ray` and `imagine serve
+    # --executor ray`; unset: start a local Ray
+    ray_address: str | None = None
     batch_api_key: str = field(default="", repr=False)  # that service's API key
 
     @classmethod
@@ -186,6 +191,7 @@ class Settings:
             timeout=self.openai_timeout,
             retries=self.openai_retries,
             json_mode=self.openai_json_mode,
+            stream=self.openai_stream,
         )
         guard = (
             dataclasses.replace(server, base_url=self.guard_base_url)
@@ -203,6 +209,7 @@ class Settings:
             moderator=self.moderator,
             guard=guard,
             guard_model=self.guard_model,
+            guard_policy=self.guard_policy,
             max_prompt_chars=self.max_prompt_chars,
             cache_size=self.expansion_cache_size,
         )

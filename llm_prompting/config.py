@@ -24,6 +24,7 @@ class ServerConfig:
     timeout: float = 20.0  # seconds for one request, connection included
     retries: int = 1  # extra attempts after a refused connection, 429 or 5xx; timeouts are final
     json_mode: str = "json_schema"  # "json_schema" | "json_object" | "none": how to ask for JSON
+    stream: bool = False  # ask for server-sent events; the timeout then bounds the whole answer
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class PromptingConfig:
     moderator: str = "rules"  # "rules" | "llama_guard"
     guard: ServerConfig | None = None  # Llama Guard 3 server; None: the expander's server
     guard_model: str = "meta-llama/Llama-Guard-3-8B"
+    # "imagine": Llama Guard 3 is given this project's categories (POST /completions);
+    # "builtin": the server's chat template and its MLCommons categories, mapped to ours
+    guard_policy: str = "imagine"
     token_budget: int = SDXL_TOKEN_BUDGET
     max_prompt_chars: int = 500  # longer user prompts are refused (prompt_too_long)
     cache_size: int = 1024  # expansions remembered per process; 0 turns the cache off
@@ -47,4 +51,4 @@ class PromptingConfig:
 
     def guard_server(self) -> ServerConfig:
         base = self.guard or self.server
-        return dataclasses.replace(base, model=self.guard_model, json_mode="none")
+        return dataclasses.replace(base, model=self.guard_model, json_mode="none", stream=False)

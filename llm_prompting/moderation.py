@@ -1,7 +1,10 @@
 """Prompt moderation: the ``Moderator`` protocol, the offline rule-based default and Llama Guard 3.
 
 Moderation runs twice per request, on the user's words and on the expanded
-prompt, and refuses with ``PromptRejected`` carrying one of ``CATEGORIES``.
+prompt, and refuses with ``PromptRejected`` carrying one of ``CATEGORIES``:
+the categories that matter for likeness images (issue 19), deepfakes of real
+office holders included, with word lists in English, French, Spanish, German,
+Italian and Portuguese.
 
 The rule moderator reads the text several ways so that spelling tricks do not
 slip through: folded (case, accents, look-alike Cyrillic/Greek letters and
@@ -19,7 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from llm_prompting.errors import ExpansionFailed, ModerationUnavailable
+from llm_prompting.errors import ExpanderUnavailable, ExpansionFailed, ModerationUnavailable
+from llm_prompting.instructions import sanitize
 from llm_prompting.registry import build_once
 from llm_prompting.text import LEET_I, LEET_L, Lexicon, PhraseSet, fold, load_data, squeeze
 
@@ -27,12 +31,23 @@ if TYPE_CHECKING:
     from llm_prompting.config import PromptingConfig
     from llm_prompting.openai_backend import ChatClient
 
-# In order of precedence: a prompt that hits several is refused for the first.
-CATEGORIES = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "public_figure", "other")
+# Reason codes, in order of precedence: a prompt that hits several is refused for the first.
+# Stable strings: the API returns one as ``error.category`` (README, "Moderation").
+CATEGORIES = (
+    "sexual_minors",  # a minor with anything sexual or suggestive
+    "minors_harm",  # a minor with violence, weapons, self-harm, drugs, alcohol or abuse
+    "sexual",  # nudity, sex, sexualised or intimate framing
+    "self_harm",
+    "hate",  # slurs, hate symbols, hostility against a group
+    "violence",  # against the subject or anyone else
+    "deception",  # deepfakes; real figures or office holders in scandals or fake evidence
+    "public_figure",  # a named real public figure, in any scene
+    "other",  # Llama Guard only: a hazard outside these
+)
 
 VICTIM_WINDOW = 4  # words after a violent act in which a victim makes it "violence"
 _MINOR_AGE = re.compile(
-    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|jahre?)(?:\s*-?\s*(?:old|alt))?\b"
+    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|anni|jahren?)(?:\s*-?\s*(?:old|alt))?\b"
 )
 
 
@@ -56,7 +71,7 @@ class Moderator(Protocol):
 
 
 class RuleModerator:
-    """Word lists and patterns in English, French, Spanish and German; offline."""
+    """Word lists and patterns in English, French, Spanish, German, Italian, Portuguese; offline."""
 
     name = "rules"
 
@@ -134,75 +149,156 @@ class RuleModerator:
 
     def _categories(self, tokens: list[str], minor_age: bool) -> Iterable[tuple[str, str]]:
         lex = self.lexicons
-        for category in ("sexual", "sexual_minors", "violence", "hate", "self_harm"):
-            for matched in lex[category].find(tokens).values():
-                yield category, matched
-        for matched in lex["public_figure"].find(tokens).values():
-            yield "public_figure", matched
-        minors = lex["minors"].find(tokens)
-        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
-        if (minors or minor_age) and sexual:
-            yield (
-                "sexual_minors",
-                f"{next(iter(minors.values()), 'age')} + {next(iter(sexual.values()))}",
-            )
+        direct = ("sexual", "sexual_minors", "violence", "hate", "self_harm", "deception")
+        found = {category: list(lex[category].find(tokens).values()) for category in direct}
+        figures = list(lex["public_figure"].find(tokens).values())
+        found["public_figure"] = figures
         acts = [i for i, _ in lex["violent_acts"].positions(tokens)]
         victims = [i for i, _ in lex["victims"].positions(tokens)]
         for a in acts:
             if any(0 < v - a <= VICTIM_WINDOW for v in victims):
-                yield "violence", f"{tokens[a]} ... {tokens[next(v for v in victims if v > a)]}"
+                victim = tokens[next(v for v in victims if v > a)]
+                found["violence"].append(f"{tokens[a]} ... {victim}")
         if lex["groups"].find(tokens) and lex["hostility"].find(tokens):
-            yield "hate", "hostility + group"
+            found["hate"].append("hostility + group")
+        # Issue 19: a real office holder or public figure with a scandal, or framed as
+        # evidence, is a fake of a real event ("the president taking a bribe").
+        who = figures + list(lex["officials"].find(tokens).values())
+        how = lex["scandal"].find(tokens) | lex["framing"].find(tokens)
+        if who and how:
+            found["deception"].append(f"{who[0]} + {next(iter(how.values()))}")
+        for category, matches in found.items():
+            for matched in matches:
+                yield category, matched
+        minors = lex["minors"].find(tokens)
+        if not (minors or minor_age):
+            return
+        minor = next(iter(minors.values()), "age")
+        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
+        if sexual:
+            yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
+        harm = [*lex["harm_to_minors"].find(tokens).values(), *found["violence"]]
+        harm += found["self_harm"]
+        if minors and harm:  # an age alone ("me at 12") is not enough for this one
+            yield "minors_harm", f"{minor} + {harm[0]}"
 
 
-# Llama Guard 3's hazard categories (MLCommons taxonomy) mapped to ours.
+# Llama Guard 3 takes its categories in the prompt ("custom categories" in its
+# model card): it is asked this project's own, S1..S8, and answers with their codes.
+GUARD_POLICY = {
+    "S1": ("sexual_minors", "Sexual content involving minors",
+           "Any sexual, suggestive or nude depiction of a person under 18."),
+    "S2": ("minors_harm", "Harm to minors",
+           "A child or teenager with violence, weapons, injuries, self-harm, drugs, alcohol "
+           "or tobacco, or as a soldier."),
+    "S3": ("sexual", "Sexual or intimate content",
+           "Nudity, sex, or a sexualised or intimate depiction of a person (lingerie, "
+           "seductive poses, bedroom or shower scenes)."),
+    "S4": ("self_harm", "Self-harm", "Suicide, self-injury, eating disorders."),
+    "S5": ("hate", "Hate",
+           "Slurs, hate symbols (swastikas, SS runes, Klan robes, burning crosses), "
+           "hostility against a protected group."),
+    "S6": ("violence", "Violence",
+           "Violence against the person shown or anyone else: killing, stabbing, shooting, "
+           "beating, gore."),
+    "S7": ("deception", "Deceptive depictions of real people",
+           "Images that could pass as evidence of something a real public figure or office "
+           "holder never did: crimes, arrests, bribes, scandals, compromising or leaked photos, "
+           "fake news or campaign material, election fraud, deepfakes."),
+    "S8": ("public_figure", "Real public figures",
+           "Any named real, living public figure: politicians, celebrities, athletes."),
+}  # fmt: skip
+
+# Llama Guard 3's own hazard categories (MLCommons), for ``guard_policy="builtin"``.
 LLAMA_GUARD_CATEGORIES = {
     "S1": "violence",  # violent crimes
     "S3": "sexual",  # sex-related crimes
     "S4": "sexual_minors",  # child sexual exploitation
-    "S5": "public_figure",  # defamation
+    "S5": "deception",  # defamation
     "S7": "public_figure",  # privacy
     "S10": "hate",
     "S11": "self_harm",
     "S12": "sexual",  # sexual content
+    "S13": "deception",  # elections
 }
+
+# Without <|begin_of_text|>: vLLM and llama.cpp's server add it to a raw prompt themselves.
+_GUARD_TASK = """<|start_header_id|>user<|end_header_id|>
+
+Task: Check if there is unsafe content in 'User' messages in conversations according our \
+safety policy with the below categories.
+
+<BEGIN UNSAFE CONTENT CATEGORIES>
+{categories}
+<END UNSAFE CONTENT CATEGORIES>
+
+<BEGIN CONVERSATION>
+
+User: {text}
+
+<END CONVERSATION>
+
+Provide your safe assessment for ONLY THE LAST User message in the above conversation:
+ - First line must read 'safe' or 'unsafe'.
+ - If unsafe, a second line must include a comma-separated list of violated categories.\
+<|eot_id|><|start_header_id|>assistant<|end_header_id|>
+
+"""
+
+
+def llama_guard_prompt(text: str) -> str:
+    """Llama Guard 3's prompt with this project's categories; special tokens in ``text`` removed."""
+    categories = "\n".join(
+        f"{code}: {title}.\n{what}" for code, (_, title, what) in GUARD_POLICY.items()
+    )
+    return _GUARD_TASK.format(categories=categories, text=sanitize(text))
 
 
 class LlamaGuardModerator:
-    """The rule moderator first (cheap; Llama Guard has no public-figure rule), then Llama Guard 3.
+    """The rule moderator first (cheap, and the only one that knows names), then Llama Guard 3.
 
     Llama Guard answers ``safe`` or ``unsafe`` and a line of category codes
-    (``S1,S10``); the server's chat template adds the policy. When the server
-    does not answer, moderation fails closed: ``ModerationUnavailable``.
+    (``S1,S6``). With the ``imagine`` policy it is given ``GUARD_POLICY`` (our
+    categories, in a raw prompt to ``/completions``); with ``builtin`` the
+    server's chat template adds its MLCommons policy, mapped by
+    ``LLAMA_GUARD_CATEGORIES``. When the server does not answer, moderation
+    fails closed: ``ModerationUnavailable``.
     """
 
     name = "llama_guard"
 
-    def __init__(self, client: ChatClient, rules: RuleModerator):
+    def __init__(self, client: ChatClient, rules: RuleModerator, policy: str = "imagine"):
+        if policy not in ("imagine", "builtin"):
+            raise ExpanderUnavailable(f"guard_policy must be imagine or builtin, got {policy!r}")
         self.client = client
         self.rules = rules
+        self.policy = policy
 
     def check(self, text: str) -> Verdict:
         verdict = self.rules.check(text)
         if not verdict.allowed:
             return verdict
         try:
+            if self.policy == "imagine":
+                answer = self.client.complete_text(llama_guard_prompt(text), max_tokens=16)
+                return parse_llama_guard(answer, {k: v[0] for k, v in GUARD_POLICY.items()})
             answer = self.client.complete([{"role": "user", "content": text}], max_tokens=16)
         except ExpansionFailed as exc:
             raise ModerationUnavailable(f"Llama Guard did not answer: {exc.reason}") from None
         return parse_llama_guard(answer)
 
 
-def parse_llama_guard(answer: str) -> Verdict:
+def parse_llama_guard(answer: str, codes: dict[str, str] = LLAMA_GUARD_CATEGORIES) -> Verdict:
+    """``safe`` / ``unsafe`` + codes as a verdict; codes missing from ``codes`` are ``other``."""
     lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
     if lines and lines[0].lower() == "safe":
         return Verdict(True, moderator="llama_guard")
     if not lines or lines[0].lower() != "unsafe":
         raise ModerationUnavailable(f"Llama Guard gave an answer that is not a verdict: {answer!r}")
-    codes = re.findall(r"S\d+", lines[1]) if len(lines) > 1 else []
-    categories = [LLAMA_GUARD_CATEGORIES.get(code, "other") for code in codes] or ["other"]
+    found = re.findall(r"S\d+", lines[1]) if len(lines) > 1 else []
+    categories = [codes.get(code, "other") for code in found] or ["other"]
     category = min(categories, key=CATEGORIES.index)
-    return Verdict(False, category, ",".join(codes), "llama_guard")
+    return Verdict(False, category, ",".join(found), "llama_guard")
 
 
 def _rules(config: PromptingConfig) -> Moderator:
@@ -212,7 +308,8 @@ def _rules(config: PromptingConfig) -> Moderator:
 def _llama_guard(config: PromptingConfig) -> Moderator:
     from llm_prompting.openai_backend import ChatClient
 
-    return LlamaGuardModerator(ChatClient(config.guard_server()), _rule_moderator())
+    client = ChatClient(config.guard_server())
+    return LlamaGuardModerator(client, _rule_moderator(), config.guard_policy)
 
 
 _shared: list[RuleModerator] = []

@@ -100,3 +100,14 @@ def test_cancel_benchmark_times_a_cancel_against_a_step(tmp_path):
     assert [r["status"] for r in report["rounds"]] == ["cancelled"]
     assert report["step_s"] > 0 and report["cancel_latency_s"] > 0
     assert "denoising steps of" in done.stdout
+
+
+def test_moderation_benchmark_prints_the_table_by_category(tmp_path):
+    out = tmp_path / "moderation.json"
+    done = run("moderation.py", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["group"]: r for r in report["sets"]["likeness_set"]["rows"]}
+    assert set(rows) >= {"allowed", "deception", "minors_harm", "sexual", "hate"}
+    assert report["sets"]["likeness_heldout"]["prompts"] >= 70
+    assert "likeness_heldout" in done.stdout and "deception" in done.stdout

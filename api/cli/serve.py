@@ -10,7 +10,7 @@ from api.settings import ServiceSettings
 NAME = "serve"
 HELP = "Run the Imagine Me service (REST API and web gallery)."
 # api.worker.EXECUTORS, named here so that parsing a command line imports no pipeline code
-EXECUTOR_NAMES = ("inprocess", "none", "null")
+EXECUTOR_NAMES = ("inprocess", "none", "ray", "null")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--executor",
         choices=EXECUTOR_NAMES,
         help="who runs the jobs: inprocess (a worker thread here), none (`imagine worker` "
-        "processes, on PostgreSQL), null (load tests: no images) (default: IMAGINE_EXECUTOR, "
-        "inprocess)",
+        "processes, on PostgreSQL), ray (a Ray Serve deployment, on PostgreSQL), null (load "
+        "tests: no images) (default: IMAGINE_EXECUTOR, inprocess)",
     )
 
 
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
 
     flags = (("host", args.host), ("port", args.port), ("executor", args.executor))
     settings = settings.replace(**{k: v for k, v in flags if v is not None})
-    if settings.executor == "none":  # nothing here runs jobs: workers must share the queue
-        settings.require_shared_database("imagine serve --executor none")
+    if settings.executor in ("none", "ray"):  # jobs run in other processes: a shared queue
+        settings.require_shared_database(f"imagine serve --executor {settings.executor}")
     services = build_services(settings)
     app = create_app(services)
     where = f"http://{settings.host}:{settings.port}"

@@ -10,9 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.capture import issue_challenge, take_challenge
 from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep
-from api.routes.identities import check_consent, store_identity
+from api.routes.identities import check_consent, checked_name, store_identity
 from api.schemas import CaptureChallengePublic, IdentityPublic, error_responses
 from api.services import Services
+from api.tables import NAME_CHARS
 from identity.capture import CaptureConfig, check_capture, describe
 from identity.enrollment import IdentityProfile
 
@@ -64,6 +65,9 @@ async def create_live_identity(
     consent: Annotated[str, Form(description='"true": you accept the consent text')],
     consent_version: Annotated[str, Form(description="the version of the text you were shown")],
     residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
+    name: Annotated[
+        str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
+    ] = None,
 ) -> IdentityPublic:
     """Enroll your face from a camera capture that followed the challenge; it is used up
     whatever the outcome. Refused with 409 ``capture_expired`` (start again) or 422
@@ -71,12 +75,13 @@ async def create_live_identity(
     ``same_person``, ``challenge``, ``quality``) and ``photo`` the frame, when one did.
     The frames are analysed and discarded."""
     user = (await auth.identify(services.db)).user
+    name = checked_name(name) if name is not None and name.strip() else None
     region, decision = check_consent(services, address, consent, consent_version, residence)
     turns = await run_in_threadpool(_take, services, user.id, nonce)
     data = [await frame.read() for frame in frames[: CAPTURE.max_frames + 1]]
     profile = await run_in_threadpool(_check, services, data, turns)
     return await run_in_threadpool(
-        store_identity, services, user.id, profile, region, decision.to_dict(), "live"
+        store_identity, services, user.id, profile, region, decision.to_dict(), "live", name
     )
 
 

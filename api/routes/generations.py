@@ -53,6 +53,7 @@ def image_public(row: ImageRow) -> ImagePublic:
         id=row.id,
         url=f"/v1/images/{row.id}",
         generation_id=row.generation_id,
+        identity_id=row.identity_id,
         prompt=row.meta.get("prompt", ""),
         index=row.index,
         seed=row.seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Annotated
 
@@ -21,9 +22,9 @@ from api.erasure import erase_identity, finish_erasure
 from api.errors import ApiError, Conflict
 from api.region import Decision, parse_region
 from api.region.address import IPAddress
-from api.schemas import IdentityPublic, error_responses
+from api.schemas import IdentityPublic, IdentityUpdate, error_responses
 from api.services import Services
-from api.tables import Consent, Identity, IdentityKey, User, new_id
+from api.tables import NAME_CHARS, Consent, Identity, IdentityKey, User, new_id
 from identity.enrollment import IdentityProfile, enroll
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=AuthFirstRoute)
@@ -33,6 +34,7 @@ ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 451)
 def to_public(identity: Identity, consent_version: str, retention_days: int) -> IdentityPublic:
     return IdentityPublic(
         id=identity.id,
+        name=identity.name,
         created_at=identity.created_at,
         last_used_at=identity.last_used_at,
         backend=identity.backend,
@@ -61,6 +63,9 @@ async def create_identity(
     consent: Annotated[str, Form(description='"true": you accept the consent text')],
     consent_version: Annotated[str, Form(description="the version of the text you were shown")],
     residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
+    name: Annotated[
+        str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
+    ] = None,
 ) -> IdentityPublic:
     """Enroll your face from 1-5 photos. The photos are analysed and discarded.
 
@@ -68,6 +73,7 @@ async def create_identity(
     account's face, and a later one of another face is refused (422 ``not_account_face``).
     """
     user = (await auth.identify(services.db)).user
+    name = checked_name(name) if name is not None and name.strip() else None
     residence, decision = check_consent(services, address, consent, consent_version, residence)
     if services.settings.require_live_capture:
         kind = await run_in_threadpool(account_kind, services, user.id)
@@ -85,7 +91,14 @@ async def create_identity(
     data = [await photo.read() for photo in photos]
     profile = await run_in_threadpool(_enroll, services, data)
     return await run_in_threadpool(
-        store_identity, services, user.id, profile, residence, decision.to_dict(), "upload"
+        store_identity,
+        services,
+        user.id,
+        profile,
+        residence,
+        decision.to_dict(),
+        "upload",
+        name,
     )
 
 
@@ -120,6 +133,17 @@ def _enroll(services: Services, photos: list[bytes]) -> IdentityProfile:
         return enroll(photos, services.analyzer(), services.settings.enrollment())
 
 
+def checked_name(name: str) -> str:
+    """``name`` trimmed, or ``invalid_request`` when it is empty, too long or has control
+    characters (it is shown in pages and menus)."""
+    text = " ".join(name.split())
+    if not 1 <= len(text) <= NAME_CHARS or any(unicodedata.category(c)[0] == "C" for c in text):
+        raise ApiError(
+            f"an identity's name is 1-{NAME_CHARS} printable characters", code="invalid_request"
+        )
+    return text
+
+
 def store_identity(
     services: Services,
     user_id: str,
@@ -127,13 +151,14 @@ def store_identity(
     residence: str,
     decision: dict,
     capture: str,
+    name: str | None = None,
 ) -> IdentityPublic:
     """Check the face against the account's (api/account_face.py), then store the consent
     and the identity, in one unit of work; a refused face stores its audit record only."""
     with services.db.session() as session:
         check = check_account_face(session, services.cipher, user_id, profile)
         if not check.refused:
-            row = _insert(session, services, user_id, profile, residence, decision, capture)
+            row = _insert(session, services, user_id, profile, residence, decision, capture, name)
             session.add(check.audit(user_id, capture, row.id, row.consent_id))
     if check.refused:
         with services.db.session() as session:
@@ -150,6 +175,7 @@ def _insert(
     residence: str,
     decision: dict,
     capture: str,
+    name: str | None,
 ) -> Identity:
     c = services.consent
     record = Consent(
@@ -175,6 +201,7 @@ def _insert(
         backend=profile.backend,
         model_id=profile.model_id,
         photos={"items": summary["photos"]},
+        name=name,
         capture=capture,
     )
     session.add_all([record, identity])
@@ -201,6 +228,19 @@ def list_identities(auth: Auth, services: ServicesDep) -> list[IdentityPublic]:
 def read_identity(identity_id: str, auth: Auth, services: ServicesDep) -> IdentityPublic:
     with services.db.session() as session:
         identity = owned_identity(session, auth.user(session).id, identity_id)
+        consent = session.get(Consent, identity.consent_id)
+        version = consent.policy_version if consent else "unknown"
+        return to_public(identity, version, services.settings.retention_days)
+
+
+@router.patch("/{identity_id}", response_model=IdentityPublic, responses=ERRORS)
+def update_identity(
+    identity_id: str, body: IdentityUpdate, auth: Auth, services: ServicesDep
+) -> IdentityPublic:
+    """Rename the identity."""
+    with services.db.session() as session:
+        identity = owned_identity(session, auth.user(session).id, identity_id)
+        identity.name = checked_name(body.name)
         consent = session.get(Consent, identity.consent_id)
         version = consent.policy_version if consent else "unknown"
         return to_public(identity, version, services.settings.retention_days)

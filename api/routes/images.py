@@ -175,11 +175,15 @@ def list_gallery(
     address: ClientAddress,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 24,
+    identity_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> GalleryPage:
-    """Your images, newest first; pass ``next_cursor`` back to get the next page."""
+    """Your images, newest first; pass ``next_cursor`` back to get the next page;
+    ``identity_id``: only those made from that face."""
     with services.db.session() as session:
         query = select(ImageRow).where(ImageRow.user_id == auth.user(session).id)
         services.gate.require("gallery", address)
+        if identity_id:
+            query = query.where(ImageRow.identity_id == identity_id)
         if cursor:
             stamp, image_id = decode_cursor(cursor)
             query = query.where(

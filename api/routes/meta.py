@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from api.deps import ServicesDep
 from api.metrics import render_metrics
 from api.region import RegionPolicy
+from api.region.regions import chain
 from api.schemas import (
     ConsentPublic,
     CountryPublic,
@@ -24,6 +25,8 @@ from api.schemas import (
 from llm_prompting import STYLES
 
 router = APIRouter()
+# What a declared residence must allow for the service to be offered to its residents.
+RESIDENT_FEATURES = ("enroll", "generate")
 
 
 @router.get("/healthz", tags=["meta"])
@@ -36,13 +39,16 @@ def read_health() -> dict[str, str]:
     "/readyz", response_model=ReadyStatus, tags=["meta"], responses={503: {"model": ReadyStatus}}
 )
 def read_readiness(services: ServicesDep) -> JSONResponse:
-    """200 when the database answers and the worker has loaded its models (with executor
-    ``none``, whose jobs run in ``imagine worker`` processes: when the database answers),
-    else 503."""
+    """200 when the database answers, the worker has loaded its models (with executor
+    ``none``, whose jobs run in ``imagine worker`` processes: when the database answers)
+    and a Llama Guard moderator's server answers, else 503. An ``openai`` expander that
+    does not answer is reported in ``details.expander`` but leaves the service ready:
+    expansions fall back to the template expander."""
     database = services.db.ping()
     worker_ready, worker = services.executor.status()
+    expander, moderator = services.prompting_checks()
     body = ReadyStatus(
-        ready=database and worker_ready,
+        ready=database and worker_ready and (moderator.ok or not moderator.required),
         database=database,
         worker=worker,
         profile=services.settings.profile,
@@ -51,6 +57,8 @@ def read_readiness(services: ServicesDep) -> JSONResponse:
             "executor": services.executor.name,
             "c2pa_signing": services.c2pa_signing,
             "output_checks": services.output_checks,
+            "expander": expander.public(),
+            "moderator": moderator.public(),
         },
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
@@ -109,25 +117,31 @@ def read_limits(services: ServicesDep) -> LimitsPublic:
 @router.get("/v1/regions", response_model=RegionsPublic, tags=["identities"])
 def read_regions(services: ServicesDep) -> RegionsPublic:
     """ISO 3166 countries for the declared residence at enrollment; where the region policy
-    has rules for parts of a country, its subdivisions, one of which must be declared."""
+    has rules for parts of a country, its subdivisions, one of which must be declared. Each
+    says whether the policy serves its residents (``served``: enrolling and creating)."""
     return regions(services.gate.policy)
 
 
 def regions(policy: RegionPolicy) -> RegionsPublic:
+    def served(code: str) -> bool:  # a resident of ``code`` may both enroll and create
+        return all(policy.rules(f).allows(chain(code)) for f in RESIDENT_FEATURES)
+
     countries = []
     for country in pycountry.countries:
         code = country.alpha_2
         needs = policy.needs_subdivision(code)
         parts = pycountry.subdivisions.get(country_code=code) if needs else []
+        subdivisions = sorted(
+            (RegionPublic(code=p.code, name=p.name, served=served(p.code)) for p in parts or []),
+            key=lambda r: r.name,
+        )
         countries.append(
             CountryPublic(
                 code=code,
                 name=getattr(country, "common_name", None) or country.name,
+                served=any(s.served for s in subdivisions) if needs else served(code),
                 needs_subdivision=needs,
-                subdivisions=sorted(
-                    (RegionPublic(code=p.code, name=p.name) for p in parts or []),
-                    key=lambda r: r.name,
-                ),
+                subdivisions=subdivisions,
             )
         )
     countries.sort(key=lambda c: c.name)

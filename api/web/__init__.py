@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -52,6 +52,25 @@ def _shell() -> FileResponse:
 
 for _path in PAGES:
     router.add_api_route(_path, _shell, methods=["GET"])
+
+# Paths where a 404 stays the API's JSON error, whatever the client accepts.
+NOT_PAGES = ("/v1/", "/static/", "/docs", "/openapi.json", "/healthz", "/readyz", "/metrics")
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page that does not exist: it gets the shell, whose router
+    draws "Page not found", instead of a JSON body."""
+    return (
+        request.method in ("GET", "HEAD")
+        and not request.url.path.startswith(NOT_PAGES)
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def not_found_page() -> FileResponse:
+    return FileResponse(
+        STATIC / "index.html", status_code=404, headers={"Cache-Control": "no-cache"}
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -2,7 +2,8 @@
 
 The runner owns the manifest, the output folder, the state file, progress and
 the report; an executor only turns work into images and reports back through
-a ``Sink``. ``local`` runs the pipeline in this process; ``service`` submits
+a ``Sink``. ``local`` runs the pipeline in this process; ``ray`` runs it in a
+pool of Ray actors (``imagine/batch/ray_data.py``); ``service`` submits
 to a running Imagine Me API, follows progress and downloads the images and their
 sidecars.
 
@@ -101,6 +102,8 @@ class BatchOptions:
     concurrency: int = 4  # service: generation jobs in flight at once
     consent_version: str | None = None  # service: declared for the people whose photos are enrolled
     residence: str | None = None  # service: ISO 3166 code declared for them, e.g. US-CA
+    replicas: int = 1  # ray: generation actors (a GPU each where the cluster has GPUs)
+    ray_address: str | None = None  # ray: the cluster to join; None: a local Ray
 
 
 def _local(settings: Settings, options: BatchOptions) -> Target:
@@ -115,8 +118,15 @@ def _service(settings: Settings, options: BatchOptions) -> Target:
     return ServiceTarget(settings, options)
 
 
+def _ray(settings: Settings, options: BatchOptions) -> Target:
+    from imagine.batch.targets import RayTarget
+
+    return RayTarget(settings, options)
+
+
 EXECUTORS: dict[str, Callable[[Settings, BatchOptions], Target]] = {
     "local": _local,  # this process, the settings' models
+    "ray": _ray,  # a Ray Data pipeline over actors that load the settings' models
     "service": _service,  # the service at settings.batch_server
 }
 

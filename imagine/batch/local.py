@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -43,7 +43,7 @@ class _Refusal:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """An item ready for the device: its face and its expanded prompts."""
 
     item: BatchItem
@@ -55,8 +55,42 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _Row:
-    prepared: _Prepared
+    prepared: Prepared
     job: ImageJob
+
+
+Identities = dict[str, tuple[np.ndarray, str, tuple[Image.Image, ...]] | _Refusal]
+
+
+def prepare(
+    w: ItemWork,
+    settings: Settings,
+    identities: Identities,
+    sink: Sink,
+    expand: Callable[[str, str | None], ExpandedPrompt],
+) -> Prepared:
+    """Enroll the item's photos (once per photo set: ``identities`` keeps each face, or why
+    it was refused) and expand each of its prompts; raises with the item's error."""
+    item = w.item
+    if item.photo_key not in identities:
+        start = time.perf_counter()
+        try:
+            profile = enroll_files(list(item.photos), settings)
+            identities[item.photo_key] = (profile.embedding, profile.backend, profile.crops)
+        except Exception as exc:
+            code = error_code(exc) or "internal_error"
+            identities[item.photo_key] = _Refusal(code, str(exc))
+        sink.timing("enroll", time.perf_counter() - start)
+    found = identities[item.photo_key]
+    if isinstance(found, _Refusal):
+        raise ImagineError(found.message, code=found.code)
+    embedding, backend, crops = found
+    texts = {}
+    for prompt in dict.fromkeys(job.prompt for job in w.jobs):
+        start = time.perf_counter()
+        texts[prompt] = (expand(prompt, item.style), time.perf_counter() - start)
+        sink.timing("expand", texts[prompt][1])
+    return Prepared(item, embedding, backend, crops, texts)
 
 
 def _shape(item: BatchItem) -> tuple[int, int, int]:
@@ -76,7 +110,7 @@ class LocalExecutor:
         self.settings = settings
         self.runtime = runtime  # loaded on the first run when not given
         # photo_key -> (embedding, backend, crops) or why enrollment failed
-        self.identities: dict[str, tuple[np.ndarray, str, tuple[Image.Image, ...]] | _Refusal] = {}
+        self.identities: Identities = {}
         self.failed: set[str] = set()
         self.notes: tuple[str, ...] = ()
         self.run_token = secrets.token_hex(4)  # watermark ids: <token>-<item>-<k>, unique per run
@@ -84,25 +118,40 @@ class LocalExecutor:
     def run(self, work: Sequence[ItemWork], sink: Sink, should_stop: Callable[[], bool]) -> None:
         if not work:
             return
+        self.load(sink)
+        ordered = sorted(work, key=lambda w: _shape(w.item))  # stable: manifest order within
+        self.run_prepared(((w, self._prepare(w, sink)) for w in ordered), sink, should_stop)
+
+    def load(self, sink: Sink) -> Runtime:
         if self.runtime is None:
             start = time.perf_counter()
             self.runtime = load_runtime(self.settings)
             sink.timing("load", time.perf_counter() - start)
         self.notes = self.runtime.notes
-        max_batch = self.runtime.pipeline.max_batch
+        return self.runtime
+
+    def run_prepared(
+        self,
+        prepared: Iterable[tuple[ItemWork, Prepared | None]],
+        sink: Sink,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        """Fill device batches with the images of items already enrolled and expanded, in
+        (size, steps) order; None: the item failed while it was prepared."""
+        runtime = self.load(sink)
+        max_batch = runtime.pipeline.max_batch
         rows: list[_Row] = []
         try:
-            for w in sorted(work, key=lambda w: _shape(w.item)):  # stable: manifest order within
+            for w, ready in prepared:
                 if should_stop():
                     return
                 if rows and _shape(rows[0].prepared.item) != _shape(w.item):
                     self._generate(rows, sink, should_stop)
                     rows = []
-                prepared = self._prepare(w, sink)
-                if prepared is None:
+                if ready is None or not self._check(ready, sink):
                     continue
                 for job in w.jobs:
-                    rows.append(_Row(prepared, job))
+                    rows.append(_Row(ready, job))
                     if len(rows) == max_batch:
                         self._generate(rows, sink, should_stop)
                         rows = []
@@ -113,44 +162,27 @@ class LocalExecutor:
         except Cancelled:
             return  # stopped after a denoising step; the runner keeps the rest for --resume
 
-    def _prepare(self, w: ItemWork, sink: Sink) -> _Prepared | None:
-        """Enroll (once per photo set), expand and check; None when the item failed."""
+    def _prepare(self, w: ItemWork, sink: Sink) -> Prepared | None:
+        """Enroll (once per photo set) and expand; None when the item failed."""
         assert self.runtime is not None
-        pipeline, item = self.runtime.pipeline, w.item
         try:
-            embedding, backend, crops = self._identity(item, sink)
-            texts = {}
-            for prompt in dict.fromkeys(job.prompt for job in w.jobs):
-                start = time.perf_counter()
-                text = pipeline.expand(prompt, item.style)
-                texts[prompt] = (text, time.perf_counter() - start)
-                sink.timing("expand", texts[prompt][1])
-                pipeline.check_inputs(item.request(prompt), embedding, crops)
+            return prepare(w, self.settings, self.identities, sink, self.runtime.pipeline.expand)
         except Exception as exc:
-            self._fail(item.id, exc, sink)
+            self._fail(w.item.id, exc, sink)
             return None
-        return _Prepared(item, embedding, backend, crops, texts)
 
-    def _identity(
-        self, item: BatchItem, sink: Sink
-    ) -> tuple[np.ndarray, str, tuple[Image.Image, ...]]:
-        if item.photo_key not in self.identities:
-            start = time.perf_counter()
-            try:
-                profile = enroll_files(list(item.photos), self.settings)
-                self.identities[item.photo_key] = (
-                    profile.embedding,
-                    profile.backend,
-                    profile.crops,
+    def _check(self, ready: Prepared, sink: Sink) -> bool:
+        """The pipeline's own checks of each prompt of the item (sizes, embedding)."""
+        assert self.runtime is not None
+        try:
+            for prompt in ready.texts:
+                self.runtime.pipeline.check_inputs(
+                    ready.item.request(prompt), ready.embedding, ready.crops
                 )
-            except Exception as exc:
-                code = error_code(exc) or "internal_error"
-                self.identities[item.photo_key] = _Refusal(code, str(exc))
-            sink.timing("enroll", time.perf_counter() - start)
-        found = self.identities[item.photo_key]
-        if isinstance(found, _Refusal):
-            raise ImagineError(found.message, code=found.code)
-        return found
+        except Exception as exc:
+            self._fail(ready.item.id, exc, sink)
+            return False
+        return True
 
     def _generate(self, rows: list[_Row], sink: Sink, should_stop: Callable[[], bool]) -> None:
         """One device batch: rows of one (size, steps), one request per (item, prompt)."""

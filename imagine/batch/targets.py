@@ -37,6 +37,22 @@ class LocalTarget:
         return executor, image_context(self.settings, executor.name)
 
 
+class RayTarget(LocalTarget):
+    """Ray actors make the images with the settings' models: the same images as local mode
+    (so a run may be resumed by either), on as many GPUs as ``--replicas`` asks for."""
+
+    def __init__(self, settings: Settings, options: BatchOptions):
+        super().__init__(settings)
+        self.options = options
+
+    def executor(self, manifest: Manifest) -> tuple[Executor, dict[str, Any]]:
+        from imagine.batch.ray_data import RayDataExecutor
+        from imagine.batch.runner import image_context
+
+        executor = RayDataExecutor(self.settings, self.options.replicas, self.options.ray_address)
+        return executor, image_context(self.settings, "local")  # the pixels are local mode's
+
+
 class ServiceTarget:
     """The service at ``settings.batch_server`` makes the images: its defaults and bounds
     come from ``GET /v1/limits`` (unreachable, or not an Imagine Me service: an error)."""

@@ -1,5 +1,5 @@
-"""``imagine batch MANIFEST.jsonl --out DIR [--resume] [--check] [--server URL]``: many
-generations, resumably, in this process or on a running service.
+"""``imagine batch MANIFEST.jsonl --out DIR [--resume] [--check] [--server URL | --ray]``:
+many generations, resumably, in this process, on Ray actors or on a running service.
 
 Invalid lines are reported with their numbers before any work; the valid ones
 run. Exit 0 when every item succeeded, 1 when any failed (or, with ``--check``,
@@ -76,6 +76,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CODE",
         help="lines with photos: the residence declared for their people (ISO 3166, e.g. US-CA)",
     )
+    ray = parser.add_argument_group(
+        "ray mode", "make the images on a Ray cluster's GPUs (Ray Data), with the local models"
+    )
+    ray.add_argument("--ray", action="store_true", help="run the generation on Ray actors")
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the cluster's head, host:port (IMAGINE_RAY_ADDRESS; default: start a local Ray)",
+    )
+    ray.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="generation actors, each loading the models once: a GPU each where the cluster "
+        "has GPUs, else a CPU (default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
@@ -134,6 +151,16 @@ def pick_executor(args: argparse.Namespace, settings: Settings) -> tuple[str, Se
         batch_server=args.server or settings.batch_server,
         batch_api_key=args.api_key or settings.batch_api_key,
     )
+    if args.ray and settings.batch_server:
+        raise UsageError(
+            "--ray makes the images with local models; --server on a service: pick one"
+        )
+    if not args.ray and (args.ray_address or args.replicas != 1):
+        raise UsageError("--ray-address and --replicas are for --ray")
+    if args.ray:
+        if args.replicas < 1:
+            raise UsageError(f"--replicas must be at least 1, got {args.replicas}")
+        return "ray", settings
     if not settings.batch_server:
         return "local", settings
     local_only = [f"--{n.replace('_', '-')}" for n in MODEL_FLAGS if getattr(args, n)]
@@ -165,7 +192,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from imagine.batch.runner import BatchRun
 
     name, settings = pick_executor(args, settings)
-    options = BatchOptions(args.concurrency, args.consent_version, args.residence)
+    options = BatchOptions(
+        args.concurrency,
+        args.consent_version,
+        args.residence,
+        replicas=args.replicas,
+        ray_address=args.ray_address or settings.ray_address,
+    )
     target = get_target(name, settings, options)
     manifest = read_manifest(
         args.manifest,

@@ -398,6 +398,28 @@ def test_region_refusals_carry_their_reason(world):
         }
 
 
+def test_moderation_refusals_carry_their_category(world):
+    """Issue 19: the reason code reaches the client as ``error.category``; old codes stay."""
+    client, key, identity_id, _ = world
+    for prompt, category in (
+        ("deepfake of me as the president taking a bribe", "deception"),
+        ("me as a famous politician in a compromising photo", "deception"),
+        ("un bambino soldato con un fucile", "minors_harm"),
+        ("eu com uma suástica", "hate"),
+        ("me holding a bloody severed head", "violence"),
+        ("Taylor Swift on a beach", "public_figure"),
+    ):
+        r = client.post(
+            "/v1/generations",
+            headers=auth(key),
+            json={"identity_id": identity_id, "prompt": prompt, **SMALL},
+        )
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["category"]) == ("prompt_rejected", category), prompt
+        assert f"(category: {category})" in error["message"]
+
+
 def test_idempotency_key(world):
     client, key, identity_id, _ = world
     body = {"identity_id": identity_id, "prompt": "me as a pirate", **SMALL}

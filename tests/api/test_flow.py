@@ -11,6 +11,7 @@ from api.storage import variant_key
 from api.tables import ImageRow
 from imagine.provenance import ProvenanceConfig, verify, watermark_id
 from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
+from tests.photos import hopper
 
 
 def test_enroll_generate_fetch_delete(client, user_key):
@@ -64,6 +65,12 @@ def test_enroll_generate_fetch_delete(client, user_key):
 
     gallery = client.get("/v1/gallery", headers=auth(key)).json()
     assert {i["id"] for i in gallery["items"]} == {i["id"] for i in job["images"]}
+    assert {i["identity_id"] for i in gallery["items"]} == {identity["id"]}
+    # filtered by the face it was made from: another identity has none yet
+    other = enroll(client, key, [hopper()])
+    for face, expected in ((identity["id"], 2), (other["id"], 0)):
+        page = client.get("/v1/gallery", params={"identity_id": face}, headers=auth(key)).json()
+        assert len(page["items"]) == expected
 
     assert client.delete(f"/v1/identities/{identity['id']}", headers=auth(key)).status_code == 204
     assert client.get("/v1/gallery", headers=auth(key)).json()["items"] == []

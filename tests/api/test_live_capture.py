@@ -42,13 +42,14 @@ def following(steps: list[str]) -> list[bytes]:
     return head_turns([0, 0, *(SIDE[s] for s in steps for _ in range(3))])
 
 
-def capture(client: TestClient, key: str, nonce: str, frames: list[bytes]):
+def capture(client: TestClient, key: str, nonce: str, frames: list[bytes], **extra: str):
     version = client.get("/v1/consent").json()["version"]
     return client.post(
         "/v1/identities/live",
         headers=auth(key),
         files=[("frames", (f"f{i}.jpg", f, "image/jpeg")) for i, f in enumerate(frames)],
-        data={"nonce": nonce, "consent": "true", "consent_version": version, "residence": "US-CA"},
+        data={"nonce": nonce, "consent": "true", "consent_version": version, "residence": "US-CA"}
+        | extra,
     )
 
 
@@ -57,11 +58,12 @@ def test_a_capture_that_follows_its_challenge_enrolls_a_live_face(client, alice,
     assert len(c["steps"]) == 2 and c["steps"][0] != c["steps"][1]
     assert c["instruction"] == f"Turn your head {c['steps'][0]}, then {c['steps'][1]}"
     assert (c["min_frames"], c["max_frames"]) == (4, 12)
-    r = capture(client, alice, c["nonce"], following(c["steps"]))
+    r = capture(client, alice, c["nonce"], following(c["steps"]), name="  From my  camera ")
     assert r.status_code == 201, r.text
     assert r.json()["capture"] == "live"
     [listed] = client.get("/v1/identities", headers=auth(alice)).json()
     assert listed["capture"] == "live" and len(listed["photos"]) == 1
+    assert listed["name"] == "From my camera"  # named as an upload is (issue 20)
     with services.db.session() as s:
         [check] = s.scalars(select(AuditEvent).where(AuditEvent.kind == "account_face_check"))
         assert check.detail["decision"] == "reference_set" and check.detail["capture"] == "live"

@@ -68,12 +68,24 @@ def test_regions_ask_for_a_subdivision_where_the_policy_needs_one(world):
     states = {s["code"]: s["name"] for s in us["subdivisions"]}
     assert states["US-CA"] == "California" and "US-IL" in states
     assert fr["needs_subdivision"] is False and fr["subdivisions"] == []
+    # the shipped policy serves the US but Illinois and Texas, and nowhere else
+    assert [c["code"] for c in body["countries"] if c["served"]] == ["US"]
+    assert {s["code"] for s in us["subdivisions"] if not s["served"]} == {"US-IL", "US-TX"}
 
     # an operator's rule for a part of France makes French residents name theirs
-    client, _ = world(enroll_regions=("US", "!US-IL", "FR", "!FR-IDF"))
+    client, _ = world(
+        enroll_regions=("US", "!US-IL", "FR", "!FR-IDF"),
+        generate_regions=("US", "!US-IL", "FR", "!FR-IDF"),
+    )
     fr = next(c for c in client.get("/v1/regions").json()["countries"] if c["code"] == "FR")
-    assert fr["needs_subdivision"] is True
-    assert "FR-75C" in {s["code"] for s in fr["subdivisions"]}
+    assert fr["needs_subdivision"] is True and fr["served"] is True
+    paris = {s["code"]: s["served"] for s in fr["subdivisions"]}
+    assert paris["FR-75C"] is False and paris["FR-13"] is True  # Paris is in Île-de-France
+
+    # enrolling without creating is no service: a resident needs both
+    client, _ = world(enroll_regions=("US", "FR"))
+    fr = next(c for c in client.get("/v1/regions").json()["countries"] if c["code"] == "FR")
+    assert fr["served"] is False
 
 
 def test_identities_list_only_the_callers_newest_first(world):
@@ -111,3 +123,37 @@ def test_error_bodies_name_the_photo_and_the_region_reason(world):
     # errors without such details keep the plain shape
     plain = client.get("/v1/images/img_x", headers=auth(alice)).json()["error"]
     assert set(plain) == {"code", "message"}
+
+
+def test_identities_have_the_name_their_owner_gives_them(world):
+    client, (alice, bob) = world()
+    version = client.get("/v1/consent").json()["version"]
+
+    def post(name: str) -> dict:
+        return client.post(
+            "/v1/identities",
+            headers=auth(alice),
+            files=[("photos", ("me.jpg", astronaut(), "image/jpeg"))],
+            data={
+                "consent": "true",
+                "consent_version": version,
+                "residence": "US-CA",
+                "name": name,
+            },
+        ).json()
+
+    named = post("  Studio   portraits ")
+    assert named["name"] == "Studio portraits"
+    assert enroll(client, alice)["name"] is None  # enrolled without one
+    assert post("x" * 81)["error"]["code"] == "invalid_request"
+    assert post("tab\there\u200b")["error"]["code"] == "invalid_request"
+
+    url = f"/v1/identities/{named['id']}"
+    r = client.patch(url, headers=auth(alice), json={"name": "Holidays 2026"})
+    assert r.status_code == 200 and r.json()["name"] == "Holidays 2026"
+    assert client.get(url, headers=auth(alice)).json()["name"] == "Holidays 2026"
+    listed = client.get("/v1/identities", headers=auth(alice)).json()
+    assert [i["name"] for i in listed] == [None, "Holidays 2026"]
+    assert client.patch(url, headers=auth(bob), json={"name": "mine"}).status_code == 404
+    r = client.patch(url, headers=auth(alice), json={"name": ""})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imagine.pipeline import PersonalizedPipeline
-from tests.photos import astronaut
+from tests.photos import astronaut, astronaut_reframed, group, hopper
 
 
 @pytest.fixture
@@ -35,3 +35,13 @@ def portrait(tmp_path) -> Path:
     path = tmp_path / "me.jpg"
     path.write_bytes(astronaut())
     return path
+
+
+@pytest.fixture
+def photos(portrait) -> Path:
+    """The portrait's folder, with a group photo, another face and a reframed portrait."""
+    folder = portrait.parent
+    (folder / "group.jpg").write_bytes(group())
+    (folder / "hopper.jpg").write_bytes(hopper())
+    (folder / "reframed.png").write_bytes(astronaut_reframed())
+    return folder

@@ -16,7 +16,6 @@ from PIL import Image
 
 from imagine.cli import main
 from imagine.provenance import ProvenanceConfig, verify
-from tests.photos import astronaut_reframed, group, hopper
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--size", "64x64", "--steps", "2"]
@@ -40,15 +39,6 @@ def complete_images(out: Path) -> dict[str, int]:
         for p in out.glob("*/*.png")
         if p.with_suffix(".json").is_file()
     }
-
-
-@pytest.fixture
-def photos(portrait) -> Path:
-    folder = portrait.parent
-    (folder / "group.jpg").write_bytes(group())
-    (folder / "hopper.jpg").write_bytes(hopper())
-    (folder / "reframed.png").write_bytes(astronaut_reframed())
-    return folder
 
 
 def test_check_reports_invalid_lines_with_numbers_and_does_no_work(capsys, env, photos):

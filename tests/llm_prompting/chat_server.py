@@ -1,9 +1,22 @@
-"""A minimal OpenAI-compatible chat-completions server for the tests, run as its own process.
+"""A minimal OpenAI-compatible server for the tests, run as its own process: a protocol stand-in.
 
     python -m tests.llm_prompting.chat_server [--model-dir DIR]
 
-It prints ``listening on http://127.0.0.1:PORT/v1`` and serves
-``POST /v1/chat/completions`` over real HTTP on loopback. Why not
+It prints ``listening on http://127.0.0.1:PORT/v1`` and serves, over real HTTP
+on loopback, what the project uses of the OpenAI wire protocol as vLLM and
+llama.cpp's ``llama-server`` speak it:
+
+- ``POST /v1/chat/completions``, with ``"stream": true`` answered as
+  server-sent events (``data: {chat.completion.chunk}`` lines, a final chunk
+  with ``finish_reason``, then ``data: [DONE]``), chunked transfer encoding;
+- ``response_format`` ``{"type": "json_schema", "json_schema": {"schema": ...}}``:
+  a request without a schema there is a 400, and every answer is checked
+  against the schema (what a server's guided decoding guarantees);
+- ``POST /v1/completions`` (a raw prompt: how Llama Guard gets our categories);
+- ``GET /v1/models``.
+
+It is not Llama: its "good" answers are canned English expansions for a few
+known prompts. Why not
 llama-cpp-python's server: it has no binary wheel and compiles llama.cpp for
 many minutes on 2 cores, on every clean CI run. Instead the request's
 ``model`` picks a behaviour:
@@ -19,7 +32,11 @@ many minutes on 2 cores, on every clean CI run. Instead the request's
   ``violating`` (valid JSON that breaks the contract), ``unsafe`` (adds nudity),
   ``sneaky`` (adds a bomb: no contract rule, only Llama Guard, catches it),
   ``obedient`` (follows instructions found inside the request: a hijacked model);
-- ``guard``: a stand-in for Llama Guard 3 (``safe``/``unsafe`` + codes).
+- ``slow-stream``: ``scripted``, streamed one word every 0.3 s;
+- ``guard``: a stand-in for Llama Guard 3 (``safe``/``unsafe`` + codes): on chat
+  completions with the MLCommons codes, on ``/v1/completions`` with the codes
+  the prompt's own category list gives (read from the prompt, so a prompt that
+  lists them wrong gets wrong codes).
 
 ``GET /stats`` returns the requests seen per model and the last request body;
 ``POST /reset`` forgets them.
@@ -43,6 +60,18 @@ TRANSLATIONS = {
     "yo como torero en Sevilla": "{s} as a bullfighter in Seville",
     "ich als Ritter auf einer Burg": "{s} as a knight at a castle",
     "moi avec ma femme à Paris": "{s} with their wife in Paris",
+    "moi en cuisinier dans un bistrot parisien": "{s} as a chef in a Parisian bistro",
+    "yo como pintor en un estudio lleno de luz": "{s} as a painter in a sunlit studio",
+    "ich als Bergsteiger auf der Zugspitze": "{s} as a mountaineer on the Zugspitze summit",
+}
+
+# What the Llama Guard stand-in refuses, by the title of a category in our policy
+# (llm_prompting.moderation.GUARD_POLICY) and, for the chat route, by MLCommons code.
+GUARD_WORDS = {
+    "bomb": ("Violence", "S9"),
+    "election is cancelled": ("Deceptive depictions of real people", "S13"),
+    "spicy": ("Sexual or intimate content", "S12"),
+    "riot": ("Hate", "S1,S10"),
 }
 
 
@@ -89,6 +118,23 @@ def scripted(messages: list[dict[str, str]]) -> dict[str, Any]:
         "details": ["golden hour light", "wide establishing shot", "rich environmental detail"],
         "negative": ["cropped head"],
     }
+
+
+def guard_text(prompt: str) -> str:
+    """Llama Guard's answer to a raw Llama Guard 3 prompt, in the codes the prompt defines."""
+    listed = re.search(r"<BEGIN UNSAFE CONTENT CATEGORIES>\n(.*)\n<END UNSAFE", prompt, re.S)
+    said = re.search(r"\nUser: (.*)\n\n<END CONVERSATION>", prompt, re.S)
+    if not listed or not said:
+        return "not a Llama Guard prompt"
+    codes = dict(
+        (title, code) for code, title in re.findall(r"^(S\d+): (.+)\.$", listed.group(1), re.M)
+    )
+    hits = [
+        codes.get(title, "S99")
+        for word, (title, _) in GUARD_WORDS.items()
+        if word in said.group(1).lower()
+    ]
+    return f"unsafe\n{','.join(hits)}" if hits else "safe"
 
 
 def answer(model: str, body: dict[str, Any], state: State) -> tuple[int, Any]:
@@ -141,13 +187,43 @@ def answer(model: str, body: dict[str, Any], state: State) -> tuple[int, Any]:
     if model == "guard":
         text = messages[-1]["content"].lower()
         verdict = "safe"
-        for word, codes in (("bomb", "S9"), ("heist", "S2"), ("spicy", "S12"), ("riot", "S1,S10")):
+        for word, (_, codes) in GUARD_WORDS.items():
             if word in text:
                 verdict = f"unsafe\n{codes}"
         return 200, _chat(verdict)
     if model == "tiny-llama":
         return 200, _chat(state.llama().complete(messages))
     return 200, _chat(json.dumps(scripted(messages)))
+
+
+def schema_error(body: dict[str, Any], content: str) -> str | None:
+    """Why ``content`` breaks the request's ``response_format``, or None."""
+    fmt = body.get("response_format")
+    if not fmt or fmt.get("type") != "json_schema":
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema")
+    if not isinstance(schema, dict):
+        return "response_format json_schema needs json_schema.schema"
+    import jsonschema
+
+    try:
+        jsonschema.validate(json.loads(content), schema)
+    except (ValueError, jsonschema.ValidationError) as exc:
+        return f"the answer does not match the schema: {str(exc)[:120]}"
+    return None
+
+
+def chunks(content: str, model: str) -> list[dict[str, Any]]:
+    """``content`` as chat.completion.chunk objects: the role, then pieces, then the stop."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0,
+                "model": model, "choices": [choice]}  # fmt: skip
+
+    pieces = re.findall(r"\S+\s*|\s+", content)  # word by word, spaces kept
+    return [chunk({"role": "assistant", "content": ""}), *(chunk({"content": p}) for p in pieces),
+            chunk({}, "stop")]  # fmt: skip
 
 
 def _chat(content: str) -> dict[str, Any]:
@@ -166,6 +242,8 @@ def _chat(content: str) -> dict[str, Any]:
 
 def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as real servers do
+
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
@@ -179,8 +257,28 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(data)
 
+        def _stream(self, events: list[dict[str, Any]], pause: float) -> None:
+            """Server-sent events in HTTP/1.1 chunks, ending with ``data: [DONE]``."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            lines = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for line in lines:
+                    data = line.encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(pause)
+                self.wfile.write(b"0\r\n\r\n")
+
         def do_GET(self) -> None:
-            if self.path == "/stats":
+            if self.path == "/v1/models":
+                models = ["scripted", "guard", "slow-stream"]
+                self._send(200, {"object": "list", "data": [
+                    {"id": m, "object": "model", "owned_by": "test"} for m in models]})  # fmt: skip
+            elif self.path == "/stats":
                 with state.lock:
                     self._send(
                         200, {"counts": state.counts, "last": state.last, "headers": state.headers}
@@ -198,16 +296,39 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                     state.last = {}
                 self._send(200, {"ok": True})
                 return
-            if self.path != "/v1/chat/completions":
+            if self.path not in ("/v1/chat/completions", "/v1/completions"):
                 self._send(404, {"error": {"message": "not found"}})
                 return
             body = json.loads(raw)
             model = body.get("model", "scripted")
             with state.lock:
                 state.counts[model] = state.counts.get(model, 0) + 1
-                state.last = body
+                state.last = {**body, "path": self.path}
                 state.headers = {"authorization": self.headers.get("Authorization", "")}
-            status, payload = answer(model, body, state)
+            if self.path == "/v1/completions":
+                text = guard_text(body["prompt"]) if model == "guard" else "not a guard"
+                choice = {"index": 0, "text": text, "finish_reason": "stop"}
+                self._send(200, {"object": "text_completion", "choices": [choice]})
+                return
+            fmt = body.get("response_format") or {}
+            if fmt.get("type") == "json_schema" and schema_error(body, "{}") == (
+                "response_format json_schema needs json_schema.schema"
+            ):
+                self._send(400, {"error": {"message": "response_format needs a schema"}})
+                return
+            behaviour = "scripted" if model == "slow-stream" else model
+            status, payload = answer(behaviour, body, state)
+            if status == 200 and "choices" in payload:
+                content = payload["choices"][0]["message"]["content"]
+                # "malformed" and "tiny-llama" play servers that ignore the schema.
+                if model not in ("malformed", "tiny-llama") and (
+                    why := schema_error(body, content)
+                ):
+                    self._send(500, {"error": {"message": why}})
+                    return
+                if body.get("stream"):
+                    self._stream(chunks(content, model), 0.3 if model == "slow-stream" else 0)
+                    return
             self._send(status, payload)
 
     return Handler

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -67,12 +68,20 @@ def start_chat_server(model_dir: Path | None = None) -> ChatServer:
     return ChatServer(line.split()[-1], process)
 
 
+@contextlib.contextmanager
+def running_chat_server() -> Iterator[ChatServer]:
+    server = start_chat_server()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def chat_server() -> Iterator[ChatServer]:
-    server = start_chat_server()
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    with running_chat_server() as server:
+        yield server
 
 
 @pytest.fixture

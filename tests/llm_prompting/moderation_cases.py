@@ -1,6 +1,11 @@
-"""The moderation table (``moderation_table.tsv``) and the figures a moderator scores on it.
+"""The moderation tables and the figures a moderator scores on them.
 
-Used by the tests and by ``benchmarks/expand.py``, which prints the figures.
+- ``moderation_table.tsv`` / ``moderation_heldout.tsv``: the first tables (EN, FR, ES, DE);
+- ``likeness_set.tsv`` / ``likeness_heldout.tsv``: issue 19's set for likeness images
+  (deception, minors, intimate content, violence to the subject, hate symbols; six
+  languages), scored by category.
+
+Used by the tests, by ``benchmarks/expand.py`` and by ``benchmarks/moderation.py``.
 """
 
 from __future__ import annotations
@@ -8,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_prompting.moderation import Moderator
+from llm_prompting.moderation import CATEGORIES, Moderator, Verdict
 
 TABLE = Path(__file__).with_name("moderation_table.tsv")
+LIKENESS = Path(__file__).with_name("likeness_set.tsv")
+LIKENESS_HELDOUT = Path(__file__).with_name("likeness_heldout.tsv")
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,47 @@ def score(moderator: Moderator, cases: list[Case]) -> Score:
         elif not verdict.allowed:
             fp += 1
     return Score(len(cases), sum(c.refuse for c in cases), tp, fp, fn, right)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Case
+    verdict: Verdict
+
+    @property
+    def right(self) -> bool:
+        return self.verdict.allowed is not self.case.refuse
+
+    @property
+    def group(self) -> str:
+        """``allowed`` or the expected category: the rows of the table by category."""
+        return self.case.category or "-" if self.case.refuse else "allowed"
+
+
+@dataclass(frozen=True)
+class Row:
+    group: str  # "allowed" or a category
+    total: int
+    right: int  # allowed: kept; a category: refused (under any category)
+    right_category: int  # refused under the expected category (allowed: = right)
+
+    @property
+    def rate(self) -> float:
+        return self.right / max(1, self.total)
+
+
+def by_category(moderator: Moderator, cases: list[Case]) -> tuple[list[Row], list[Outcome]]:
+    """One row per group (allowed first, then categories in order) and every wrong outcome."""
+    outcomes = [Outcome(c, moderator.check(c.prompt)) for c in cases]
+    groups = sorted({o.group for o in outcomes}, key=_group_order)
+    rows = []
+    for group in groups:
+        mine = [o for o in outcomes if o.group == group]
+        right = [o for o in mine if o.right]
+        exact = [o for o in right if o.verdict.category == o.case.category]
+        rows.append(Row(group, len(mine), len(right), len(exact)))
+    return rows, [o for o in outcomes if not o.right]
+
+
+def _group_order(group: str) -> int:
+    return -1 if group == "allowed" else CATEGORIES.index(group)

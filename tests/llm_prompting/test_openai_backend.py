@@ -14,6 +14,7 @@ import time
 import pytest
 
 from llm_prompting import PromptingConfig, PromptRejected, ServerConfig, expand
+from llm_prompting.errors import ExpansionFailed
 from llm_prompting.instructions import ANSWER_SCHEMA
 
 PROMPT = "me as an astronaut on Mars"
@@ -157,3 +158,59 @@ def test_a_refused_prompt_never_reaches_the_server(server):
         expand("me n@ked on the beach", "photo", server.config("scripted"))
     assert err.value.category == "sexual" and err.value.stage == "input"
     assert server.count("scripted") == 0
+
+
+# Issue 22: the protocol as vLLM and llama.cpp's server speak it, streaming off and on.
+# The server is a stand-in that answers canned English, not Llama: these tests show
+# that the client speaks the protocol and that the contract holds, not what Llama writes.
+MULTILINGUAL = [
+    ("moi en cuisinier dans un bistrot parisien", "a person as a chef in a Parisian bistro"),
+    ("yo como pintor en un estudio lleno de luz", "a person as a painter in a sunlit studio"),
+    ("ich als Bergsteiger auf der Zugspitze", "a person as a mountaineer on the Zugspitze"),
+]
+FOREIGN = {"moi", "en", "dans", "un", "yo", "como", "lleno", "de", "ich", "als", "auf", "der"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize(("prompt", "scene"), MULTILINGUAL, ids=["fr", "es", "de"])
+def test_multilingual_prompts_become_english_with_the_user_as_subject(
+    server, stream, prompt, scene
+):
+    result = expand(prompt, "photo", server.config("scripted", stream=stream))
+    assert (result.backend, result.warnings) == ("openai", ())
+    assert result.prompt.startswith(f"photo of {scene}")
+    assert result.prompt.count("a person") == 1  # the user, once: the contract's subject rule
+    assert not FOREIGN & set(result.prompt.lower().replace(",", " ").split())
+    body = server.stats()["last"]
+    assert body.get("stream", False) is stream
+    assert body["response_format"]["json_schema"]["schema"] == ANSWER_SCHEMA
+
+
+def test_a_stream_gives_the_same_expansion_as_a_plain_answer(server):
+    plain = expand(PROMPT, "cinematic", server.config("scripted"))
+    streamed = expand(PROMPT, "cinematic", server.config("scripted", stream=True))
+    assert streamed.prompt == plain.prompt and streamed.backend == "openai"
+
+
+def test_a_slow_stream_falls_back_within_the_timeout(server):
+    """Each chunk comes within the read timeout; the whole answer does not."""
+    start = time.perf_counter()
+    result = expand(PROMPT, "photo", server.config("slow-stream", stream=True, timeout=1.0))
+    elapsed = time.perf_counter() - start
+    assert result.backend == "template"
+    assert "no answer within 1 s" in result.warnings[0]
+    assert elapsed < 2.5  # the stream runs for about 9 s
+
+
+def test_the_server_checks_answers_against_the_schema_we_send(server):
+    """A schema that does not describe the answer is an error of the server, then a fallback:
+    so the schema the client sends is the one its answers are parsed with."""
+    from llm_prompting.openai_backend import ChatClient
+
+    client = ChatClient(ServerConfig(base_url=server.base_url, model="scripted", retries=0))
+    wrong = {"type": "object", "properties": {"scene": {"type": "integer"}}}
+    with pytest.raises(ExpansionFailed, match="HTTP 500"):
+        client.complete([{"role": "user", "content": "<request>me</request>"}], schema=wrong)
+    answer = client.complete([{"role": "user", "content": "<request>me</request>"}],
+                             schema=ANSWER_SCHEMA)  # fmt: skip
+    assert answer.startswith('{"scene": "a person"')

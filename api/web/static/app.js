@@ -2,6 +2,7 @@
 
 import { api, loadSession, onSignedOut, signOut } from "./api.js";
 import { clear, h } from "./dom.js";
+import { forgetAllJobs } from "./jobs.js";
 import * as create from "./pages/create.js";
 import * as gallery from "./pages/gallery.js";
 import * as image from "./pages/image.js";
@@ -43,7 +44,9 @@ async function show() {
     return render({ title: "Not found", render: notFound }, []);
   }
   if (!route.public && !session) {
-    return navigate("/signin", { replace: true, message: flash });
+    // back to the page asked for once signed in
+    const next = path === "/" ? "" : `?next=${encodeURIComponent(path + location.search)}`;
+    return navigate(`/signin${next}`, { replace: true, message: flash });
   }
   return render(route.page, path.match(route.pattern).slice(1));
 }
@@ -70,7 +73,11 @@ async function render(page, params) {
 }
 
 function notFound(root) {
-  root.append(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the start page")));
+  root.append(
+    h("h1", {}, "Page not found"),
+    h("p", {}, `There is no page at ${location.pathname}. It may have moved, or the link may be mistyped.`),
+    h("p", {}, h("a", { href: "/" }, "Go to the start page")),
+  );
 }
 
 function setSession(value) {
@@ -106,6 +113,7 @@ document.getElementById("signout").addEventListener("click", async () => {
   try {
     await signOut();
   } finally {
+    forgetAllJobs();
     setSession(null);
     navigate("/signin", { message: "You have signed out." });
   }
@@ -114,7 +122,8 @@ document.getElementById("signout").addEventListener("click", async () => {
 onSignedOut(() => {
   if (!session) return;
   setSession(null);
-  navigate("/signin", { message: "Your session has ended. Please sign in again." });
+  const next = encodeURIComponent(location.pathname + location.search);
+  navigate(`/signin?next=${next}`, { message: "Your session has ended. Please sign in again." });
 });
 
 session = await loadSession().catch(() => null);

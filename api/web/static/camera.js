@@ -29,8 +29,9 @@ export function cameraAvailable() {
   return Boolean(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
 }
 
-// The capture section. ``enroll(fields)`` runs one capture with the consent fields
-// ({consent_version, residence}) and resolves to the new identity, or throws ApiProblem.
+// The capture section. ``enroll(fields)`` runs one capture with the consent fields and the
+// identity's name ({consent_version, residence, name?}) and resolves to the new identity, or
+// throws ApiProblem.
 export function cameraCapture() {
   const video = h("video", { id: "camera-video", autoplay: true, muted: true, playsinline: true, "aria-label": "Your camera's picture" });
   video.muted = true;
@@ -83,6 +84,7 @@ export function cameraCapture() {
     body.append("consent", "true");
     body.append("consent_version", fields.consent_version);
     body.append("residence", fields.residence);
+    if (fields.name) body.append("name", fields.name);
     try {
       const identity = await api("/v1/identities/live", { method: "POST", form: body });
       say.textContent = "Your face is enrolled.";

@@ -83,3 +83,23 @@ export function confirmingButton(label, { title, text }, action, attrs = {}) {
 export function formatDate(iso) {
   return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
 }
+
+export function formatDateTime(iso) {
+  return new Date(iso).toLocaleString(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+  });
+}
+
+// How an identity reads in menus and lists: its name (or, without one, when it was enrolled),
+// its number of photos, and how it was captured (uploaded, or live from the camera).
+export function identityLabel(identity) {
+  const name = identity.name || `Enrolled ${formatDateTime(identity.created_at)}`;
+  const count = identity.photos.length;
+  const parts = [name, `${count} photo${count === 1 ? "" : "s"}`];
+  if (identity.capture) parts.push(identity.capture === "live" ? "live capture" : "uploaded");
+  return parts.join(" · ");
+}
+
+export function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}

@@ -88,3 +88,21 @@ export function explain(problem) {
   }
   return MESSAGES[problem.code] || problem.message || "Something went wrong.";
 }
+
+// What an expansion's or a job's warnings mean for the person, once each. The server's
+// warnings are written for operators (and logged there); a kind the page does not know is
+// left to them. Each warning gets the first note that fits it. Returns the sentences to show.
+const NOTES = [
+  [/fell back/i, "The prompt assistant wasn't available, so a simpler built-in method added the style to your words."],
+  [/translat/i, "Your prompt doesn't seem to be in English. It was used as you wrote it, and image models follow English best: an English prompt may give a closer result."],
+  [/token/i, "Your description is longer than the image model reads: the words near its end may be ignored. A shorter prompt keeps every word in play."],
+];
+
+export function notesFor(warnings) {
+  const found = new Set();
+  for (const warning of warnings) {
+    const fit = NOTES.find(([pattern]) => pattern.test(warning));
+    if (fit) found.add(fit[1]);
+  }
+  return [...found];
+}

@@ -18,23 +18,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.server import Server, free_port, smoke_home
+from tests.api.web.conftest import WAIT_MS
 from tests.photos import astronaut, group
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 # Controls without a label and images without alt text, as the page stands.
@@ -46,38 +36,6 @@ UNLABELLED = """() => [
     .map(el => el.outerHTML.slice(0, 80)),
   ...[...document.querySelectorAll('img')].filter(img => !img.alt).map(img => img.src),
 ]"""
-
-
-@pytest.fixture
-def server(tmp_path, model_cache):
-    # Limits other than the defaults: the pages read them from GET /v1/limits.
-    s = Server(
-        smoke_home(tmp_path / "home", model_cache),
-        free_port(),
-        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
-        IMAGINE_MAX_ENROLL_PHOTOS="3",
-        IMAGINE_MAX_IMAGES="4",
-    )
-    yield s
-    s.stop()
-
-
-WAIT_MS = 120_000
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
-    # Every wait is on something the page shows, with a ceiling for a busy 2-core machine:
-    # Playwright's own 5 s for expect() failed there while a photo was checked.
-    sync_api.expect.set_options(timeout=WAIT_MS)
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-    sync_api.expect.set_options(timeout=5_000)
 
 
 class Watch:
@@ -148,7 +106,7 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     page.get_by_label("Country of residence").select_option("US")
     page.get_by_label("State or region of residence").select_option("US-CA")
     page.get_by_label("Upload photos").check()  # the camera has its own test
-    page.get_by_label("1 to 3 photos").set_input_files(tmp_path / "group.jpg")
+    page.get_by_label("Add 1 to 3 photos").set_input_files(tmp_path / "group.jpg")
     expect(page.get_by_role("img", name="Preview of photo 1: group.jpg")).to_be_visible()
     page.get_by_label("I have read this text").check()
     shot("2-onboarding")
@@ -156,29 +114,30 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(page.locator("#enroll-error")).to_contain_text("more than one person")
     expect(page.locator("#enroll-error")).to_contain_text("multiple_faces")
     shot("3-onboarding-group-photo-refused")
-    page.get_by_label("1 to 3 photos").set_input_files(tmp_path / "me.jpg")
+    page.get_by_role("button", name="Remove photo 1: group.jpg").click()
+    page.get_by_label("Add 1 to 3 photos").set_input_files(tmp_path / "me.jpg")
     page.get_by_role("button", name="Enroll my face").click()
     expect(page).to_have_url(f"{server.url}/create", timeout=60_000)
 
     # Create: the expanded prompt, progress from the events to 100%, the images
     page.get_by_label("Describe the image").fill("me as an astronaut on Mars")
-    page.get_by_label("Style").select_option("cinematic")
+    page.get_by_role("radio", name="Cinematic").check()
     expect(page.get_by_label("Number of images")).to_have_attribute("max", "4")
     page.get_by_label("Number of images").fill("2")
     page.get_by_label("Seed (optional)").fill("7")
     page.get_by_role("button", name="Create", exact=True).click()
-    expect(page.locator("#expanded-prompt")).to_contain_text("astronaut on Mars")
-    expect(page.locator("#added")).to_contain_text("film grain")
-    seen = watch_progress(page)
+    job = page.locator("#jobs li.job")
+    expect(job.locator(".expanded-prompt")).to_contain_text("astronaut on Mars")
+    expect(job.locator(".added")).to_contain_text("film grain")
+    seen = watch_progress(job)
     assert seen[-1] == 100 and seen == sorted(seen), seen
     # after the last step come the safety check and the provenance marks
-    expect(page.locator("#progress-text")).to_have_text("Done: 100%.", timeout=120_000)
+    expect(job.locator(".progress-text")).to_have_text("Done: 2 images ready.")
     assert any(url.endswith("/events") for url in watch.requests)
-    outcome = page.locator("#outcome")
-    expect(outcome.get_by_role("note")).to_contain_text(
+    expect(page.locator("#smoke-notice")).to_contain_text(
         "smoke profile: these images are noise", ignore_case=True
     )
-    expect(outcome.get_by_role("img")).to_have_count(2)
+    expect(job.get_by_role("img")).to_have_count(2)
     shot("4-create-done")
 
     # Gallery: both images, newest first, with the smoke notice beside them
@@ -225,10 +184,10 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(grid.get_by_role("img")).to_have_count(1)
 
     # Erase the face data: everything made from it goes too
-    page.get_by_role("button", name="Delete my face data").click()
-    dialog = page.get_by_role("dialog", name="Delete your face data?")
+    page.get_by_role("button", name="Delete this face data").click()
+    dialog = page.get_by_role("dialog", name="Delete this face data?")
     shot("7-erase-dialog", full_page=False)
-    dialog.get_by_role("button", name="Delete my face data").click()
+    dialog.get_by_role("button", name="Delete this face data").click()
     expect(page.locator("#face-status")).to_contain_text("were deleted")
     expect(page.locator("#gallery-empty")).to_be_visible()
     expect(grid.get_by_role("img")).to_have_count(0)
@@ -248,12 +207,17 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     assert watch.problems == []
 
 
-def watch_progress(page, timeout: float = 300.0) -> list[int]:
-    """The values the progress bar shows, sampled until it reaches 100."""
+def watch_progress(job, timeout: float = 300.0) -> list[int]:
+    """The values the job's progress bar shows, sampled until it reaches 100 (none while it
+    is queued or finishing: the bar then says it is busy without a measure)."""
     seen: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = int(page.locator("#progress").get_attribute("value") or 0)
+        raw = job.locator("progress").get_attribute("value")
+        if raw is None:
+            time.sleep(0.05)
+            continue
+        value = int(raw)
         if not seen or seen[-1] != value:
             seen.append(value)
         if value == 100:

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from tests.api.server import Server, free_port, smoke_home
-from tests.api.web.test_browser import CHROMIUM, CHROMIUM_ARGS, UNLABELLED, WAIT_MS, Watch
+from tests.api.web.conftest import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.capture_frames import PEAK, still, turned, y4m
 
 pytestmark = pytest.mark.browser
@@ -114,15 +115,17 @@ def capture(browser, server: Server, key: str, width: int, shot: Path | None):
 
     expect(page.get_by_label("Use my camera")).to_be_checked()  # there is a camera
     expect(page.get_by_label("Upload photos")).not_to_be_checked()  # uploads stay possible
-    expect(page.get_by_label("1 to 5 photos")).to_be_hidden()
+    expect(page.locator("#drop-zone")).to_be_hidden()
     page.get_by_label("Country of residence").select_option("US")
     page.get_by_label("State or region of residence").select_option("US-CA")
+    page.get_by_label("Name for this face").fill("Live me")
     page.get_by_label("I have read this text").check()
     page.get_by_role("button", name="Start the camera check").click()
     say = page.locator("#camera-say")
     expect(say).to_contain_text("Turn your head to your")
     if shot is not None:
-        page.evaluate("document.querySelector('fieldset.how').scrollIntoView()")
+        # the onboarding's third step, from its heading
+        page.evaluate("document.querySelector('fieldset.how').closest('.step').scrollIntoView()")
         assert page.evaluate(UNLABELLED) == []
         page.screenshot(path=str(shot))
         small_png(shot)
@@ -143,13 +146,14 @@ def test_a_live_capture_enrolls_and_a_still_video_fails_the_challenge(server, ch
     expect(page).to_have_url(f"{server.url}/create")
     page.get_by_role("navigation").get_by_role("link", name="Gallery").click()
     expect(page.locator("#face-data")).to_contain_text("with your camera (live capture)")
+    expect(page.locator("#face-data").get_by_role("heading", name="Live me")).to_be_visible()
     context.close()
     browser.close()
     assert watch.foreign == [] and watch.problems == []
     [identity] = httpx.get(
         f"{server.url}/v1/identities", headers={"Authorization": f"Bearer {alice}"}
     ).json()
-    assert identity["capture"] == "live"
+    assert identity["capture"] == "live" and identity["name"] == "Live me"
 
     # A face that holds still: the challenge step fails, and the page says so.
     browser = chromium(still_video(tmp_path / "still.y4m"))

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.web.docs import inline_hashes
 from tests.api.server import free_port
-from tests.api.web.test_browser import WAIT_MS, Watch, browser  # noqa: F401 (a fixture)
+from tests.api.web.conftest import WAIT_MS
+from tests.api.web.test_browser import Watch
 from tests.api.web.test_pages import policy
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -102,7 +103,7 @@ def live(app):
 
 @pytest.mark.browser
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the pages need no other
-def test_docs_render_in_a_browser_without_the_internet(live, browser):  # noqa: F811
+def test_docs_render_in_a_browser_without_the_internet(live, browser):
     """Every request to another host is aborted; Swagger UI still draws every operation."""
     from playwright.sync_api import expect
 

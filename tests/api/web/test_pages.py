@@ -172,3 +172,17 @@ def test_every_error_code_has_a_human_message():
     wanted = _codes(IdentityError) | _codes(PromptingError) | ENROLLMENT_CODES | GENERATION_CODES
     assert wanted - messages == set()
     assert set(REASON_CODES) - _keys("REGION_REASONS") == set()
+
+
+def test_an_unknown_page_is_the_gallery_saying_not_found_and_the_api_keeps_json(client):
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    r = client.get("/no/such/page", headers=html)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/static/app.js">' in r.text
+    assert policy(r.headers["content-security-policy"])["script-src"] == ["'self'"]
+    for path in ("/v1/nothing", "/static/nothing.js"):
+        r = client.get(path, headers=html)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert client.get("/no/such/page").json()["error"]["code"] == "not_found"
+    r = client.post("/no/such/page", headers=html)  # not a page: only GET draws one
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

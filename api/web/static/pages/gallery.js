@@ -1,8 +1,9 @@
-// The gallery: your images, newest first, loaded page by page as you scroll; and your face
-// data, which "Delete my face data" erases with everything made from it.
+// The gallery: your images with their prompt and date, newest first, loaded page by page as
+// you scroll, filtered by face; several at once can be selected and deleted. Below, your face
+// data: rename an identity, or erase it with everything made from it.
 
 import { api } from "../api.js";
-import { append, confirmingButton, formatDate, h } from "../dom.js";
+import { append, confirmDialog, confirmingButton, field, formatDate, formatDateTime, h, identityLabel, plural } from "../dom.js";
 import { explain } from "../messages.js";
 
 export const title = "Gallery";
@@ -10,8 +11,9 @@ export const SMOKE_NOTICE =
   "Smoke profile: these images are noise from tiny random-weight models. The service runs for testing, not with a real image model.";
 const PAGE = 24;
 
-export function thumbnail(image) {
-  return h("li", {},
+// An image tile linking to its page; with `caption`, its prompt and date under it.
+export function thumbnail(image, { caption = false } = {}) {
+  return h("li", { class: "tile", "data-id": image.id },
     h("a", { href: `/images/${image.id}`, class: "thumb" },
       h("img", {
         src: image.url,
@@ -21,38 +23,81 @@ export function thumbnail(image) {
         loading: "lazy",
       }),
     ),
+    caption
+      ? h("p", { class: "caption" },
+          h("span", { class: "caption-prompt" }, image.prompt),
+          h("time", { datetime: image.created_at }, formatDate(image.created_at)))
+      : null,
   );
 }
 
 export async function render(root, { flash }) {
+  const identities = await api("/v1/identities");
   const notice = h("p", { class: "notice", role: "note", id: "smoke-notice", hidden: true }, SMOKE_NOTICE);
-  const grid = h("ul", { class: "grid", id: "gallery", "aria-label": "Your images, newest first" });
-  const empty = h("p", { id: "gallery-empty", hidden: true }, "No images yet. ", h("a", { href: "/create" }, "Create some"), ".");
+  const grid = h("ul", { class: "grid gallery", id: "gallery", "aria-label": "Your images, newest first" });
+  const empty = h("p", { id: "gallery-empty", hidden: true });
   const more = h("button", { type: "button", id: "more", class: "secondary", hidden: true }, "Load more images");
   const status = h("p", { role: "status", id: "gallery-status" });
   const faces = h("section", { "aria-labelledby": "faces-title", class: "card", id: "face-data" });
+
+  const filter = h("select", { name: "identity" },
+    h("option", { value: "" }, "All faces"),
+    identities.map((i) => h("option", { value: i.id }, identityLabel(i))),
+  );
+  const filterField = field("filter", "Show images of", filter);
+  filterField.hidden = identities.length < 2;
+
+  // Selecting several images to delete them together.
+  const selecting = h("button", { type: "button", class: "secondary", id: "select-mode", "aria-pressed": "false" }, "Select images");
+  const deleteSelected = h("button", { type: "button", class: "danger", id: "delete-selected", hidden: true, disabled: true }, "Delete selected");
+  const toolbar = h("div", { class: "toolbar" }, filterField, h("div", { class: "actions" }, selecting, deleteSelected));
+
   append(root, [
     h("h1", {}, "Your gallery"),
     flash ? h("p", { class: "info", role: "status" }, flash) : null,
-    notice, grid, empty, more, status, faces,
-  ]);;
+    notice, toolbar, status, grid, empty, more, faces,
+  ]);
 
   let cursor = null;
   let loading = false;
+  let generation = 0; // a new filter starts over; pages of the old one are dropped
+  const selected = () => [...grid.querySelectorAll("input.pick:checked")];
+  const countSelected = () => {
+    const count = selected().length;
+    deleteSelected.disabled = count === 0;
+    deleteSelected.textContent = count ? `Delete ${plural(count, "image")}` : "Delete selected";
+  };
+  const addPick = (tile) => {
+    const img = tile.querySelector("img");
+    tile.prepend(h("input", { type: "checkbox", class: "pick", "aria-label": `Select ${img.alt}`, onchange: countSelected }));
+  };
+  const tile = (image) => {
+    const li = thumbnail(image, { caption: true });
+    if (grid.classList.contains("selecting")) addPick(li);
+    return li;
+  };
   const load = async () => {
     if (loading) return;
     loading = true;
     more.disabled = true;
+    const mine = generation;
     try {
       const query = new URLSearchParams({ limit: String(PAGE) });
       if (cursor) query.set("cursor", cursor);
+      if (filter.value) query.set("identity_id", filter.value);
       const page = await api(`/v1/gallery?${query}`);
-      grid.append(...page.items.map(thumbnail));
+      if (mine !== generation) return;
+      grid.append(...page.items.map(tile));
       if (page.items.some((i) => i.profile_is_noise)) notice.hidden = false;
       cursor = page.next_cursor;
       more.hidden = !cursor;
-      empty.hidden = grid.children.length > 0;
-      status.textContent = cursor ? "" : `${grid.children.length} image${grid.children.length === 1 ? "" : "s"}.`;
+      const none = grid.children.length === 0;
+      empty.hidden = !none;
+      empty.replaceChildren(...(filter.value
+        ? ["No images of this face yet. ", h("a", { href: "/create" }, "Create some"), "."]
+        : ["No images yet. ", h("a", { href: "/create" }, "Create some"), "."]));
+      selecting.hidden = none;
+      status.textContent = none ? "" : cursor ? `Showing the newest ${grid.children.length}.` : `${plural(grid.children.length, "image")}, newest first.`;
     } catch (err) {
       status.textContent = explain(err);
     } finally {
@@ -67,51 +112,132 @@ export async function render(root, { flash }) {
   });
   observer.observe(more);
 
-  const refresh = async () => {
+  const reload = async () => {
+    generation += 1;
+    loading = false;
     cursor = null;
     grid.replaceChildren();
     notice.hidden = true;
-    await Promise.all([load(), drawFaces(faces, refresh)]);
+    await load();
+  };
+  filter.addEventListener("change", reload);
+
+  selecting.addEventListener("click", () => {
+    const on = !grid.classList.contains("selecting");
+    grid.classList.toggle("selecting", on);
+    selecting.setAttribute("aria-pressed", String(on));
+    selecting.textContent = on ? "Done selecting" : "Select images";
+    deleteSelected.hidden = !on;
+    for (const li of grid.children) {
+      if (on) addPick(li);
+      else li.querySelector("input.pick")?.remove();
+    }
+    countSelected();
+  });
+  deleteSelected.addEventListener("click", async () => {
+    const picks = selected();
+    const sure = await confirmDialog({
+      title: `Delete ${plural(picks.length, "image")}?`,
+      text: "The selected images are deleted for good. Your face data and your other images stay.",
+      confirm: `Delete ${plural(picks.length, "image")}`,
+    });
+    if (!sure) return;
+    deleteSelected.disabled = true;
+    let gone = 0;
+    for (const pick of picks) {
+      const li = pick.closest("li");
+      try {
+        await api(`/v1/images/${encodeURIComponent(li.dataset.id)}`, { method: "DELETE" });
+        li.remove();
+        gone += 1;
+      } catch (err) {
+        status.textContent = explain(err);
+      }
+    }
+    countSelected();
+    status.textContent = `${plural(gone, "image")} deleted.`;
+    if (!grid.children.length) await reload();
+  });
+
+  const refresh = async () => {
+    await Promise.all([reload(), drawFaces(faces, refresh)]);
   };
   await refresh();
   return () => observer.disconnect();
 }
 
-async function drawFaces(section, refresh) {
+async function drawFaces(section, refresh, message = "") {
   const identities = await api("/v1/identities");
-  const status = h("p", { role: "status", id: "face-status" });
+  // Messages about the face data sit under this section's heading, not under one identity.
+  const status = h("p", { role: "status", id: "face-status" }, message);
   section.replaceChildren(
     h("h2", { id: "faces-title", tabindex: "-1" }, "Your face data"),
-    identities.length
-      ? h("ul", { class: "identities" }, identities.map((i) => identityItem(i, status, refresh)))
-      : h("p", { id: "no-face-data" }, "No face data is stored for you. ", h("a", { href: "/onboarding" }, "Enroll your face"), " to create images."),
     status,
+    identities.length
+      ? h("ul", { class: "identities" }, identities.map((i) => identityItem(i, status, section, refresh)))
+      : h("p", { id: "no-face-data" }, "No face data is stored for you. ", h("a", { href: "/onboarding" }, "Enroll your face"), " to create images."),
+    identities.length ? h("p", {}, h("a", { href: "/onboarding" }, "Enroll your face again")) : null,
   );
 }
 
-function identityItem(identity, status, refresh) {
+function identityItem(identity, status, section, refresh) {
   const erase = confirmingButton(
-    "Delete my face data",
+    "Delete this face data",
     {
-      title: "Delete your face data?",
-      text: "This erases your face data (the encrypted face embedding) and every image made from it, and stops any image still being made. It cannot be undone.",
+      title: "Delete this face data?",
+      text: `This erases “${identityLabel(identity)}” (the encrypted face embedding) and every image made from it, and stops any image still being made. It cannot be undone.`,
     },
     async () => {
       try {
         await api(`/v1/identities/${identity.id}`, { method: "DELETE" });
         await refresh();
-        document.getElementById("face-status").textContent =
-          "Your face data and every image made from it were deleted.";
+        await drawFaces(section, refresh, `“${identity.name || "Your face data"}” and every image made from it were deleted.`);
         document.getElementById("faces-title").focus();
       } catch (err) {
         status.textContent = explain(err);
       }
     },
   );
-  return h("li", {},
-    h("p", {},
-      `Enrolled ${formatDate(identity.created_at)} ${identity.capture === "live" ? "with your camera (live capture)" : `from ${identity.photos.length} uploaded photo${identity.photos.length === 1 ? "" : "s"}`} · residence ${identity.residence} · consent ${identity.consent_version} · erased automatically on ${formatDate(identity.retention_until)} unless you use it again`,
-    ),
-    erase,
+  const nameInput = h("input", { type: "text", maxlength: "80", value: identity.name || "" });
+  const renameForm = h("form", { class: "rename", hidden: true },
+    field(`name-${identity.id}`, "New name", nameInput),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Save name"), h("button", { type: "button", class: "secondary", onclick: () => { renameForm.hidden = true; rename.hidden = false; } }, "Cancel")),
   );
+  const rename = h("button", { type: "button", class: "secondary" }, "Rename");
+  rename.addEventListener("click", () => {
+    renameForm.hidden = false;
+    rename.hidden = true;
+    nameInput.focus();
+  });
+  renameForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/v1/identities/${identity.id}`, { method: "PATCH", json: { name: nameInput.value } });
+      await drawFaces(section, refresh, "The name was saved.");
+    } catch (err) {
+      status.textContent = explain(err);
+    }
+  });
+  return h("li", { class: "identity" },
+    h("h3", {}, identity.name || `Enrolled ${formatDateTime(identity.created_at)}`),
+    h("p", { class: "meta" },
+      [
+        plural(identity.photos.length, "photo"),
+        identity.capture ? captureText(identity.capture) : null,
+        `enrolled ${formatDate(identity.created_at)}`,
+        `residence ${identity.residence}`,
+        `consent ${identity.consent_version}`,
+        `erased automatically on ${formatDate(identity.retention_until)} unless you use it again`,
+      ].filter(Boolean).join(" · "),
+    ),
+    renameForm,
+    h("div", { class: "actions" },
+      h("a", { class: "button secondary", href: `/create?identity=${encodeURIComponent(identity.id)}` }, "Create with this face"),
+      rename, erase),
+  );
+}
+
+// How an identity's face was captured (issue 19), as the face data list says it.
+function captureText(capture) {
+  return capture === "live" ? "taken with your camera (live capture)" : "uploaded";
 }

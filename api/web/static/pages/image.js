@@ -3,6 +3,8 @@
 
 import { ApiProblem, api, downloadUrl } from "../api.js";
 import { append, confirmingButton, h } from "../dom.js";
+import { aspectOf, styleLabel, swatch } from "../choices.js";
+import { rememberJob } from "../jobs.js";
 import { explain } from "../messages.js";
 import { SMOKE_NOTICE } from "./gallery.js";
 
@@ -49,13 +51,51 @@ export async function render(root, { params, navigate }) {
     { id: "delete-image" },
   );
 
+  // Iterate from this image: the same prompt and settings with new seeds, or the form filled in.
+  const again = h("button", { type: "button", id: "more-like-this" }, "More like this");
+  again.addEventListener("click", async () => {
+    again.disabled = true;
+    status.textContent = "Starting…";
+    try {
+      const job = await api(`/v1/generations/${encodeURIComponent(record.generation_id)}`);
+      const [width, height] = String(meta.size).split("x").map(Number);
+      const accepted = await api("/v1/generations", {
+        method: "POST",
+        json: { identity_id: job.identity_id, prompt: meta.prompt, n: job.n, style: meta.style, width, height, steps: meta.steps },
+      });
+      rememberJob(accepted.id);
+      navigate(`/create?follow=${encodeURIComponent(accepted.id)}`);
+    } catch (err) {
+      status.textContent = explain(err);
+      again.disabled = false;
+    }
+  });
+  const [width, height] = String(meta.size || "").split("x").map(Number);
   append(root, [
     h("p", {}, h("a", { href: "/gallery" }, "← Back to the gallery")),
-    h("h1", {}, "Image details"),
-    h("figure", { class: "detail" },
-      h("img", { src: `/v1/images/${encodeURIComponent(id)}`, alt: `${meta.prompt} (seed ${meta.seed})`, id: "image" }),
-      meta.notice || meta.profile === "smoke" ? h("figcaption", { class: "notice", role: "note" }, SMOKE_NOTICE) : null,
+    h("h1", { class: "image-title" }, meta.prompt || "Image details"),
+    h("div", { class: "image-layout" },
+      h("figure", { class: "detail" },
+        h("img", { src: `/v1/images/${encodeURIComponent(id)}`, alt: `${meta.prompt} (seed ${meta.seed})`, id: "image", width, height }),
+        meta.notice || meta.profile === "smoke" ? h("figcaption", { class: "notice", role: "note" }, SMOKE_NOTICE) : null,
+      ),
+      h("div", { class: "image-side" },
+        h("ul", { class: "chips settings", "aria-label": "Settings", id: "settings" },
+          h("li", {}, swatch(meta.style || ""), `${styleLabel(meta.style || "")} style`),
+          h("li", {}, `${aspectOf(width, height).label} ${width} × ${height}`),
+          h("li", {}, `Seed ${meta.seed}`),
+          h("li", {}, `${meta.steps} steps`),
+        ),
+        h("div", { class: "actions", id: "image-actions" },
+          again,
+          h("a", { class: "button secondary", href: `/create?from=${encodeURIComponent(id)}`, id: "edit-prompt" }, "Edit prompt"),
+          h("a", { class: "button secondary", href: downloadUrl(id), download: `imagine-${id}.png`, id: "download" }, "Download PNG"),
+          remove,
+        ),
+        status,
+      ),
     ),
+    h("h2", {}, "How it was made"),
     h("dl", { class: "facts" },
       fact("Your prompt", meta.prompt, "fact-prompt"),
       fact("Expanded prompt (what the image model was given)", meta.expanded_prompt, "fact-expanded"),
@@ -67,12 +107,7 @@ export async function render(root, { params, navigate }) {
       fact("Provenance", [provenance(meta.provenance), meta.provenance ? h("div", { class: "actions" }, check, checked) : null], "fact-provenance"),
       fact("Made", new Date(meta.created_at).toLocaleString(), "fact-created"),
     ),
-    h("div", { class: "actions" },
-      h("a", { class: "button", href: downloadUrl(id), download: `imagine-${id}.png`, id: "download" }, "Download PNG"),
-      remove,
-    ),
-    status,
-  ]);;
+  ]);
   return null;
 }
 

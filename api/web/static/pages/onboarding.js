@@ -1,10 +1,12 @@
-// Enrollment: the consent text and its version, residence, then the face: from the camera
-// (a live capture that follows a head-turn challenge, camera.js) or 1 to the service's limit
-// of photos with previews.
+// Enrollment in three steps: where you live (where the service is offered comes first, from
+// the region policy, and places it does not serve are marked), the consent text and its
+// version, then the face and a name for it. The face comes from the camera (a live capture
+// that follows a head-turn challenge, camera.js) or from 1 to the service's limit of photos,
+// added or removed one at a time or dropped on the page.
 
 import { ApiProblem, api } from "../api.js";
 import { cameraAvailable, cameraCapture, explainCapture } from "../camera.js";
-import { append, field, formatDate, h } from "../dom.js";
+import { append, field, formatDate, formatDateTime, h, plural } from "../dom.js";
 import { MESSAGES, explain } from "../messages.js";
 
 export const title = "Your face";
@@ -18,7 +20,7 @@ export async function render(root, { navigate }) {
     api("/v1/limits"),
   ]);
   const MAX_PHOTOS = limits.max_enroll_photos;
-  let urls = [];
+  let chosenFiles = []; // [{file, url}]
 
   const consentBox = h("div", { class: "consent-text", tabindex: "0", role: "region", "aria-label": "Consent text" });
   const version = h("code", { id: "consent-version" });
@@ -32,115 +34,213 @@ export async function render(root, { navigate }) {
   };
   showConsent(consent);
 
+  // Step 1: residence. Served places first; the others say so in the list itself.
+  const served = regions.countries.filter((c) => c.served);
+  const unserved = regions.countries.filter((c) => !c.served);
   const country = h("select", { name: "country", autocomplete: "country" },
     h("option", { value: "" }, "Choose your country…"),
-    regions.countries.map((c) => h("option", { value: c.code }, c.name)),
+    h("optgroup", { label: "Where Imagine Me is offered" }, served.map((c) => h("option", { value: c.code }, c.name))),
+    h("optgroup", { label: "Not offered yet" }, unserved.map((c) => h("option", { value: c.code }, `${c.name} (not offered)`))),
   );
   const state = h("select", { name: "state" });
   const stateField = field("state", "State or region of residence", state,
     "Needed in this country because the rules differ between its states or regions.");
   stateField.hidden = true;
+  const residenceNote = h("p", { id: "residence-note", role: "status" });
+  const rest = []; // the steps after residence: closed while the place is not served
+
+  const residence = () => {
+    const chosen = regions.countries.find((c) => c.code === country.value);
+    if (!chosen) return { chosen: null, place: null, code: "" };
+    if (!chosen.needs_subdivision) return { chosen, place: chosen, code: chosen.code };
+    const sub = chosen.subdivisions.find((s) => s.code === state.value);
+    return { chosen, place: sub || null, code: sub ? sub.code : "" };
+  };
+  const judge = () => {
+    const { place } = residence();
+    const offered = !place || place.served;
+    residenceNote.className = offered ? "" : "error";
+    residenceNote.textContent = offered
+      ? ""
+      : `Imagine Me isn't offered to people who live in ${place.name} yet, so you can't enroll. Nothing has been uploaded.`;
+    for (const part of rest) part.disabled = !offered;
+  };
   country.addEventListener("change", () => {
+    clearError(country);
     const chosen = regions.countries.find((c) => c.code === country.value);
     stateField.hidden = !chosen?.needs_subdivision;
     state.replaceChildren(
       h("option", { value: "" }, "Choose your state or region…"),
-      ...(chosen?.subdivisions || []).map((s) => h("option", { value: s.code }, s.name)),
+      ...(chosen?.subdivisions || []).map((s) => h("option", { value: s.code }, s.served ? s.name : `${s.name} (not offered)`)),
     );
+    judge();
+  });
+  state.addEventListener("change", () => {
+    clearError(state);
+    judge();
   });
 
-  const photos = h("input", { type: "file", name: "photos", multiple: true, accept: ACCEPT });
+  // Step 3: the face. Photos, one at a time or several, picked or dropped; each can be removed.
+  const picker = h("input", { type: "file", name: "photos", multiple: true, accept: ACCEPT, class: "picker" });
   const previews = h("ul", { class: "previews", "aria-label": "Photos you chose" });
-  photos.addEventListener("change", () => {
-    urls.forEach((u) => URL.revokeObjectURL(u));
-    urls = [...photos.files].map((f) => URL.createObjectURL(f));
+  const photoCount = h("p", { class: "hint", id: "photo-count", role: "status" });
+  const drawPhotos = () => {
     previews.replaceChildren(
-      ...[...photos.files].map((file, i) =>
+      ...chosenFiles.map(({ file, url }, i) =>
         h("li", { id: `photo-${i}` },
-          h("img", { src: urls[i], alt: `Preview of photo ${i + 1}: ${file.name}` }),
+          h("img", { src: url, alt: `Preview of photo ${i + 1}: ${file.name}` }),
           h("span", { class: "name" }, `${i + 1}. ${file.name}`),
           h("span", { class: "photo-error", id: `photo-${i}-error` }),
+          h("button", { type: "button", class: "secondary small", "aria-label": `Remove photo ${i + 1}: ${file.name}`, onclick: () => removePhoto(i) }, "Remove"),
         ),
       ),
     );
+    photoCount.textContent = chosenFiles.length
+      ? `${plural(chosenFiles.length, "photo")} of at most ${MAX_PHOTOS}.`
+      : `No photos yet: add 1 to ${MAX_PHOTOS}.`;
+    drop.classList.toggle("full", chosenFiles.length >= MAX_PHOTOS);
+  };
+  const addPhotos = (files) => {
+    clearError(picker);
+    const images = [...files].filter((f) => ACCEPT.split(",").includes(f.type) || !f.type);
+    const room = MAX_PHOTOS - chosenFiles.length;
+    chosenFiles.push(...images.slice(0, Math.max(room, 0)).map((file) => ({ file, url: URL.createObjectURL(file) })));
+    drawPhotos();
+    if (images.length > room) showError(`${MESSAGES.too_many_photos} This enrollment takes at most ${MAX_PHOTOS}.`);
+    else if (images.length < files.length) showError(MESSAGES.unsupported_format);
+  };
+  const removePhoto = (index) => {
+    URL.revokeObjectURL(chosenFiles[index].url);
+    chosenFiles.splice(index, 1);
+    drawPhotos();
+    picker.focus();
+  };
+  picker.addEventListener("change", () => {
+    addPhotos(picker.files);
+    picker.value = ""; // the same file can be added again after a removal
+  });
+  const drop = h("div", { class: "drop", id: "drop-zone" },
+    h("p", { class: "drop-title" }, "Drop photos here"),
+    h("p", { class: "hint" }, "or"),
+    h("label", { for: "photos", class: "button secondary" }, "Add photos…"),
+    picker,
+  );
+  picker.id = "photos";
+  picker.setAttribute("aria-label", `Add 1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP)`);
+  picker.setAttribute("aria-describedby", "photos-hint photo-count");
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (!photosStep.disabled) addPhotos(e.dataTransfer.files);
   });
 
-  // How the face is given: the camera where there is one, else (unless the service asks
-  // for a live capture) photos.
+  const name = h("input", { type: "text", name: "name", maxlength: "80", value: `Face of ${formatDateTime(new Date().toISOString())}` });
+
+  // Or the camera: where there is one it is the default, and unless the service asks for a
+  // live capture, photos stay possible.
   const hasCamera = cameraAvailable();
   const uploadsAllowed = !limits.require_live_capture;
   const useCamera = h("input", { type: "radio", name: "how", id: "how-camera", value: "camera", checked: hasCamera, disabled: !hasCamera });
   const useUpload = h("input", { type: "radio", name: "how", id: "how-upload", value: "upload", checked: !hasCamera && uploadsAllowed });
   const camera = cameraCapture();
-  const uploadField = field("photos", `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP)`, photos,
-    "A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored.");
   const how = h("fieldset", { class: "how" },
-    h("legend", {}, "Your face"),
-    h("div", { class: "choices" },
+    h("legend", {}, "How to show us your face"),
+    h("div", { class: "how-choices" },
       h("div", { class: "check" }, useCamera, h("label", { for: "how-camera" }, "Use my camera")),
       uploadsAllowed ? h("div", { class: "check" }, useUpload, h("label", { for: "how-upload" }, "Upload photos")) : null,
     ),
     hasCamera ? null : h("p", { class: "hint" }, "No camera is available in this browser."),
     uploadsAllowed ? null : h("p", { class: "hint" }, "This service enrolls faces from a camera capture only: it checks that it is you, now."),
-    camera.element,
-    uploadField,
+  );
+  const upload = h("div", { class: "upload", id: "upload" },
+    h("p", { class: "hint", id: "photos-hint" }, `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP). A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored.`),
+    drop,
+    photoCount,
     previews,
   );
+
+  const error = h("div", { class: "error", role: "alert", id: "enroll-error" });
+  const status = h("p", { role: "status", id: "enroll-status" });
   const submit = h("button", { type: "submit" }, "Enroll my face");
   const showMode = () => {
     const live = useCamera.checked;
     camera.element.hidden = !live;
-    uploadField.hidden = live;
-    previews.hidden = live;
+    upload.hidden = live;
     submit.textContent = live ? "Start the camera check" : "Enroll my face";
   };
   useCamera.addEventListener("change", showMode);
   useUpload.addEventListener("change", showMode);
   showMode();
-
-  const error = h("div", { class: "error", role: "alert", id: "enroll-error" });
-  const status = h("p", { role: "status", id: "enroll-status" });
-  const form = h("form", { id: "enroll", novalidate: true },
-    h("fieldset", {},
-      h("legend", {}, "Where you live"),
-      field("country", "Country of residence", country,
-        "Biometric laws protect people where they live, so we ask. It is stored with your consent."),
-      stateField,
-    ),
+  const consentStep = h("fieldset", { class: "step" },
+    h("legend", {}, "2. What happens to your face data"),
+    h("p", { class: "meta" }, "Policy version ", version, ` · purpose: ${consent.purpose} · kept at most ${consent.retention_days} days after you last use it`),
+    consentBox,
+  );
+  const photosStep = h("fieldset", { class: "step" },
+    h("legend", {}, `3. Your ${uploadsAllowed ? (hasCamera ? "camera or photos" : "photos") : "camera"}`),
     how,
+    camera.element,
+    upload,
+    field("identity-name", "Name for this face", name, "To tell your enrolled faces apart, e.g. “Summer 2026”."),
     h("div", { class: "check" }, agree, agreeLabel),
     error,
-    submit,
-    status,
+    h("div", { class: "actions" }, submit, status),
   );
+  rest.push(consentStep, photosStep);
+
+  const form = h("form", { id: "enroll", novalidate: true },
+    h("fieldset", { class: "step" },
+      h("legend", {}, "1. Where you live"),
+      h("p", { id: "served-regions", class: "info" }, `Imagine Me is offered to people who live in ${servedSummary(regions.countries)}.`),
+      field("country", "Country of residence", country,
+        "Biometric laws protect people where they live, so we ask first. It is stored with your consent."),
+      stateField,
+      residenceNote,
+    ),
+    consentStep,
+    photosStep,
+  );
+
+  function showError(message, control) {
+    error.replaceChildren(h("p", {}, message));
+    if (control) {
+      control.setAttribute("aria-invalid", "true");
+      control.focus();
+    }
+  }
+  function clearError(control) {
+    control.removeAttribute("aria-invalid");
+    error.replaceChildren();
+  }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const fail = (message, control) => {
-      error.replaceChildren(h("p", {}, message));
-      if (control) {
-        control.setAttribute("aria-invalid", "true");
-        control.focus();
-      }
-    };
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-    for (const el of previews.querySelectorAll(".photo-error")) el.textContent = "";
     error.replaceChildren();
     const needsState = !stateField.hidden;
-    if (!country.value) return fail(MESSAGES.residence_missing, country);
-    if (needsState && !state.value) return fail(MESSAGES.subdivision_missing, state);
+    const { code } = residence();
+    if (!country.value) return showError(MESSAGES.residence_missing, country);
+    if (needsState && !state.value) return showError(MESSAGES.subdivision_missing, state);
     const live = useCamera.checked;
-    if (!live && !useUpload.checked) return fail(MESSAGES.photos_required, useCamera);
-    if (!live && photos.files.length < 1) return fail(MESSAGES.photos_required, photos);
-    if (!live && photos.files.length > MAX_PHOTOS) return fail(MESSAGES.too_many_photos, photos);
-    if (!agree.checked) return fail(MESSAGES.consent_required, agree);
-    if (live) return enrollLive(needsState ? state.value : country.value);
+    if (!live && !useUpload.checked) return showError(MESSAGES.photos_required, useCamera);
+    if (!live && chosenFiles.length < 1) return showError(MESSAGES.photos_required, picker);
+    if (!live && chosenFiles.length > MAX_PHOTOS) return showError(MESSAGES.too_many_photos, picker);
+    if (!agree.checked) return showError(MESSAGES.consent_required, agree);
+    if (live) return enrollLive(code, name.value.trim());
 
     const body = new FormData();
-    for (const file of photos.files) body.append("photos", file, file.name);
+    for (const { file } of chosenFiles) body.append("photos", file, file.name);
     body.append("consent", "true");
     body.append("consent_version", version.textContent);
-    body.append("residence", needsState ? state.value : country.value);
+    body.append("residence", code);
+    if (name.value.trim()) body.append("name", name.value.trim());
     submit.disabled = true;
     status.textContent = "Checking your photos…";
     try {
@@ -151,9 +251,9 @@ export async function render(root, { navigate }) {
       status.textContent = "";
       if (!(err instanceof ApiProblem)) throw err;
       const parts = [h("p", {}, explain(err))];
-      if (err.photo !== null && photos.files[err.photo]) {
-        const name = photos.files[err.photo].name;
-        parts.unshift(h("p", { class: "which" }, `Photo ${err.photo + 1} (${name}):`));
+      const refused = err.photo !== null ? chosenFiles[err.photo] : null;
+      if (refused) {
+        parts.unshift(h("p", { class: "which" }, `Photo ${err.photo + 1} (${refused.file.name}):`));
         const li = previews.querySelector(`#photo-${err.photo}`);
         if (li) {
           li.classList.add("refused");
@@ -164,17 +264,17 @@ export async function render(root, { navigate }) {
       error.replaceChildren(...parts);
       if (err.code === "consent_outdated") showConsent(await api("/v1/consent"));
       const control = { consent_outdated: agree, region_unavailable: needsState ? state : country }[err.code];
-      (control || photos).focus();
+      (control || picker).focus();
     } finally {
       submit.disabled = false;
     }
   });
 
-  async function enrollLive(residence) {
+  async function enrollLive(residenceCode, faceName) {
     submit.disabled = true;
     submit.textContent = "Camera check running…";
     try {
-      await camera.enroll({ consent_version: version.textContent, residence });
+      await camera.enroll({ consent_version: version.textContent, residence: residenceCode, name: faceName });
       navigate("/create", { message: "Your face is enrolled. Describe your first image." });
     } catch (err) {
       if (!(err instanceof ApiProblem)) throw err;
@@ -196,25 +296,34 @@ export async function render(root, { navigate }) {
   append(root, [
     h("h1", {}, "Your face"),
     identities.length ? existing(identities) : null,
-    h("section", { "aria-labelledby": "consent-title", class: "card" },
-      h("h2", { id: "consent-title" }, "Before you upload: what happens to your face data"),
-      h("p", { class: "meta" }, "Policy version ", version, ` · purpose: ${consent.purpose} · kept at most ${consent.retention_days} days after you last use it`),
-      consentBox,
-    ),
     form,
-  ]);;
+  ]);
+  drawPhotos();
   return () => {
-    urls.forEach((u) => URL.revokeObjectURL(u));
+    chosenFiles.forEach(({ url }) => URL.revokeObjectURL(url));
     camera.stop();
   };
+}
+
+// "the United States (except Illinois and Texas)", from the policy's served flags.
+export function servedSummary(countries) {
+  const parts = countries.filter((c) => c.served).map((c) => {
+    const off = c.subdivisions.filter((s) => !s.served).map((s) => s.name);
+    return off.length ? `${c.name} (except ${listOf(off)})` : c.name;
+  });
+  return parts.length ? listOf(parts) : "no place at the moment";
+}
+
+function listOf(items) {
+  return items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }
 
 function existing(identities) {
   const latest = identities[0];
   return h("p", { class: "info" },
-    `You enrolled your face on ${formatDate(latest.created_at)} ${latest.capture === "live" ? "with your camera" : "from photos"} (residence ${latest.residence}). `,
+    `You enrolled your face ${identities.length === 1 ? "once" : `${identities.length} times`}, the latest on ${formatDate(latest.created_at)} ${latest.capture === "live" ? "with your camera" : "from photos"}. `,
     h("a", { href: "/create" }, "Create images"),
-    " with it, or enroll more of it below: only your own face can be added to this account. To enroll another face, first erase yours: use “Delete my face data” in the ",
+    " with it, or enroll more of it below: this account holds your own face only. To rename your face data, or erase it to enroll another face, see “Your face data” in the ",
     h("a", { href: "/gallery" }, "gallery"),
     ".",
   );

@@ -7,7 +7,7 @@ import { explain } from "../messages.js";
 export const title = "Sign in";
 
 export function render(root, { session, navigate, flash, setSession }) {
-  if (session) return navigate("/", { replace: true });
+  if (session) return navigate(nextPage(), { replace: true });
   const key = h("input", { type: "password", name: "api_key", autocomplete: "current-password", required: true });
   const error = h("p", { class: "error", role: "alert", id: "signin-error" });
   const submit = h("button", { type: "submit" }, "Sign in");
@@ -30,7 +30,7 @@ export function render(root, { session, navigate, flash, setSession }) {
     submit.disabled = true;
     try {
       setSession(await signIn(key.value.trim()));
-      navigate("/");
+      navigate(nextPage());
     } catch (err) {
       error.textContent = err instanceof ApiProblem ? explain(err) : String(err);
       key.setAttribute("aria-invalid", "true");
@@ -44,5 +44,11 @@ export function render(root, { session, navigate, flash, setSession }) {
     flash ? h("p", { class: "info", role: "status" }, flash) : null,
     h("p", {}, "Imagine Me makes pictures of you from a few photos of your face and a short description."),
     form,
-  ]);;
+  ]);
+}
+
+// The page that sent the visitor here (?next=), if it is a page of this site.
+function nextPage() {
+  const next = new URLSearchParams(location.search).get("next") || "/";
+  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
 }

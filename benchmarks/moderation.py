@@ -1,0 +1,77 @@
+"""The rule moderator by category on the labelled moderation sets (issue 19).
+
+Prints, for each set, one row per group (allowed prompts kept; each category's
+prompts refused, and refused under that category), then every miss and false
+alarm, and writes the same as JSON:
+
+    .venv/bin/python benchmarks/moderation.py [--json benchmarks/results/moderation-DATE.json]
+
+Sets: ``likeness_set.tsv`` (tuned on), ``likeness_heldout.tsv`` (never tuned
+on), and the first tables ``moderation_table.tsv`` / ``moderation_heldout.tsv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llm_prompting.moderation import RuleModerator  # noqa: E402
+from tests.llm_prompting.moderation_cases import (  # noqa: E402
+    LIKENESS,
+    LIKENESS_HELDOUT,
+    TABLE,
+    by_category,
+    load_cases,
+)
+
+SETS = {
+    "likeness_set": LIKENESS,
+    "likeness_heldout": LIKENESS_HELDOUT,
+    "moderation_table": TABLE,
+    "moderation_heldout": TABLE.with_name("moderation_heldout.tsv"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    rules = RuleModerator()
+    report: dict = {"date": datetime.date.today().isoformat(), "sets": {}}
+    for name, path in SETS.items():
+        cases = load_cases(path)
+        start = time.perf_counter()
+        rows, wrong = by_category(rules, cases)
+        ms = (time.perf_counter() - start) * 1000 / len(cases)
+        print(f"\n{name} ({path.name}): {len(cases)} prompts, {ms:.2f} ms a prompt")
+        print(f"  {'group':15} {'prompts':>7} {'right':>6} {'rate':>6} {'same category':>14}")
+        for row in rows:
+            print(f"  {row.group:15} {row.total:7} {row.right:6} {row.rate:6.2f} "
+                  f"{row.right_category:14}")  # fmt: skip
+        for o in wrong:
+            kind = "miss" if o.case.refuse else f"false alarm ({o.verdict.category})"
+            print(f"  - {kind}: [{o.case.language}] {o.case.prompt}")
+        report["sets"][name] = {
+            "prompts": len(cases),
+            "ms_per_prompt": round(ms, 3),
+            "rows": [vars(r) | {"rate": round(r.rate, 3)} for r in rows],
+            "misses": [o.case.prompt for o in wrong if o.case.refuse],
+            "false_alarms": [
+                {"prompt": o.case.prompt, "category": o.verdict.category}
+                for o in wrong
+                if not o.case.refuse
+            ],
+        }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

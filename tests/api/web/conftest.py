@@ -1,0 +1,51 @@
+"""The browser tests' fixtures: the real service process on the smoke profile, and Debian's
+Chromium through Playwright (never ``playwright install``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.api.server import Server, free_port, smoke_home
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# Every wait is on something the page shows, with a ceiling for a busy 2-core machine:
+# Playwright's own 5 s for expect() failed there while a photo was checked.
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def server(tmp_path, model_cache):
+    # Limits other than the defaults: the pages read them from GET /v1/limits.
+    s = Server(
+        smoke_home(tmp_path / "home", model_cache),
+        free_port(),
+        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
+        IMAGINE_MAX_ENROLL_PHOTOS="3",
+        IMAGINE_MAX_IMAGES="4",
+    )
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
+    sync_api.expect.set_options(timeout=WAIT_MS)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+    sync_api.expect.set_options(timeout=5_000)
