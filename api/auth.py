@@ -29,15 +29,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_user(session: Session, name: str) -> tuple[User, str]:
-    """A new user and their API key (returned once; only its hash is stored)."""
+def create_user(session: Session, name: str, kind: str = "personal") -> tuple[User, str]:
+    """A new user and their API key (returned once; only its hash is stored). ``kind`` is
+    ``personal`` (enrolls its holder's face only) or ``operator`` (api/account_face.py)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise ApiError("a user name is 1-200 characters", code="invalid_name")
     if session.scalar(select(User).where(User.name == name)) is not None:
         raise UserExists(f"a user named {name!r} already exists")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    user = User(id=new_id("usr"), name=name, key_hash=hash_key(key))
+    user = User(id=new_id("usr"), name=name, key_hash=hash_key(key), kind=kind)
     session.add(user)
     return user, key
 

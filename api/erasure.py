@@ -1,5 +1,6 @@
 """Erasing biometric data: an identity, its data key, every image and job derived from it,
-and its files.
+and its files; with an account's last identity, the account's reference face
+(api/account_face.py).
 
 Rows go in one transaction; then ``finish_erasure`` deletes the files (a crash in
 between leaves orphan files, which ``sweep_orphans`` removes) and checkpoints SQLite's
@@ -19,6 +20,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from api.account_face import erase_account_face, erase_if_faceless
 from api.crypto import EmbeddingCipher
 from api.db import Database
 from api.storage import Storage
@@ -47,6 +49,8 @@ def erase_identity(session: Session, identity: Identity, reason: str) -> list[st
             detail={"reason": reason, "images": len(keys), "jobs": jobs},
         )
     )
+    session.flush()  # the identity is gone before its account is asked for others
+    erase_if_faceless(session, identity.user_id, reason)
     return keys
 
 
@@ -54,6 +58,7 @@ def erase_user(session: Session, user: User) -> list[str]:
     keys = []
     for identity in session.scalars(select(Identity).where(Identity.user_id == user.id)).all():
         keys += erase_identity(session, identity, "user_deleted")
+    erase_account_face(session, user.id, "user_deleted")
     session.execute(delete(Generation).where(Generation.user_id == user.id))
     session.delete(user)
     session.add(AuditEvent(kind="user_deleted", subject=user.id, detail={}))

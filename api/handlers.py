@@ -29,8 +29,9 @@ HTTP_CODES = {
 
 
 # Fields some errors add to their body, for clients that explain them: which photo of
-# an enrollment failed (0-based), why the region gate said no, which moderation category.
-DETAIL_FIELDS = ("photo", "reason", "category")
+# an enrollment failed (0-based; a frame of a camera capture), why the region gate said no,
+# which moderation category, which step of a camera capture failed.
+DETAIL_FIELDS = ("photo", "reason", "category", "step")
 
 
 def error_response(

@@ -93,7 +93,8 @@ class IdentityPublic(BaseModel):
     embedding_dim: int
     residence: str
     consent_version: str
-    photos: list[PhotoQuality]
+    photos: list[PhotoQuality]  # a camera capture: the frames its face was embedded from
+    capture: Literal["upload", "live"]  # uploaded photos, or the web gallery's camera capture
     retention_until: datetime
     # at enrollment only: e.g. a face found only on a padded copy of a photo
     warnings: list[str] = []
@@ -101,6 +102,15 @@ class IdentityPublic(BaseModel):
 
 class IdentityUpdate(Strict):
     name: str = Field(min_length=1, max_length=80)
+
+
+class CaptureChallengePublic(BaseModel):
+    nonce: str  # send with the frames: good for one capture
+    steps: list[str]  # head turns, "left" | "right", in order, as the person sees them
+    instruction: str  # e.g. "Turn your head left, then right"
+    expires_at: datetime
+    min_frames: int  # frames a capture sends, in the order taken
+    max_frames: int
 
 
 class GenerationCreate(Strict):
@@ -214,6 +224,8 @@ class LimitsPublic(BaseModel):
     max_enroll_photos: int
     max_queued_jobs: int  # queued or running generations per user; more is 429 too_many_jobs
     rate_limit_per_minute: int  # requests per user; more is 429 with Retry-After
+    # Personal accounts enroll from a camera capture only: uploads are 403 live_capture_required
+    require_live_capture: bool
 
 
 class ReadyStatus(BaseModel):

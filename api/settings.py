@@ -14,6 +14,7 @@ from api.db import SQLITE_SYNCHRONOUS
 from api.region import FEATURES, GeoConfig, RegionConfig, parse_networks
 from api.region.address import FORWARDING_HEADERS, IPNetwork
 from api.storage import STORAGES, file_path, storage_scheme
+from identity.capture import MAX_CHALLENGE_STEPS
 from imagine.settings import Settings, SettingsError
 
 
@@ -60,6 +61,11 @@ class ServiceSettings(Settings):
     ray_min_replicas: int = 1  # Serve's autoscaler keeps the replicas between these two
     ray_max_replicas: int = 1
     session_hours: float = 12.0  # a browser sign-in (session cookie) lasts this long
+    # Personal accounts enroll from a camera capture only (POST /v1/identities/live); off, so
+    # that API and batch clients, which upload photos, keep working. Operators may upload.
+    require_live_capture: bool = False
+    capture_challenge_steps: int = 2  # head turns a camera capture asks for, 1-3
+    capture_challenge_seconds: float = 120.0  # a challenge not answered by then has expired
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "forwarded_header", self.forwarded_header.lower())
@@ -73,6 +79,11 @@ class ServiceSettings(Settings):
             raise SettingsError(
                 f"IMAGINE_FORWARDED_HEADER={self.forwarded_header!r}: "
                 f"expected one of {list(FORWARDING_HEADERS)}"
+            )
+        if not 1 <= self.capture_challenge_steps <= MAX_CHALLENGE_STEPS:
+            raise SettingsError(
+                f"IMAGINE_CAPTURE_CHALLENGE_STEPS={self.capture_challenge_steps}: "
+                f"expected 1-{MAX_CHALLENGE_STEPS}"
             )
         if self.storage_url and self.storage_dir:
             raise SettingsError(

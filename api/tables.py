@@ -62,6 +62,9 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the API key
+    # "personal": enrolls its holder's face only (api/account_face.py); "operator": may enroll
+    # other people's faces on their declared consent (studios, batch campaigns)
+    kind: Mapped[str] = mapped_column(String(16), default="personal", server_default="personal")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -109,6 +112,7 @@ class Identity(Base):
     model_id: Mapped[str] = mapped_column(String(128))
     photos: Mapped[dict[str, Any]] = mapped_column()  # per-photo quality figures, no pixels
     name: Mapped[str | None] = mapped_column(String(NAME_CHARS), default=None)  # the user's
+    capture: Mapped[str] = mapped_column(String(16), default="upload", server_default="upload")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -123,6 +127,45 @@ class IdentityKey(Base):
     )
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)  # 60 bytes: nonce, key, tag
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountFace(Base):
+    """A personal account's reference face: the embedding of its first enrollment, which
+    every later one must match (issue 19). Sealed like an identity's embedding, bound to
+    ``account_face_subject(user_id)``; erased with the account's last identity."""
+
+    __tablename__ = "account_faces"
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    embedding_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding_dim: Mapped[int] = mapped_column(Integer)
+    backend: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountFaceKey(Base):
+    """The reference face's data key, wrapped by the master key, apart from its ciphertext
+    (as ``identity_keys``): erasure destroys it."""
+
+    __tablename__ = "account_face_keys"
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("account_faces.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)  # 60 bytes: nonce, key, tag
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaptureChallenge(Base):
+    """A head-turn challenge of the camera capture, single use: taken by deleting its row."""
+
+    __tablename__ = "capture_challenges"
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    steps: Mapped[dict[str, Any]] = mapped_column()  # {"items": ["left", "right"]}
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Generation(Base):

@@ -85,7 +85,7 @@ def measure(
         detection_score=face.score,
         faces_detected=faces_detected,
         sharpness=_laplacian_variance(grey),
-        yaw=_yaw(face),
+        yaw=yaw(face),
         brightness=float(grey.mean()),
         visible=_visible_share(face, image.shape[1], image.shape[0]),
     )
@@ -117,7 +117,10 @@ def _laplacian_variance(grey: np.ndarray) -> float:
     return float(lap.var())
 
 
-def _yaw(face: DetectedFace) -> float:
+def yaw(face: DetectedFace) -> float:
+    """Head-turn proxy from the landmarks: the nose's offset from the eye midpoint along the
+    eye axis, over the eye distance; 0 frontal, positive when the nose is towards the
+    image's right (the person turned to their own left), about ±0.5 at 45 degrees."""
     left, right, nose = (
         np.array(p, dtype=np.float64) for p in (face.left_eye, face.right_eye, face.nose)
     )

@@ -1,4 +1,5 @@
-"""``imagine users create NAME [--json]`` (prints an API key once), ``users delete NAME``."""
+"""``imagine users create NAME [--operator] [--json]`` (prints an API key once),
+``users delete NAME``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="create a user and print their API key once")
     create.add_argument("name")
+    create.add_argument(
+        "--operator",
+        action="store_true",
+        help="an operator account (studios, batch campaigns): may enroll other people's "
+        "faces on the consent it declares for each; personal accounts enroll their "
+        "holder's face only",
+    )
     create.add_argument("--json", action="store_true", help="print JSON on stdout")
     delete = sub.add_parser("delete", help="delete a user and erase all their data")
     delete.add_argument("name")
@@ -36,9 +44,9 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
     migrate(db.engine)
     if args.action == "create":
         with db.session() as session:
-            user, key = create_user(session, args.name)
-        result: dict[str, object] = {"name": user.name, "api_key": key}
-        text = f"created user {user.name}\nAPI key (shown once, keep it secret): {key}"
+            user, key = create_user(session, args.name, "operator" if args.operator else "personal")
+        result: dict[str, object] = {"name": user.name, "api_key": key, "kind": user.kind}
+        text = f"created {user.kind} user {user.name}\nAPI key (shown once, keep it secret): {key}"
     else:
         with db.session() as session:
             found = session.scalar(select(User).where(User.name == args.name))

@@ -11,17 +11,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.account_face import (
+    PERSONAL,
+    LiveCaptureRequired,
+    NotAccountFace,
+    check_account_face,
+)
 from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep, owned
 from api.erasure import erase_identity, finish_erasure
 from api.errors import ApiError, Conflict
-from api.region import parse_region
+from api.region import Decision, parse_region
+from api.region.address import IPAddress
 from api.schemas import IdentityPublic, IdentityUpdate, error_responses
 from api.services import Services
-from api.tables import NAME_CHARS, Consent, Identity, IdentityKey, new_id
+from api.tables import NAME_CHARS, Consent, Identity, IdentityKey, User, new_id
 from identity.enrollment import IdentityProfile, enroll
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=AuthFirstRoute)
-ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 451)
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 451)
 
 
 def to_public(
@@ -41,6 +48,7 @@ def to_public(
         residence=identity.residence,
         consent_version=consent_version,
         photos=identity.photos["items"],
+        capture="live" if identity.capture == "live" else "upload",
         retention_until=identity.last_used_at + timedelta(days=retention_days),
         warnings=list(warnings),
     )
@@ -65,19 +73,21 @@ async def create_identity(
         str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
     ] = None,
 ) -> IdentityPublic:
-    """Enroll your face from 1-5 photos. The photos are analysed and discarded."""
+    """Enroll your face from 1-5 photos. The photos are analysed and discarded.
+
+    A personal account enrolls its holder's face only: its first enrollment sets the
+    account's face, and a later one of another face is refused (422 ``not_account_face``).
+    """
     user = (await auth.identify(services.db)).user
     name = checked_name(name) if name is not None and name.strip() else None
-    if consent.strip().lower() != "true":
-        raise ApiError("enrollment needs consent=true", code="consent_required")
-    if consent_version != services.consent.version:
-        raise Conflict(
-            f"consent version {consent_version!r} is not the current one "
-            f"({services.consent.version}); show the current text from GET /v1/consent",
-            code="consent_outdated",
-        )
-    residence = parse_region(residence)
-    decision = services.gate.require("enroll", address, residence)
+    residence, decision = check_consent(services, address, consent, consent_version, residence)
+    if services.settings.require_live_capture:
+        kind = await run_in_threadpool(account_kind, services, user.id)
+        if kind == PERSONAL:
+            raise LiveCaptureRequired(
+                "this service enrolls a personal account's face from a camera capture only "
+                "(POST /v1/identities/live, as the web gallery's 'Use my camera' does)"
+            )
     limit = services.settings.max_enroll_photos
     if not 1 <= len(photos) <= limit:
         raise ApiError(
@@ -87,8 +97,41 @@ async def create_identity(
     data = [await photo.read() for photo in photos]
     profile = await run_in_threadpool(_enroll, services, data)
     return await run_in_threadpool(
-        _store, services, user.id, profile, residence, decision.to_dict(), name
+        store_identity,
+        services,
+        user.id,
+        profile,
+        residence,
+        decision.to_dict(),
+        "upload",
+        name,
     )
+
+
+def check_consent(
+    services: Services,
+    address: IPAddress | None,
+    consent: str,
+    consent_version: str,
+    residence: str,
+) -> tuple[str, Decision]:
+    """The declared residence and the gate's decision, once consent is given to the
+    current text: the same for uploads and camera captures."""
+    if consent.strip().lower() != "true":
+        raise ApiError("enrollment needs consent=true", code="consent_required")
+    if consent_version != services.consent.version:
+        raise Conflict(
+            f"consent version {consent_version!r} is not the current one "
+            f"({services.consent.version}); show the current text from GET /v1/consent",
+            code="consent_outdated",
+        )
+    region = parse_region(residence)
+    return region, services.gate.require("enroll", address, region)
+
+
+def account_kind(services: Services, user_id: str) -> str:
+    with services.db.session() as session:
+        return session.scalar(select(User.kind).where(User.id == user_id)) or PERSONAL
 
 
 def _enroll(services: Services, photos: list[bytes]) -> IdentityProfile:
@@ -107,48 +150,74 @@ def checked_name(name: str) -> str:
     return text
 
 
-def _store(
+def store_identity(
     services: Services,
     user_id: str,
     profile: IdentityProfile,
     residence: str,
     decision: dict,
-    name: str | None,
+    capture: str,
+    name: str | None = None,
 ) -> IdentityPublic:
-    c = services.consent
+    """Check the face against the account's (api/account_face.py), then store the consent
+    and the identity, in one unit of work; a refused face stores its audit record only."""
     with services.db.session() as session:
-        record = Consent(
-            id=new_id("cns"),
-            user_id=user_id,
-            policy_version=c.version,
-            text_sha256=c.sha256,
-            purpose=c.purpose,
-            retention_days=c.retention_days,
-            residence=residence,
-            gate_decision=decision,
-        )
-        identity_id = new_id("idn")
-        summary = profile.summary()
-        sealed, sealed_keypoints, wrapped_key = services.cipher.seal_identity(
-            profile.embedding, profile.keypoints, identity_id
-        )
-        identity = Identity(
-            id=identity_id,
-            user_id=user_id,
-            consent_id=record.id,
-            residence=residence,
-            embedding_encrypted=sealed,
-            keypoints_encrypted=sealed_keypoints,
-            embedding_dim=profile.embedding_dim,
-            backend=profile.backend,
-            model_id=profile.model_id,
-            photos={"items": summary["photos"]},
-            name=name,
-        )
-        session.add_all([record, identity])
-        session.flush()  # the identity row first: its key row refers to it
-        session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped_key))
-        return to_public(identity, c.version, c.retention_days, profile.warnings)
+        check = check_account_face(session, services.cipher, user_id, profile)
+        if not check.refused:
+            row = _insert(session, services, user_id, profile, residence, decision, capture, name)
+            session.add(check.audit(user_id, capture, row.id, row.consent_id))
+    if check.refused:
+        with services.db.session() as session:
+            session.add(check.audit(user_id, capture))
+        raise NotAccountFace(check.reason or "not this account's face")
+    c = services.consent
+    return to_public(row, c.version, c.retention_days, profile.warnings)
+
+
+def _insert(
+    session: Session,
+    services: Services,
+    user_id: str,
+    profile: IdentityProfile,
+    residence: str,
+    decision: dict,
+    capture: str,
+    name: str | None,
+) -> Identity:
+    c = services.consent
+    record = Consent(
+        id=new_id("cns"),
+        user_id=user_id,
+        policy_version=c.version,
+        text_sha256=c.sha256,
+        purpose=c.purpose,
+        retention_days=c.retention_days,
+        residence=residence,
+        gate_decision=decision,
+    )
+    identity_id = new_id("idn")
+    summary = profile.summary()
+    sealed, sealed_keypoints, wrapped_key = services.cipher.seal_identity(
+        profile.embedding, profile.keypoints, identity_id
+    )
+    identity = Identity(
+        id=identity_id,
+        user_id=user_id,
+        consent_id=record.id,
+        residence=residence,
+        embedding_encrypted=sealed,
+        keypoints_encrypted=sealed_keypoints,
+        embedding_dim=profile.embedding_dim,
+        backend=profile.backend,
+        model_id=profile.model_id,
+        photos={"items": summary["photos"]},
+        name=name,
+        capture=capture,
+    )
+    session.add_all([record, identity])
+    session.flush()  # the identity row first: its key row refers to it
+    session.add(IdentityKey(identity_id=identity_id, wrapped_key=wrapped_key))
+    return identity
 
 
 @router.get("", response_model=list[IdentityPublic], responses=ERRORS)

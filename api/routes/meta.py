@@ -112,6 +112,7 @@ def read_limits(services: ServicesDep) -> LimitsPublic:
         max_enroll_photos=settings.max_enroll_photos,
         max_queued_jobs=settings.max_queued_jobs,
         rate_limit_per_minute=settings.rate_limit_per_minute,
+        require_live_capture=settings.require_live_capture,
     )
 
 

@@ -533,6 +533,7 @@ def test_who_calls_is_judged_before_what_they_send(world):
             {"content": b"--x\r\n", "headers": {"Content-Type": "multipart/form-data"}},
         ),
         ("/v1/identities", {"data": {"consent": "maybe"}}),
+        ("/v1/identities/live", {"data": {"nonce": "x"}}),
         ("/v1/provenance/verify", {"data": {"nothing": "here"}}),
     ]
     for path, kwargs in malformed:

@@ -10,7 +10,7 @@ from api.auth import create_user
 from api.main import create_app
 from llm_prompting import STYLES
 from tests.api.conftest import auth, enroll
-from tests.photos import astronaut, group, hopper
+from tests.photos import astronaut, astronaut_reframed, group
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_regions_ask_for_a_subdivision_where_the_policy_needs_one(world):
 def test_identities_list_only_the_callers_newest_first(world):
     client, (alice, bob) = world()
     first = enroll(client, alice)
-    second = enroll(client, alice, [hopper()])
+    second = enroll(client, alice, [astronaut_reframed()])  # her face only (issue 19)
     enroll(client, bob)
     listed = client.get("/v1/identities", headers=auth(alice)).json()
     assert [i["id"] for i in listed] == [second["id"], first["id"]]

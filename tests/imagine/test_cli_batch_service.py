@@ -30,10 +30,13 @@ def folder(tmp_path) -> Path:
     return tmp_path
 
 
-def serve(tmp_path: Path, model_cache: Path, **env: str) -> tuple[Server, dict[str, str]]:
-    """A started service with one user; the environment a batch run against it needs."""
+def serve(
+    tmp_path: Path, model_cache: Path, kind: str = "--operator", **env: str
+) -> tuple[Server, dict[str, str]]:
+    """A started service with one user, an operator unless ``kind`` says otherwise (batch
+    campaigns enroll other people's faces); the environment a batch run against it needs."""
     server = Server(smoke_home(tmp_path / "service-home", model_cache), free_port(), **env)
-    key = server.cli("users", "create", "ops")["api_key"]
+    key = server.cli("users", "create", "ops", *filter(None, [kind]))["api_key"]
     server.start()
     client_home = tmp_path / "client-home"
     client_home.mkdir(exist_ok=True)
@@ -140,6 +143,31 @@ def test_a_manifest_runs_on_the_service_into_the_local_layout(service, folder):
     # The photos of "me" and "again" were enrolled once, "us" was refused: two identities.
     assert len(http.get("/v1/identities").json()) == 2
     assert "smoke profile" in text and "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_a_personal_account_enrolls_one_face_in_a_batch(tmp_path, model_cache, folder):
+    """Issue 19: a personal account's batch enrolls its holder's face; a line with someone
+    else's photos fails with not_account_face, and the run goes on."""
+    server, env = serve(tmp_path, model_cache, kind="", IMAGINE_RATE_LIMIT_PER_MINUTE="100000")
+    try:
+        manifest = write_lines(
+            folder / "m.jsonl",
+            [
+                {"id": "me", "photos": ["me.jpg"], "prompt": "me as an astronaut"},
+                {"id": "grace", "photos": ["hopper.jpg"], "prompt": "me in a lab"},
+            ],
+        )
+        out, log = folder / "out", folder / "batch.log"
+        code, text = run(env, str(manifest), "--out", str(out), *SMALL, *consent(server), log=log)
+        assert code == 1, text
+        assert sorted(complete_images(out)) == ["me/0.png"]
+        report = json.loads((out / "report.json").read_text())
+        assert report["failures_by_code"] == {"not_account_face": 1}
+        [identity] = api(server, env).get("/v1/identities").json()
+        assert identity["capture"] == "upload"
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ insightface keypoints (dlib), have none; InstantID refuses them with
 ``missing_face_keypoints`` until the person enrolls again.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -12,6 +12,7 @@ export class ApiProblem extends Error {
     this.reason = error.reason ?? null; // region_unavailable: why the region gate said no
     this.photo = error.photo ?? null; // enrollment: 0-based index of the photo refused
     this.category = error.category ?? null; // prompt_rejected: the moderation category
+    this.step = error.step ?? null; // capture_failed: the check of a camera capture that failed
     this.retryAfter = retryAfter ? Number(retryAfter) : null;
   }
 }

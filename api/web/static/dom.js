@@ -91,13 +91,12 @@ export function formatDateTime(iso) {
 }
 
 // How an identity reads in menus and lists: its name (or, without one, when it was enrolled),
-// how it was captured where the API says, and its number of photos.
+// its number of photos, and how it was captured (uploaded, or live from the camera).
 export function identityLabel(identity) {
   const name = identity.name || `Enrolled ${formatDateTime(identity.created_at)}`;
   const count = identity.photos.length;
-  const parts = [name];
-  if (identity.capture) parts.push(identity.capture === "live" ? "live capture" : "uploaded photos");
-  parts.push(`${count} photo${count === 1 ? "" : "s"}`);
+  const parts = [name, `${count} photo${count === 1 ? "" : "s"}`];
+  if (identity.capture) parts.push(identity.capture === "live" ? "live capture" : "uploaded");
   return parts.join(" · ");
 }
 

@@ -105,6 +105,7 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     expect(page.get_by_label("State or region of residence")).to_be_hidden()
     page.get_by_label("Country of residence").select_option("US")
     page.get_by_label("State or region of residence").select_option("US-CA")
+    page.get_by_label("Upload photos").check()  # the camera has its own test
     page.get_by_label("Add 1 to 3 photos").set_input_files(tmp_path / "group.jpg")
     expect(page.get_by_role("img", name="Preview of photo 1: group.jpg")).to_be_visible()
     page.get_by_label("I have read this text").check()

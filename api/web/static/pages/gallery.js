@@ -176,7 +176,7 @@ async function drawFaces(section, refresh, message = "") {
     identities.length
       ? h("ul", { class: "identities" }, identities.map((i) => identityItem(i, status, section, refresh)))
       : h("p", { id: "no-face-data" }, "No face data is stored for you. ", h("a", { href: "/onboarding" }, "Enroll your face"), " to create images."),
-    identities.length ? h("p", {}, h("a", { href: "/onboarding" }, "Enroll another face")) : null,
+    identities.length ? h("p", {}, h("a", { href: "/onboarding" }, "Enroll your face again")) : null,
   );
 }
 
@@ -222,8 +222,8 @@ function identityItem(identity, status, section, refresh) {
     h("h3", {}, identity.name || `Enrolled ${formatDateTime(identity.created_at)}`),
     h("p", { class: "meta" },
       [
-        identity.capture ? (identity.capture === "live" ? "Live capture" : "Uploaded photos") : null,
-        `${plural(identity.photos.length, "photo")}`,
+        plural(identity.photos.length, "photo"),
+        identity.capture ? captureText(identity.capture) : null,
         `enrolled ${formatDate(identity.created_at)}`,
         `residence ${identity.residence}`,
         `consent ${identity.consent_version}`,
@@ -235,4 +235,9 @@ function identityItem(identity, status, section, refresh) {
       h("a", { class: "button secondary", href: `/create?identity=${encodeURIComponent(identity.id)}` }, "Create with this face"),
       rename, erase),
   );
+}
+
+// How an identity's face was captured (issue 19), as the face data list says it.
+function captureText(capture) {
+  return capture === "live" ? "taken with your camera (live capture)" : "uploaded";
 }

@@ -1,9 +1,11 @@
 // Enrollment in three steps: where you live (where the service is offered comes first, from
 // the region policy, and places it does not serve are marked), the consent text and its
-// version, then 1 to the service's limit of photos, added or removed one at a time or
-// dropped on the page, and a name for this face.
+// version, then the face and a name for it. The face comes from the camera (a live capture
+// that follows a head-turn challenge, camera.js) or from 1 to the service's limit of photos,
+// added or removed one at a time or dropped on the page.
 
 import { ApiProblem, api } from "../api.js";
+import { cameraAvailable, cameraCapture, explainCapture } from "../camera.js";
 import { append, field, formatDate, formatDateTime, h, plural } from "../dom.js";
 import { MESSAGES, explain } from "../messages.js";
 
@@ -78,7 +80,7 @@ export async function render(root, { navigate }) {
     judge();
   });
 
-  // Step 3: photos, one at a time or several, picked or dropped; each can be removed.
+  // Step 3: the face. Photos, one at a time or several, picked or dropped; each can be removed.
   const picker = h("input", { type: "file", name: "photos", multiple: true, accept: ACCEPT, class: "picker" });
   const previews = h("ul", { class: "previews", "aria-label": "Photos you chose" });
   const photoCount = h("p", { class: "hint", id: "photo-count", role: "status" });
@@ -141,20 +143,51 @@ export async function render(root, { navigate }) {
 
   const name = h("input", { type: "text", name: "name", maxlength: "80", value: `Face of ${formatDateTime(new Date().toISOString())}` });
 
+  // Or the camera: where there is one it is the default, and unless the service asks for a
+  // live capture, photos stay possible.
+  const hasCamera = cameraAvailable();
+  const uploadsAllowed = !limits.require_live_capture;
+  const useCamera = h("input", { type: "radio", name: "how", id: "how-camera", value: "camera", checked: hasCamera, disabled: !hasCamera });
+  const useUpload = h("input", { type: "radio", name: "how", id: "how-upload", value: "upload", checked: !hasCamera && uploadsAllowed });
+  const camera = cameraCapture();
+  const how = h("fieldset", { class: "how" },
+    h("legend", {}, "How to show us your face"),
+    h("div", { class: "how-choices" },
+      h("div", { class: "check" }, useCamera, h("label", { for: "how-camera" }, "Use my camera")),
+      uploadsAllowed ? h("div", { class: "check" }, useUpload, h("label", { for: "how-upload" }, "Upload photos")) : null,
+    ),
+    hasCamera ? null : h("p", { class: "hint" }, "No camera is available in this browser."),
+    uploadsAllowed ? null : h("p", { class: "hint" }, "This service enrolls faces from a camera capture only: it checks that it is you, now."),
+  );
+  const upload = h("div", { class: "upload", id: "upload" },
+    h("p", { class: "hint", id: "photos-hint" }, `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP). A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored.`),
+    drop,
+    photoCount,
+    previews,
+  );
+
   const error = h("div", { class: "error", role: "alert", id: "enroll-error" });
   const status = h("p", { role: "status", id: "enroll-status" });
   const submit = h("button", { type: "submit" }, "Enroll my face");
+  const showMode = () => {
+    const live = useCamera.checked;
+    camera.element.hidden = !live;
+    upload.hidden = live;
+    submit.textContent = live ? "Start the camera check" : "Enroll my face";
+  };
+  useCamera.addEventListener("change", showMode);
+  useUpload.addEventListener("change", showMode);
+  showMode();
   const consentStep = h("fieldset", { class: "step" },
     h("legend", {}, "2. What happens to your face data"),
     h("p", { class: "meta" }, "Policy version ", version, ` · purpose: ${consent.purpose} · kept at most ${consent.retention_days} days after you last use it`),
     consentBox,
   );
   const photosStep = h("fieldset", { class: "step" },
-    h("legend", {}, "3. Your photos"),
-    h("p", { class: "hint", id: "photos-hint" }, `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP). A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored.`),
-    drop,
-    photoCount,
-    previews,
+    h("legend", {}, `3. Your ${uploadsAllowed ? (hasCamera ? "camera or photos" : "photos") : "camera"}`),
+    how,
+    camera.element,
+    upload,
     field("identity-name", "Name for this face", name, "To tell your enrolled faces apart, e.g. “Summer 2026”."),
     h("div", { class: "check" }, agree, agreeLabel),
     error,
@@ -195,9 +228,12 @@ export async function render(root, { navigate }) {
     const { code } = residence();
     if (!country.value) return showError(MESSAGES.residence_missing, country);
     if (needsState && !state.value) return showError(MESSAGES.subdivision_missing, state);
-    if (chosenFiles.length < 1) return showError(MESSAGES.photos_required, picker);
-    if (chosenFiles.length > MAX_PHOTOS) return showError(MESSAGES.too_many_photos, picker);
+    const live = useCamera.checked;
+    if (!live && !useUpload.checked) return showError(MESSAGES.photos_required, useCamera);
+    if (!live && chosenFiles.length < 1) return showError(MESSAGES.photos_required, picker);
+    if (!live && chosenFiles.length > MAX_PHOTOS) return showError(MESSAGES.too_many_photos, picker);
     if (!agree.checked) return showError(MESSAGES.consent_required, agree);
+    if (live) return enrollLive(code, name.value.trim());
 
     const body = new FormData();
     for (const { file } of chosenFiles) body.append("photos", file, file.name);
@@ -234,13 +270,39 @@ export async function render(root, { navigate }) {
     }
   });
 
+  async function enrollLive(residenceCode, faceName) {
+    submit.disabled = true;
+    submit.textContent = "Camera check running…";
+    try {
+      await camera.enroll({ consent_version: version.textContent, residence: residenceCode, name: faceName });
+      navigate("/create", { message: "Your face is enrolled. Describe your first image." });
+    } catch (err) {
+      if (!(err instanceof ApiProblem)) throw err;
+      const parts = [h("p", {}, explainCapture(err))];
+      if (err.code === "capture_failed") {
+        parts.unshift(h("p", { class: "which", id: "capture-step" }, `The check that failed: ${err.step}.`));
+      }
+      parts.push(h("p", { class: "detail" }, `Details: ${err.code}: ${err.message}`));
+      error.replaceChildren(...parts);
+      if (err.code === "consent_outdated") showConsent(await api("/v1/consent"));
+      submit.textContent = "Try the camera check again";
+      submit.disabled = false;
+      submit.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
   append(root, [
     h("h1", {}, "Your face"),
     identities.length ? existing(identities) : null,
     form,
   ]);
   drawPhotos();
-  return () => chosenFiles.forEach(({ url }) => URL.revokeObjectURL(url));
+  return () => {
+    chosenFiles.forEach(({ url }) => URL.revokeObjectURL(url));
+    camera.stop();
+  };
 }
 
 // "the United States (except Illinois and Texas)", from the policy's served flags.
@@ -259,9 +321,9 @@ function listOf(items) {
 function existing(identities) {
   const latest = identities[0];
   return h("p", { class: "info" },
-    `You enrolled ${plural(identities.length, "face")}, the latest on ${formatDate(latest.created_at)}. `,
+    `You enrolled your face ${identities.length === 1 ? "once" : `${identities.length} times`}, the latest on ${formatDate(latest.created_at)} ${latest.capture === "live" ? "with your camera" : "from photos"}. `,
     h("a", { href: "/create" }, "Create images"),
-    " with it, or enroll another below. To rename or erase one, see “Your face data” in the ",
+    " with it, or enroll more of it below: this account holds your own face only. To rename your face data, or erase it to enroll another face, see “Your face data” in the ",
     h("a", { href: "/gallery" }, "gallery"),
     ".",
   );
