@@ -100,3 +100,18 @@ def test_cancel_benchmark_times_a_cancel_against_a_step(tmp_path):
     assert [r["status"] for r in report["rounds"]] == ["cancelled"]
     assert report["step_s"] > 0 and report["cancel_latency_s"] > 0
     assert "denoising steps of" in done.stdout
+
+
+@pytest.mark.slow
+def test_watermark_benchmark_reports_recovery_bit_accuracy_and_false_positives(tmp_path):
+    out = tmp_path / "watermark.json"
+    done = run("watermark.py", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    attacks = report["marked"]["attacks"]
+    for name in ("none", "jpeg50", "resize0.5", "crop50", "crop240", "rotate1", "flip"):
+        assert 0 <= attacks[name]["found"] <= 1 and 0 <= attacks[name]["bit_accuracy"] <= 1
+    assert attacks["none"]["found"] == 1.0 and attacks["none"]["bit_accuracy"] == 1.0
+    assert report["unmarked"]["checked"] >= 50 and report["unmarked"]["false_positives"] == []
+    assert report["targets"]["no false positives"] is True
+    assert "false positives: 0 of" in done.stdout and "targets:" in done.stdout
