@@ -100,6 +100,8 @@ def test_stored_images_verify_as_marked(client, services, user_key):
     assert text.status_code == 415 and text.json()["error"]["code"] == "unsupported_format"
     details = client.get("/readyz").json()["details"]
     assert details["c2pa_signing"] == "on: local chain, untrusted"
+    # ... and `imagine serve` says so at start, with how to fix it.
+    assert any("IMAGINE_C2PA_CERT" in note for note in services.notes())
 
 
 def test_the_labelled_download_is_an_edit_of_the_original(client, services, user_key):
