@@ -7,7 +7,7 @@ its period, which the detector measures.
 - payload: a 64-bit id, a 24-bit check (BLAKE2b of the id keyed with the
   secret), then BCH parity (``bchlib``, GF(2^8), t = 9, 68 bits): 156 bits of
   which any 9 may be wrong. A random 156-bit word decodes and passes the check
-  with probability about 2^-48 per attempt;
+  with probability about 2^-45 per attempt;
 - each bit k has its own pattern p_k: [T, T] float32, band-limited to periods
   of 4-16 px (JPEG keeps them, and so does a 40% downscale), orthonormal to the
   others, and derived with SHAKE-256 from the deployment's **secret** key, so
