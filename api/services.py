@@ -18,7 +18,7 @@ from api.storage import Storage, open_storage
 from api.worker import EXECUTORS, Executor, WorkerContext
 from identity.analyzer import ANALYZERS, FaceAnalyzer
 from imagine.models.config import DEFAULTS, ProfileDefaults
-from imagine.provenance import signing_status
+from imagine.provenance import ProvenanceConfig, signing_status, signing_warnings
 from imagine.runtime import load_checker
 from imagine.settings import SettingsError
 from llm_prompting import PromptingConfig
@@ -45,10 +45,22 @@ class Services:
     # Set when the server begins to stop: event streams end, so that connections close.
     stopping: threading.Event = field(default_factory=threading.Event)
     prompting: PromptingConfig = field(default_factory=PromptingConfig)
+    # Built once at start: the watermark key and the C2PA chain (made on first start).
+    provenance: ProvenanceConfig | None = None
     c2pa_signing: str = "off"  # "on", or "off: <why>" (readiness output)
     output_checks: str = "off"  # the output safety checker in use, or why there is none
     _probed: tuple[float, tuple[Check, Check]] | None = None
     _probe_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def marks(self) -> ProvenanceConfig:
+        """The provenance config built at start."""
+        assert self.provenance is not None
+        return self.provenance
+
+    def notes(self) -> tuple[str, ...]:
+        """What an operator should hear at start (C2PA signing, output checks)."""
+        return signing_warnings(self.marks)
 
     @property
     def profile(self) -> ProfileDefaults:
@@ -87,7 +99,8 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
     seal_legacy_embeddings(db, cipher)
     # Refuse to start rather than store images unchecked or unsigned by mistake: a C2PA key
     # that cannot sign, or (in production) no output checker, is an operator error.
-    c2pa_signing = signing_status(settings.provenance())
+    provenance = settings.provenance()
+    c2pa_signing = signing_status(provenance)
     checker, notes = load_checker(settings)
     # The tokenizers alone (no weights), now: a model folder without them stops the start.
     count_tokens = settings.token_counter()
@@ -107,6 +120,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         executor=EXECUTORS[name](ctx, settings),
         count_tokens=count_tokens,
         prompting=settings.prompting(),
+        provenance=provenance,
         c2pa_signing=c2pa_signing,
         output_checks="; ".join(notes) if notes else checker.name,
     )

@@ -22,6 +22,7 @@ from identity.quality import QualityThresholds
 from imagine.errors import ImagineError
 from imagine.models.config import ModelConfig
 from imagine.provenance.config import DEFAULT_LABEL, ProvenanceConfig
+from imagine.provenance.keys import load_watermark_key, local_chain
 from imagine.request import GenerationLimits
 from imagine.safety import DEFAULT_THRESHOLDS, SafetyConfig, parse_thresholds
 from imagine.tokens import ClipTokenCounter, token_counter
@@ -91,11 +92,16 @@ class Settings:
     max_prompt_chars: int = PromptingConfig.max_prompt_chars
     expansion_cache_size: int = PromptingConfig.cache_size
     # Provenance (README "Provenance and output safety")
-    c2pa_cert: Path | None = None  # PEM chain: signing certificate first; unset = no C2PA
+    # PEM chain, signing certificate first; unset: the local chain made on first start under
+    # IMAGINE_HOME/c2pa (valid, untrusted by verifiers)
+    c2pa_cert: Path | None = None
     c2pa_key: Path | None = None  # PEM private key of that certificate
     c2pa_alg: str = "es256"
     c2pa_tsa_url: str | None = None  # RFC 3161 time-stamp authority
     c2pa_trust_anchors: Path | None = None  # extra PEM roots trusted when verifying
+    watermark_key: str | None = field(default=None, repr=False)  # base64, 32 bytes; else file
+    # The watermark key's file (base64); unset: IMAGINE_HOME/watermark.key, made on first start
+    watermark_key_file: Path | None = None
     visible_label: bool = False  # draw the label on every image `imagine generate` writes
     label_text: str = DEFAULT_LABEL
     safety_checker: str = "nudenet"  # "nudenet" | "none" (no output check: explicit only)
@@ -223,9 +229,24 @@ class Settings:
         )
 
     def provenance(self) -> ProvenanceConfig:
+        """The marking config. Makes the watermark key and the local C2PA chain under
+        ``home`` when they are not configured and do not exist yet (the first start)."""
+        cert, key, local = self.c2pa_cert, self.c2pa_key, False
+        if cert is None and key is None:
+            chain = local_chain(self.home)
+            cert, key, local = chain.chain, chain.key, True
+        elif cert is None or key is None:
+            raise SettingsError(
+                f"{PREFIX}C2PA_CERT and {PREFIX}C2PA_KEY go together: set both, or neither "
+                "for the local chain"
+            )
         return ProvenanceConfig(
-            c2pa_cert=self.c2pa_cert,
-            c2pa_key=self.c2pa_key,
+            watermark_key=load_watermark_key(
+                self.watermark_key, self.watermark_key_file, self.home
+            ),
+            c2pa_cert=cert,
+            c2pa_key=key,
+            c2pa_local=local,
             c2pa_alg=self.c2pa_alg,
             c2pa_tsa_url=self.c2pa_tsa_url,
             c2pa_trust_anchors=self.c2pa_trust_anchors,

@@ -114,3 +114,18 @@ def test_moderation_benchmark_prints_the_table_by_category(tmp_path):
     assert set(rows) >= {"allowed", "deception", "minors_harm", "sexual", "hate"}
     assert report["sets"]["likeness_heldout"]["prompts"] >= 70
     assert "likeness_heldout" in done.stdout and "deception" in done.stdout
+
+
+@pytest.mark.slow
+def test_watermark_benchmark_reports_recovery_bit_accuracy_and_false_positives(tmp_path):
+    out = tmp_path / "watermark.json"
+    done = run("watermark.py", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    attacks = report["marked"]["attacks"]
+    for name in ("none", "jpeg50", "resize0.5", "crop50", "crop240", "rotate1", "flip"):
+        assert 0 <= attacks[name]["found"] <= 1 and 0 <= attacks[name]["bit_accuracy"] <= 1
+    assert attacks["none"]["found"] == 1.0 and attacks["none"]["bit_accuracy"] == 1.0
+    assert report["unmarked"]["checked"] >= 50 and report["unmarked"]["false_positives"] == []
+    assert report["targets"]["no false positives"] is True
+    assert "false positives: 0 of" in done.stdout and "targets:" in done.stdout

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace, settings: ServiceSettings) -> int:
             "note: executor none: this process runs no jobs; `imagine worker` processes do",
             file=sys.stderr,
         )
+    for warning in services.notes():
+        print(f"warning: {warning}", file=sys.stderr)
     if settings.local_region is None:
         print(
             "note: IMAGINE_LOCAL_REGION is unset: clients on loopback/private addresses are "

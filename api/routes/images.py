@@ -25,7 +25,7 @@ from api.schemas import GalleryPage, ImageMetadata, error_responses
 from api.services import Services
 from api.storage import MissingObject, variant_key
 from api.tables import ImageRow
-from imagine.provenance import ProvenanceConfig, mark
+from imagine.provenance import Edit, ProvenanceConfig, mark
 
 router = APIRouter(tags=["images"], route_class=AuthFirstRoute)
 ERRORS = error_responses(400, 401, 404, 422, 429, 451)
@@ -42,10 +42,12 @@ PRESIGNED_URL_S = 60
 def labelled_download(data: bytes, image_id: str, config: ProvenanceConfig) -> bytes:
     """The stored image with the visible label drawn on, then marked again with its own id:
     the label can cover much of a small image, so the watermark is embedded over it once
-    more (the same payload, so the two layers agree), and a fresh C2PA manifest is signed."""
+    more (the same payload, so the two layers agree). Its C2PA manifest is an edit of the
+    stored image, which it names as its ingredient (issue 21)."""
     with Image.open(io.BytesIO(data)) as stored:
-        pixels = stored.convert("RGB")
-    return mark(pixels, image_id, dataclasses.replace(config, label=True)).data
+        pixels, fmt = stored.convert("RGB"), stored.format or "PNG"
+    edit = Edit(data, fmt, f"drew the visible label {config.label_text!r}")
+    return mark(pixels, image_id, dataclasses.replace(config, label=True), edit=edit).data
 
 
 # Drawing the label and marking the copy again costs about 2 s of CPU at 2048² (against
@@ -72,9 +74,7 @@ def labelled_copy(services: Services, user_id: str, row: ImageRow) -> bytes:
         except MissingObject:
             pass
         services.limiter.take(user_id, LABEL_RENDER_COST)
-        data = labelled_download(
-            services.storage.get(row.storage_key), row.id, services.settings.provenance()
-        )
+        data = labelled_download(services.storage.get(row.storage_key), row.id, services.marks)
         services.storage.put(key, data)
         return data
     finally:

@@ -25,5 +25,5 @@ async def verify_provenance(
     image; says "no marks found" on images this service did not make."""
     await auth.identify(services.db)
     data = await image.read()
-    findings = await run_in_threadpool(verify, data, services.settings.provenance())
+    findings = await run_in_threadpool(verify, data, services.marks)
     return findings.to_dict()

@@ -19,3 +19,9 @@ class WatermarkFailed(ProvenanceError):
     """The image could not carry a readable watermark (too small); it must not be stored."""
 
     code = "watermark_failed"
+
+
+class InvalidWatermarkKey(ProvenanceError):
+    """The configured watermark key (or its file) is missing, not base64 or not 32 bytes."""
+
+    code = "invalid_setting"

@@ -2,7 +2,8 @@
 
 In order: the optional visible label, the invisible watermark (payload derived
 from the generation id), XMP with the IPTC digital source type, then a signed
-C2PA manifest when a key is configured (it must come last: it hashes the file).
+C2PA manifest when a key is configured (it must come last: it hashes the file),
+which records the watermark too.
 The watermark is read back from the encoded bytes before they are returned;
 when it does not read, the strength is doubled (up to 16x, for tiny or
 noise-like images) and, failing that, nothing is returned.
@@ -18,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from imagine.provenance import c2pa_manifest, metadata, watermark
+from imagine.provenance.c2pa_manifest import Edit
 from imagine.provenance.config import ProvenanceConfig
 from imagine.provenance.errors import WatermarkFailed
 from imagine.provenance.label import draw_label
@@ -31,6 +33,7 @@ class MarkedImage:
     data: bytes  # the encoded image, ready to store
     format: str  # "PNG" | "JPEG" | "WEBP"
     watermark_id: str  # 16 hex digits, the payload; see ``watermark_id()``
+    watermark_key_id: str  # fingerprint of the deployment's watermark key
     watermark_strength: float  # luma levels RMS where the texture mask is 1
     c2pa_signed: bool
     label: bool
@@ -61,13 +64,15 @@ def mark(
     fmt: str = "PNG",
     *,
     quality: int = 95,
+    edit: Edit | None = None,
 ) -> MarkedImage:
     """Encode ``image`` as ``fmt`` with every provenance mark; see the module docstring.
 
     ``generation_id`` may be a generation's id or an image's own id: whatever
-    the caller wants the watermark to lead back to. Raises ``WatermarkFailed``
-    for images too small to carry the payload, ``C2paMisconfigured`` when
-    signing is configured but fails.
+    the caller wants the watermark to lead back to. ``edit`` makes the C2PA
+    manifest an edit of an original (its ingredient) instead of a creation.
+    Raises ``WatermarkFailed`` for images too small to carry the payload,
+    ``C2paMisconfigured`` when signing is configured but fails.
     """
     fmt = fmt.upper()
     if fmt not in FORMATS:
@@ -84,12 +89,13 @@ def mark(
     xmp = metadata.xmp_packet(config)
     for step in STRENGTH_STEPS:
         strength = watermark.STRENGTH * step
-        data = metadata.encode(watermark.embed(rgb, payload, strength), fmt, xmp, quality)
-        found = watermark.detect(Image.open(io.BytesIO(data)), scales=(1.0,))
+        marked = watermark.embed(rgb, payload, config.scheme, strength)
+        data = metadata.encode(marked, fmt, xmp, quality)
+        found = watermark.detect(Image.open(io.BytesIO(data)), [config.scheme], search=False)
         if found.payload == wid:
             break
     else:
         raise WatermarkFailed(f"the watermark does not read back from this {w}x{h} image")
     if config.signing:
-        data = c2pa_manifest.sign(data, fmt, config)
-    return MarkedImage(data, fmt, wid, strength, config.signing, labelled)
+        data = c2pa_manifest.sign(data, fmt, config, wid, edit)
+    return MarkedImage(data, fmt, wid, config.scheme.key_id, strength, config.signing, labelled)

@@ -29,12 +29,27 @@ class Findings:
 
     @property
     def ai_generated(self) -> bool:
-        """Some mark says so: our watermark, or the trained-model source type in XMP or C2PA."""
+        """Some mark says so: this deployment's watermark, or the trained-model source type
+        in XMP or a valid C2PA manifest. A legacy watermark (a public key) does not count."""
         return (
-            self.watermark.found
+            (self.watermark.found and not self.watermark.legacy)
             or self.digital_source_type == TRAINED_ALGORITHMIC_MEDIA
             or (self.c2pa.valid and self.c2pa.digital_source_type == TRAINED_ALGORITHMIC_MEDIA)
         )
+
+    @property
+    def status(self) -> str:
+        """One stable word for the headline: ``invalid`` (a C2PA manifest that does not
+        validate: tampered or damaged; said first, whatever else is found),
+        ``ai_generated``, ``legacy_mark`` (only a tiled-ss-v1 watermark), ``marked``
+        (marks that do not say AI-generated) or ``unmarked``."""
+        if self.c2pa.present and not self.c2pa.valid:
+            return "invalid"
+        if self.ai_generated:
+            return "ai_generated"
+        if self.watermark.found and self.watermark.legacy:
+            return "legacy_mark"
+        return "marked" if self.marked else "unmarked"
 
     def matches(self, watermark_id: str) -> bool:
         """Whether the watermark carries ``watermark_id`` (see ``marking.watermark_id``)."""
@@ -42,27 +57,74 @@ class Findings:
 
     def to_dict(self) -> dict[str, Any]:
         c2pa = asdict(self.c2pa) | {"valid": self.c2pa.valid, "trusted": self.c2pa.trusted}
+        wm = self.watermark
         return {
+            "status": self.status,
             "marked": self.marked,
             "ai_generated": self.ai_generated,
             "summary": self.headline(),
             "format": self.format,
-            "watermark": asdict(self.watermark) | {"scheme": watermark.SCHEME},
+            "watermark": {
+                "found": wm.found,
+                "payload": wm.payload,
+                "scheme": wm.scheme,
+                "key": self.key_owner(),
+                "key_id": wm.key_id,
+                "legacy": wm.legacy,
+                "bit_errors": wm.bit_errors,
+                "bits": wm.bits,
+                "bit_accuracy": wm.bit_accuracy,
+                "scale": wm.scale,
+                "aspect": wm.aspect,
+                "flip": wm.flip,
+                "confidence": wm.confidence,
+            },
             "iptc": {"digital_source_type": self.digital_source_type, "generator": self.generator},
             "c2pa": c2pa,
         }
 
+    def key_owner(self) -> str | None:
+        """Whose key the watermark matched, in words."""
+        if not self.watermark.found:
+            return None
+        if self.watermark.legacy:
+            return "the public tiled-ss-v1 key (anyone can make this mark)"
+        return f"this deployment's key ({self.watermark.key_id})"
+
     def headline(self) -> str:
-        if not self.marked:
-            return "no marks found"
-        return "marked as AI-generated" if self.ai_generated else "marked, not as AI-generated"
+        status = self.status
+        if status == "invalid":
+            why = ", ".join(self.c2pa.failures) or self.c2pa.error or "does not validate"
+            rest = "marked as AI-generated" if self.ai_generated else "no other claim checks out"
+            return f"TAMPERED OR INVALID: the C2PA manifest does not validate ({why}); {rest}"
+        return {
+            "ai_generated": "marked as AI-generated",
+            "legacy_mark": "legacy mark only: a tiled-ss-v1 watermark, whose key is public",
+            "marked": "marked, not as AI-generated",
+            "unmarked": "no marks found",
+        }[status]
 
     def describe(self) -> list[str]:
         """Human-readable lines, one per kind of mark."""
         wm = self.watermark
         lines = [self.headline()]
         if wm.found:
-            lines.append(f"watermark: found, id {wm.payload} (at {wm.scale:g}x the marked size)")
+            where = f"{wm.scale:g}x the marked size"
+            if wm.aspect not in (None, 1.0):
+                where += f", stretched {wm.aspect:g}x vertically"
+            if wm.flip not in (None, "none"):
+                where += f", flipped {wm.flip}"
+            if wm.legacy:
+                lines.append(
+                    f"legacy watermark: found, id {wm.payload}, {wm.scheme} with "
+                    f"{self.key_owner()}; no error correction (at {where})"
+                )
+            else:
+                lines.append(
+                    f"watermark: found, id {wm.payload}, {wm.scheme} with {self.key_owner()}; "
+                    f"{wm.bit_errors} of {wm.bits} bits corrected, bit accuracy "
+                    f"{wm.bit_accuracy:.1%} (at {where})"
+                )
         else:
             lines.append("watermark: none found")
         if self.digital_source_type:
@@ -82,7 +144,7 @@ def verify(data: bytes, config: ProvenanceConfig) -> Findings:
         xmp = metadata.read_xmp(opened)
     return Findings(
         format=photo.format,
-        watermark=watermark.detect(photo.image),
+        watermark=watermark.detect(photo.image, config.readable),
         digital_source_type=metadata.xmp_value(xmp, "Iptc4xmpExt:DigitalSourceType")
         if xmp
         else None,

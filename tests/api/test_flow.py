@@ -9,12 +9,12 @@ from PIL import Image
 
 from api.storage import variant_key
 from api.tables import ImageRow
-from imagine.provenance import ProvenanceConfig, verify, watermark_id
+from imagine.provenance import verify, watermark_id
 from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
 from tests.photos import hopper
 
 
-def test_enroll_generate_fetch_delete(client, user_key):
+def test_enroll_generate_fetch_delete(client, services, user_key):
     key = user_key("alice")
     ready(client)
     identity = enroll(client, key)
@@ -55,7 +55,7 @@ def test_enroll_generate_fetch_delete(client, user_key):
     label = np.abs(stored - labelled).max(axis=2) > 40
     h = label.shape[0]
     assert label[3 * h // 4 :].mean() > 0.1 and label[: h // 2].mean() < 0.01
-    findings = verify(saved.content, ProvenanceConfig())
+    findings = verify(saved.content, services.marks)
     assert findings.ai_generated and findings.matches(watermark_id(image["id"]))
     assert (
         saved.headers["content-disposition"] == f'attachment; filename="imagine-{image["id"]}.png"'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -10,6 +12,9 @@ from imagine.provenance import ProvenanceConfig, verify, watermark_id
 from imagine.safety import CHECKERS, SafetyResult, SafetyUnavailable
 from tests.api.conftest import SMALL, auth, enroll, ready, wait_for
 from tests.photos import astronaut
+
+KEY = bytes(range(32))  # a watermark key for these tests
+MARKS = ProvenanceConfig(watermark_key=KEY)
 
 
 class FlagEveryOther:
@@ -60,14 +65,17 @@ def run_job(client, key, n: int) -> dict:
     return wait_for(client, key, r.json()["id"])
 
 
-def test_stored_images_verify_as_marked(client, user_key):
+def test_stored_images_verify_as_marked(client, services, user_key):
     key = user_key("alice")
     job = run_job(client, key, 2)
     assert job["status"] == "succeeded"
     for image in job["images"]:
         data = client.get(image["url"], headers=auth(key)).content
-        findings = verify(data, ProvenanceConfig())
+        findings = verify(data, services.marks)
         assert findings.ai_generated and findings.matches(watermark_id(image["id"]))
+        assert not verify(data, MARKS).watermark.found  # another deployment's key
+        # A fresh install signs with its local chain: valid, not trusted.
+        assert findings.c2pa.valid and not findings.c2pa.trusted
         meta = client.get(image["url"] + "/metadata", headers=auth(key)).json()["metadata"]
         assert meta["provenance"]["watermark_id"] == watermark_id(image["id"])
         api = client.post(
@@ -76,6 +84,7 @@ def test_stored_images_verify_as_marked(client, user_key):
             files={"image": ("x.png", data, "image/png")},
         ).json()
         assert api["ai_generated"] and api["watermark"]["payload"] == watermark_id(image["id"])
+        assert api["watermark"]["key_id"] == services.marks.scheme.key_id
         assert api["iptc"]["digital_source_type"].endswith("trainedAlgorithmicMedia")
     photo = client.post(
         "/v1/provenance/verify",
@@ -90,7 +99,45 @@ def test_stored_images_verify_as_marked(client, user_key):
     )
     assert text.status_code == 415 and text.json()["error"]["code"] == "unsupported_format"
     details = client.get("/readyz").json()["details"]
-    assert details["c2pa_signing"].startswith("off: ")
+    assert details["c2pa_signing"] == "on: local chain, untrusted"
+    # ... and `imagine serve` says so at start, with how to fix it.
+    assert any("IMAGINE_C2PA_CERT" in note for note in services.notes())
+
+
+def test_the_labelled_download_is_an_edit_of_the_original(client, services, user_key):
+    """Issue 21 point 6: the download's manifest names the stored image as its parent."""
+    key = user_key("erin")
+    job = run_job(client, key, 1)
+    url = job["images"][0]["url"]
+    original = client.get(url, headers=auth(key)).content
+    download = client.get(url, params={"download": "true"}, headers=auth(key)).content
+    assert download != original
+    findings = verify(download, services.marks)
+    assert findings.status == "ai_generated"
+    assert findings.matches(watermark_id(job["images"][0]["id"]))
+    c2pa = findings.c2pa
+    assert c2pa.valid and c2pa.ingredients == ("parentOf: original",)
+    assert c2pa.actions == ("c2pa.opened", "c2pa.edited", "c2pa.watermarked")
+    assert c2pa.digital_source_type.endswith("trainedAlgorithmicMedia")  # from the parent
+
+
+def test_verify_says_tampered_first(client, services, user_key):
+    key = user_key("fay")
+    job = run_job(client, key, 1)
+    data = client.get(job["images"][0]["url"], headers=auth(key)).content
+    # A text chunk added after signing: still a good PNG, but not the bytes that were signed.
+    text = b"tEXt" + b"Comment\x00edited"
+    chunk = (len(text) - 4).to_bytes(4, "big") + text + zlib.crc32(text).to_bytes(4, "big")
+    end = data.rindex(b"IEND") - 4
+    tampered = data[:end] + chunk + data[end:]
+    answer = client.post(
+        "/v1/provenance/verify",
+        headers=auth(key),
+        files={"image": ("x.png", tampered, "image/png")},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "invalid" and body["summary"].startswith("TAMPERED OR INVALID")
 
 
 def test_unsafe_images_are_withheld(make_services, fake_checkers, settings):
@@ -147,5 +194,5 @@ def test_c2pa_signing_when_a_key_is_configured(make_services, c2pa_chain, user_k
         job = run_job(client, key, 1)
         data = client.get(job["images"][0]["url"], headers=auth(key)).content
         assert client.get("/readyz").json()["details"]["c2pa_signing"] == "on"
-    findings = verify(data, ProvenanceConfig(c2pa_trust_anchors=c2pa_chain.root))
+    findings = verify(data, ProvenanceConfig(watermark_key=KEY, c2pa_trust_anchors=c2pa_chain.root))
     assert findings.c2pa.valid and findings.c2pa.trusted

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from imagine.cli import main
-from imagine.provenance import ProvenanceConfig, verify
+from imagine.provenance import verify
+from imagine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--size", "64x64", "--steps", "2"]
@@ -123,7 +124,7 @@ def test_batch_writes_what_generate_writes_and_resume_redoes_nothing(capsys, env
             x: theirs[x] for x in theirs.keys() - varying
         } | {"index": k}
         png = (out / "me" / f"{k}.png").read_bytes()
-        assert verify(png, ProvenanceConfig()).matches(mark)
+        assert verify(png, Settings.from_env(env).provenance()).matches(mark)
         # Same pixels up to the two watermarks (periods of 4-16 px, averaged out by 16 px
         # blocks) and float rounding from the batch composition.
         a = blocks(np.asarray(Image.open(out / "me" / f"{k}.png"), dtype=float))

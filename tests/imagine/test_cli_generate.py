@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from imagine.cli import main
-from imagine.provenance import ProvenanceConfig, verify, watermark_id
+from imagine.provenance import verify, watermark_id
+from imagine.settings import Settings
 from tests.photos import group
 
 
@@ -65,7 +66,7 @@ def test_writes_pngs_and_sidecars(capsys, env, portrait, tmp_path, smoke):
     assert "embedding" not in json.dumps(meta).replace("embedding_dim", "")
     assert Image.open(pngs[0]).size == (64, 64)
     assert "noise" in err  # the user is told plainly
-    findings = verify(pngs[0].read_bytes(), ProvenanceConfig())
+    findings = verify(pngs[0].read_bytes(), Settings.from_env(env).provenance())
     assert findings.ai_generated and findings.matches(watermark_id(pngs[0].stem))
     assert meta["provenance"]["watermark_id"] == watermark_id(pngs[0].stem)
     assert meta["safety"]["checker"] in ("nudenet", "none")
@@ -196,8 +197,9 @@ def test_console_script_on_a_fresh_home(portrait, tmp_path):
     a, b = sorted((tmp_path / "a").glob("*.png")), sorted((tmp_path / "b").glob("*.png"))
     assert len(a) == 2 and len(list((tmp_path / "a").glob("*.json"))) == 2
     for x, y in zip(a, b, strict=True):  # the same up to each run's own watermark
-        assert verify(x.read_bytes(), ProvenanceConfig()).matches(watermark_id(x.stem))
-        assert verify(y.read_bytes(), ProvenanceConfig()).matches(watermark_id(y.stem))
+        marks = Settings.from_env(env).provenance()  # the key the runs made in that home
+        assert verify(x.read_bytes(), marks).matches(watermark_id(x.stem))
+        assert verify(y.read_bytes(), marks).matches(watermark_id(y.stem))
         gap = np.asarray(Image.open(x), float) - np.asarray(Image.open(y), float)
         assert np.abs(gap.reshape(16, 16, 16, 16, 3).mean(axis=(1, 3))).mean() < 2.0
     assert "generating [" in first.stderr and "noise" in first.stderr

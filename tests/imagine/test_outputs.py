@@ -9,6 +9,7 @@ from imagine.provenance import ProvenanceConfig, verify, watermark_id
 from imagine.safety import NoSafetyChecker
 from tests.imagine.conftest import unit
 
+MARKS = ProvenanceConfig(watermark_key=bytes(range(32)))  # a watermark key for these tests
 SMALL = {"width": 64, "height": 64, "steps": 2}
 # Sidecar fields that belong to one run, not to the image: its id, clock and stage times.
 PER_RUN = ("generation_id", "created_at", "timings")
@@ -19,7 +20,7 @@ def marked(result, generation_id: str) -> list:
         result,
         generation_id,
         checker=NoSafetyChecker(),
-        provenance=ProvenanceConfig(),
+        provenance=MARKS,
         face_backend="dlib",
     )
 
@@ -45,8 +46,8 @@ def test_same_seed_same_pixels_and_the_files_differ_only_by_their_watermark(pipe
     for k, (x, y) in enumerate(zip(first, again, strict=True)):
         # Each file carries its own run's payload, so the files differ ...
         assert x.data != y.data
-        assert verify(x.data, ProvenanceConfig()).matches(watermark_id(f"gen-a-{k}"))
-        assert verify(y.data, ProvenanceConfig()).matches(watermark_id(f"gen-b-{k}"))
+        assert verify(x.data, MARKS).matches(watermark_id(f"gen-a-{k}"))
+        assert verify(y.data, MARKS).matches(watermark_id(f"gen-b-{k}"))
         # ... and the sidecars only by the run's id, clock, timings and that watermark.
         assert reproducible(x.meta) == reproducible(y.meta)
         assert x.meta["seed"] == 7 + k

@@ -12,6 +12,7 @@ from imagine.batch.local import LocalExecutor
 from imagine.batch.manifest import ItemDefaults, read_manifest
 from imagine.pipeline import PersonalizedPipeline
 from imagine.postprocess import FaceSimilarityScorer
+from imagine.provenance import ProvenanceConfig
 from imagine.request import GenerationLimits
 from imagine.runtime import Runtime
 from imagine.safety import NoSafetyChecker, SafetyResult
@@ -87,7 +88,8 @@ def executor(smoke, analyzer, expand, checker=None) -> LocalExecutor:
         smoke, expand=expand, scorer=FaceSimilarityScorer(analyzer), max_batch=4
     )
     checker = checker or NoSafetyChecker()
-    runtime = Runtime(settings, analyzer, pipeline, checker, settings.provenance())
+    marks = ProvenanceConfig(watermark_key=bytes(range(32)))  # no files: a key in memory
+    runtime = Runtime(settings, analyzer, pipeline, checker, marks)
     return LocalExecutor(settings, runtime=runtime)
 
 
