@@ -10,10 +10,17 @@ from starlette.concurrency import run_in_threadpool
 
 from api.capture import issue_challenge, take_challenge
 from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep
-from api.routes.identities import check_consent, checked_name, store_identity
+from api.routes.identities import (
+    ConsentForm,
+    ConsentVersionForm,
+    NameForm,
+    ResidenceForm,
+    check_consent,
+    checked_name,
+    store_identity,
+)
 from api.schemas import CaptureChallengePublic, IdentityPublic, error_responses
 from api.services import Services
-from api.tables import NAME_CHARS
 from identity.capture import CaptureConfig, check_capture, describe
 from identity.enrollment import IdentityProfile
 
@@ -62,12 +69,10 @@ async def create_live_identity(
         list[UploadFile], File(description="the camera's frames, in the order taken (JPEG)")
     ],
     nonce: Annotated[str, Form(description="the challenge's nonce")],
-    consent: Annotated[str, Form(description='"true": you accept the consent text')],
-    consent_version: Annotated[str, Form(description="the version of the text you were shown")],
-    residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
-    name: Annotated[
-        str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
-    ] = None,
+    consent: ConsentForm,
+    consent_version: ConsentVersionForm,
+    residence: ResidenceForm,
+    name: NameForm = None,
 ) -> IdentityPublic:
     """Enroll your face from a camera capture that followed the challenge; it is used up
     whatever the outcome. Refused with 409 ``capture_expired`` (start again) or 422

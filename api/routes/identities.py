@@ -28,6 +28,13 @@ from api.tables import NAME_CHARS, Consent, Identity, IdentityKey, User, new_id
 from identity.enrollment import IdentityProfile, enroll
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"], route_class=AuthFirstRoute)
+# The enrollment form's fields, shared by uploads and camera captures (api/routes/capture.py)
+ConsentForm = Annotated[str, Form(description='"true": you accept the consent text')]
+ConsentVersionForm = Annotated[str, Form(description="the version of the text you were shown")]
+ResidenceForm = Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")]
+NameForm = Annotated[
+    str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
+]
 ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 451)
 
 
@@ -66,12 +73,10 @@ async def create_identity(
     auth: Auth,
     address: ClientAddress,
     photos: Annotated[list[UploadFile], File(description="1-5 photos of you: JPEG, PNG or WebP")],
-    consent: Annotated[str, Form(description='"true": you accept the consent text')],
-    consent_version: Annotated[str, Form(description="the version of the text you were shown")],
-    residence: Annotated[str, Form(description="ISO 3166-1/-2 code, e.g. US-CA")],
-    name: Annotated[
-        str | None, Form(description=f"to tell your identities apart, 1-{NAME_CHARS} characters")
-    ] = None,
+    consent: ConsentForm,
+    consent_version: ConsentVersionForm,
+    residence: ResidenceForm,
+    name: NameForm = None,
 ) -> IdentityPublic:
     """Enroll your face from 1-5 photos. The photos are analysed and discarded.
 

@@ -12,7 +12,7 @@ from api.db import Database
 from api.tables import Generation
 from tests.api.server import Server, free_port, smoke_home
 from tests.api.test_server_process import enroll
-from tests.api.test_workers import stored_once, wait_all
+from tests.api.test_workers import each_succeeds_once, stored_once, wait_all
 
 ray = pytest.importorskip("ray")
 
@@ -52,6 +52,7 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
         IMAGINE_LEASE_SECONDS="3",
         IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
         IMAGINE_MAX_QUEUED_JOBS="10",
+        IMAGINE_MAX_STEPS="400",  # a replica runs torch on one thread: long jobs are long
     )
     db = Database(database_url)
     try:
@@ -67,20 +68,7 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
         )
         identity = enroll(http)
 
-        # Jobs of sizes that cannot all share a batch, and some that can: each succeeds once.
-        sizes = [64, 64, 64, 72, 80, 96]
-        ids = [
-            http.post(
-                "/v1/generations",
-                json={"identity_id": identity, "prompt": "me", "n": 1 + i % 2, "steps": 4}
-                | {"width": size, "height": size},
-            ).json()["id"]
-            for i, size in enumerate(sizes)
-        ]
-        bodies = wait_all(http, ids)
-        assert [b["status"] for b in bodies] == ["succeeded"] * len(ids), bodies
-        assert [len(b["images"]) for b in bodies] == [1 + i % 2 for i in range(len(ids))]
-        assert stored_once(db, server.home, ids) == {i: (1, 1 + n % 2) for n, i in enumerate(ids)}
+        ids = each_succeeds_once(http, db, server.home, identity, [64, 64, 64, 72, 80, 96])
 
         def running(job: str) -> str:
             """The lease owner once the job is two steps in (progress read from the
@@ -94,7 +82,7 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
                 assert row is not None and row.lease_owner is not None
                 return row.lease_owner
 
-        long_job = {"identity_id": identity, "prompt": "me", "n": 2, "steps": 50}
+        long_job = {"identity_id": identity, "prompt": "me", "n": 2, "steps": 400}
         long_job |= {"width": 64, "height": 64}
 
         # Cancel reaches the replica through the database.
@@ -108,6 +96,9 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
         # runs out (3 s), and it runs again, once.
         job = http.post("/v1/generations", json=long_job).json()["id"]
         owner = running(job)
+        with db.session() as s:  # still denoising: the kill lands mid-job
+            row = s.get(Generation, job)
+            assert row is not None and row.status == "running" and row.step < row.total_steps // 2
         [victim] = [name for name in replica_actors() if name.endswith("#" + owner.split("-")[-1])]
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         killed_at = time.monotonic()
@@ -115,9 +106,6 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
         print(f"the killed replica's job finished {time.monotonic() - killed_at:.1f} s later")
         assert body["status"] == "succeeded" and len(body["images"]) == 2, body
         assert stored_once(db, server.home, [*ids, job])[job] == (2, 2)
-        with db.session() as s:
-            row = s.get(Generation, job)
-            assert row is not None
     finally:
         server.stop()
         db.engine.dispose()

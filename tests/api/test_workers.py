@@ -94,6 +94,26 @@ def stored_once(db: Database, home, ids: list[str]) -> dict[str, tuple[int, int]
     return counts
 
 
+def each_succeeds_once(
+    http: httpx.Client, db: Database, home, identity: str, sizes: list[int]
+) -> list[str]:
+    """Jobs of these sizes (1 or 2 images; some share a batch, some cannot): each succeeds
+    once, its images stored once. Their ids."""
+    ids = [
+        http.post(
+            "/v1/generations",
+            json={"identity_id": identity, "prompt": "me", "n": 1 + i % 2, "steps": 4}
+            | {"width": size, "height": size},
+        ).json()["id"]
+        for i, size in enumerate(sizes)
+    ]
+    bodies = wait_all(http, ids)
+    assert [b["status"] for b in bodies] == ["succeeded"] * len(ids), bodies
+    assert [len(b["images"]) for b in bodies] == [1 + i % 2 for i in range(len(ids))]
+    assert stored_once(db, home, ids) == {i: (1, 1 + n % 2) for n, i in enumerate(ids)}
+    return ids
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -125,21 +145,7 @@ def test_two_workers_run_each_job_once_and_a_killed_ones_job_again(
             base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
         )
         identity = enroll(http)
-
-        # Several jobs, of sizes that cannot all share one batch: each succeeds once.
-        sizes = [64, 64, 72, 80, 88, 96]
-        ids = [
-            http.post(
-                "/v1/generations",
-                json={"identity_id": identity, "prompt": "me", "n": 1 + i % 2, "steps": 4}
-                | {"width": size, "height": size},
-            ).json()["id"]
-            for i, size in enumerate(sizes)
-        ]
-        bodies = wait_all(http, ids)
-        assert [b["status"] for b in bodies] == ["succeeded"] * len(ids), bodies
-        assert [len(b["images"]) for b in bodies] == [1 + i % 2 for i in range(len(ids))]
-        assert stored_once(db, server.home, ids) == {i: (1, 1 + n % 2) for n, i in enumerate(ids)}
+        ids = each_succeeds_once(http, db, server.home, identity, [64, 64, 72, 80, 88, 96])
         runs = "".join(w.log.read_text() for w in workers)
         assert all(runs.count(f"runs job {i} ") == 1 for i in ids), runs
         print("jobs run by worker:", [w.log.read_text().count("runs job") for w in workers])
