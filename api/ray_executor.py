@@ -34,6 +34,7 @@ from typing import Any
 from api.jobs import Claim, batch_key, claim_job, job_request, queued_jobs, requeue_expired
 from api.settings import ServiceSettings
 from api.worker import STOP_TIMEOUT_S, WorkerContext, run_leased
+from imagine.provenance.keys import WATERMARK_KEY_FILE
 
 log = logging.getLogger("api.worker")
 
@@ -55,10 +56,13 @@ class Generator:
         from imagine.runtime import load_runtime
 
         logging.getLogger("api").setLevel(logging.INFO)
+        # The API process's key files, never new keys: on a node without them the replica
+        # fails to start, rather than run under a key that opens no stored embedding, or
+        # mark images with a watermark key that the deployment's verify does not know.
         if not settings.embedding_key and settings.key_file is None:
-            # The API process's key file, never a new key: on a node without it the replica
-            # fails to start, rather than run under a key that opens no stored embedding.
             settings = settings.replace(key_file=settings.home / "embedding.key")
+        if not settings.watermark_key and settings.watermark_key_file is None:
+            settings = settings.replace(watermark_key_file=settings.home / WATERMARK_KEY_FILE)
         self.ctx: WorkerContext = open_worker_context(settings)
         self.runtime = load_runtime(settings)
         self.max_batch = self.runtime.pipeline.max_batch
