@@ -10,8 +10,6 @@ each with its own label, so a blob opens only for its identity and only as what 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from imagine.secrets import load_secret_key
 from imagine.settings import SettingsError
 
 NONCE = 12  # bytes, GCM's standard nonce size
@@ -29,35 +28,17 @@ WRAPPED_KEY = NONCE + KEY + TAG  # 60 bytes: identity_keys.wrapped_key
 
 def load_key(configured: str | None, key_file: Path | None, home: Path) -> bytes:
     """The 32-byte master key: ``IMAGINE_EMBEDDING_KEY`` (base64), else the base64 file
-    ``IMAGINE_KEY_FILE``, else ``home/embedding.key``.
-
-    Only the default file is created (random, mode 0600) on first start, so a laptop install
-    works. A configured file that is missing is an error: a secret store that failed to mount
-    must not start the service under a new key that opens none of the stored embeddings.
-    """
-    if configured:
-        return _decode_key(configured, "IMAGINE_EMBEDDING_KEY")
-    if key_file is not None:
-        if not key_file.is_file():
-            raise SettingsError(f"IMAGINE_KEY_FILE={str(key_file)!r}: no such file")
-        return _decode_key(key_file.read_text().strip(), f"IMAGINE_KEY_FILE ({key_file})")
-    default = home / "embedding.key"
-    if not default.exists():
-        default.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(base64.b64encode(AESGCM.generate_key(bit_length=KEY * 8)))
-    return _decode_key(default.read_text().strip(), str(default))
-
-
-def _decode_key(text: str, source: str) -> bytes:
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SettingsError(f"{source} must be base64") from None
-    if len(key) != KEY:
-        raise SettingsError(f"{source} must decode to {KEY} bytes (AES-256)")
-    return key
+    ``IMAGINE_KEY_FILE``, else ``home/embedding.key``, created (random, mode 0600) on first
+    start (``imagine.secrets``)."""
+    return load_secret_key(
+        configured,
+        key_file,
+        home / "embedding.key",
+        names=("IMAGINE_EMBEDDING_KEY", "IMAGINE_KEY_FILE"),
+        size=KEY,
+        error=SettingsError,
+        what=" (AES-256)",
+    )
 
 
 class EmbeddingCipher:

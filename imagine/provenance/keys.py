@@ -1,8 +1,8 @@
 """The secrets provenance needs, made on first start: the watermark key and a C2PA chain.
 
-Both follow the embedding key (``api/crypto.py``): a configured value wins; a
-configured file that is missing is an error (a secret store that failed to
-mount must not silently get a new key); only the default files under
+Both are read as the embedding key is (``imagine/secrets.py``): a configured
+value wins; a configured file that is missing is an error (a secret store that
+failed to mount must not silently get a new key); only the default files under
 ``IMAGINE_HOME`` are created, so a laptop install marks and signs from its
 first image.
 
@@ -14,15 +14,13 @@ that verifiers trust (``IMAGINE_C2PA_CERT`` / ``IMAGINE_C2PA_KEY``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagine.provenance.errors import InvalidWatermarkKey
 from imagine.provenance.watermark import KEY_BYTES
+from imagine.secrets import create_secret, load_secret_key
 
 WATERMARK_KEY_FILE = "watermark.key"
 LOCAL_CHAIN_DIR = "c2pa"
@@ -40,15 +38,14 @@ class LocalChain:
 def load_watermark_key(configured: str | None, key_file: Path | None, home: Path) -> bytes:
     """The 32-byte watermark key: ``IMAGINE_WATERMARK_KEY`` (base64), else the base64 file
     ``IMAGINE_WATERMARK_KEY_FILE``, else ``home/watermark.key`` (created, mode 0600)."""
-    if configured:
-        return _decode(configured, "IMAGINE_WATERMARK_KEY")
-    if key_file is not None:
-        if not key_file.is_file():
-            raise InvalidWatermarkKey(f"IMAGINE_WATERMARK_KEY_FILE={str(key_file)!r}: no such file")
-        return _decode(key_file.read_text().strip(), f"IMAGINE_WATERMARK_KEY_FILE ({key_file})")
-    default = home / WATERMARK_KEY_FILE
-    _create_secret(default, base64.b64encode(os.urandom(KEY_BYTES)))
-    return _decode(default.read_text().strip(), str(default))
+    return load_secret_key(
+        configured,
+        key_file,
+        home / WATERMARK_KEY_FILE,
+        names=("IMAGINE_WATERMARK_KEY", "IMAGINE_WATERMARK_KEY_FILE"),
+        size=KEY_BYTES,
+        error=InvalidWatermarkKey,
+    )
 
 
 def local_chain(home: Path, organisation: str = "Imagine Me (local, untrusted)") -> LocalChain:
@@ -130,7 +127,7 @@ def write_chain(folder: Path, organisation: str, days: int = SIGNER_DAYS) -> Loc
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     paths.key.unlink(missing_ok=True)
-    _create_secret(paths.key, private)
+    create_secret(paths.key, private)
     paths.chain.write_bytes(signer.public_bytes(pem) + inter.public_bytes(pem))
     paths.root.write_bytes(root.public_bytes(pem))
     return paths
@@ -143,26 +140,3 @@ def _expires(chain: Path) -> dt.datetime:
         return x509.load_pem_x509_certificate(chain.read_bytes()).not_valid_after_utc
     except ValueError:
         return dt.datetime.min.replace(tzinfo=dt.UTC)  # unreadable: make a new one
-
-
-def _create_secret(path: Path, content: bytes) -> None:
-    """Write ``content`` to a new file readable by its owner only; keep an existing one."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-
-
-def _decode(text: str, source: str) -> bytes:
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidWatermarkKey(f"{source} must be base64") from None
-    if len(key) != KEY_BYTES:
-        raise InvalidWatermarkKey(f"{source} must decode to {KEY_BYTES} bytes")
-    return key
