@@ -12,7 +12,12 @@ from api.db import Database
 from api.tables import Generation
 from tests.api.server import Server, free_port, smoke_home
 from tests.api.test_server_process import enroll
-from tests.api.test_workers import each_succeeds_once, stored_once, wait_all
+from tests.api.test_workers import (
+    each_succeeds_once,
+    lease_owner_once_running,
+    stored_once,
+    wait_all,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -70,24 +75,12 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
 
         ids = each_succeeds_once(http, db, server.home, identity, [64, 64, 64, 72, 80, 96])
 
-        def running(job: str) -> str:
-            """The lease owner once the job is two steps in (progress read from the
-            database: the replica is another process)."""
-            deadline = time.monotonic() + 300
-            while http.get(f"/v1/generations/{job}").json()["step"] < 2:
-                assert time.monotonic() < deadline, "the job never started"
-                time.sleep(0.05)
-            with db.session() as s:
-                row = s.get(Generation, job)
-                assert row is not None and row.lease_owner is not None
-                return row.lease_owner
-
         long_job = {"identity_id": identity, "prompt": "me", "n": 2, "steps": 400}
         long_job |= {"width": 64, "height": 64}
 
         # Cancel reaches the replica through the database.
         job = http.post("/v1/generations", json=long_job).json()["id"]
-        assert running(job).startswith("ray-")
+        assert lease_owner_once_running(http, db, job).startswith("ray-")
         assert http.post(f"/v1/generations/{job}/cancel").status_code == 202
         [body] = wait_all(http, [job])
         assert body["status"] == "cancelled", body
@@ -95,7 +88,7 @@ def test_serve_replicas_run_each_job_once_and_a_killed_replicas_job_again(
         # Kill the replica running a job mid-denoise: Serve replaces it, the job's lease
         # runs out (3 s), and it runs again, once.
         job = http.post("/v1/generations", json=long_job).json()["id"]
-        owner = running(job)
+        owner = lease_owner_once_running(http, db, job)
         with db.session() as s:  # still denoising: the kill lands mid-job
             row = s.get(Generation, job)
             assert row is not None and row.status == "running" and row.step < row.total_steps // 2

@@ -114,6 +114,19 @@ def each_succeeds_once(
     return ids
 
 
+def lease_owner_once_running(http: httpx.Client, db: Database, job: str) -> str:
+    """The job's lease owner once it is two steps in (progress read from the database: the
+    process running it is another one)."""
+    deadline = time.monotonic() + 300
+    while http.get(f"/v1/generations/{job}").json()["step"] < 2:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    with db.session() as s:
+        row = s.get(Generation, job)
+        assert row is not None and row.lease_owner is not None
+        return row.lease_owner
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -156,14 +169,7 @@ def test_two_workers_run_each_job_once_and_a_killed_ones_job_again(
             json={"identity_id": identity, "prompt": "me", "n": 2, "steps": 50}
             | {"width": 64, "height": 64},
         ).json()["id"]
-        deadline = time.monotonic() + 300
-        while http.get(f"/v1/generations/{job}").json()["step"] < 2:
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.05)
-        with db.session() as s:
-            row = s.get(Generation, job)
-            assert row is not None and row.lease_owner is not None
-            owner = row.lease_owner
+        owner = lease_owner_once_running(http, db, job)
         [victim] = [w for w in workers if f"-{w.pid}-" in owner]
         [survivor] = [w for w in workers if w is not victim]
         victim.kill()  # SIGKILL: no cleanup, its lease runs out (2 s) and is swept

@@ -3,7 +3,10 @@ Chromium through Playwright (never ``playwright install``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,14 +41,28 @@ def server(tmp_path, model_cache):
     s.stop()
 
 
-@pytest.fixture
-def browser():
+@contextmanager
+def playwright() -> Iterator[Any]:
+    """Playwright with Debian's Chromium checked and the page waits' ceiling set (then reset)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
     sync_api.expect.set_options(timeout=WAIT_MS)
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        with sync_api.sync_playwright() as p:
+            yield p
+    finally:
+        sync_api.expect.set_options(timeout=5_000)
+
+
+def launch(p: Any, *args: str) -> Any:
+    """Chromium with the tests' flags and ``args``."""
+    return p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *args])
+
+
+@pytest.fixture
+def browser():
+    with playwright() as p:
+        b = launch(p)
         yield b
         b.close()
-    sync_api.expect.set_options(timeout=5_000)

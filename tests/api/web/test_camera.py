@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.api.server import Server, free_port, smoke_home
-from tests.api.web.conftest import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.api.web.conftest import WAIT_MS, launch, playwright
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.capture_frames import PEAK, still, turned, y4m
 
@@ -66,25 +66,14 @@ def server(tmp_path, model_cache):
 
 @pytest.fixture
 def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium")
-    sync_api.expect.set_options(timeout=WAIT_MS)
-    with sync_api.sync_playwright() as p:
-
-        def launch(video: Path):
-            return p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    *CHROMIUM_ARGS,
-                    "--use-fake-device-for-media-stream",
-                    "--use-fake-ui-for-media-stream",
-                    f"--use-file-for-fake-video-capture={video}",
-                ],
-            )
-
-        yield launch
-    sync_api.expect.set_options(timeout=5_000)
+    """Chromium whose camera plays ``video`` (Chromium's fake capture device)."""
+    with playwright() as p:
+        yield lambda video: launch(
+            p,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        )
 
 
 def small_png(path: Path) -> None:
