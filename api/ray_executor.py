@@ -237,12 +237,14 @@ class RayExecutor:
             self.failure = exc
             return
         self._ready = True
-        last_status = 0.0
+        last_status = last_sweep = 0.0
         while not self._stop.is_set():
             if time.monotonic() - last_status > STATUS_EVERY_S:
                 self._detail = f"ready (Ray Serve, {_running_replicas()} replicas running)"
                 last_status = time.monotonic()
-            requeue_expired(self.ctx.db, self.ctx.max_attempts)
+            if time.monotonic() - last_sweep > self.ctx.sweep_s:  # as the worker thread does
+                requeue_expired(self.ctx.db, self.ctx.max_attempts)
+                last_sweep = time.monotonic()
             with self._lock:
                 room = self.capacity - len(self._in_flight)
                 skip = frozenset(self._in_flight)
