@@ -1,10 +1,9 @@
 """Image bytes in an S3-compatible bucket (AWS S3, MinIO, ...): ``FileStorage``'s layout
 under the URL's prefix (``s3://bucket/prefix`` keeps ``prefix/ab/cdef....png``).
 
-boto3 is imported here only. Credentials come from boto3's own chain
-(``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance or
-task role); the endpoint of a non-AWS server is passed in. A PutObject is atomic on
-S3: a reader sees the whole object or none.
+The client, its credentials and the endpoint of a non-AWS server come from
+``imagine.s3.connect``, as for ``imagine batch --out s3://``. A vanished object is a 404;
+the store's own failures are a 503.
 """
 
 from __future__ import annotations
@@ -12,10 +11,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from api.storage import (
@@ -27,22 +23,7 @@ from api.storage import (
     random_key,
     with_variants,
 )
-from imagine.settings import SettingsError
-
-# Fail in seconds, not minutes, when the endpoint is down: botocore's defaults are a
-# 60 s connect timeout with 5 legacy-mode attempts.
-CLIENT_CONFIG = Config(
-    connect_timeout=5,
-    read_timeout=30,
-    retries={"mode": "standard", "max_attempts": 3},
-    signature_version="s3v4",  # presigned URLs too
-)
-NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # HEAD answers carry no error code: "404"
-NO_KEY = ("404", "NoSuchKey", "NotFound")  # a vanished bucket is the service's trouble: 503
-
-
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
+from imagine.s3 import NO_KEY, connect, error_code
 
 
 @contextmanager
@@ -51,41 +32,17 @@ def _answering(location: str) -> Iterator[None]:
     try:
         yield
     except ClientError as err:
-        raise StorageUnavailable(f"image storage {location}: {_code(err)}") from err
+        raise StorageUnavailable(f"image storage {location}: {error_code(err)}") from err
     except BotoCoreError as err:
         raise StorageUnavailable(f"image storage {location}: {err}") from err
 
 
 class S3Storage:
     def __init__(self, url: str, *, endpoint_url: str | None = None, page_size: int = 1000):
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise SettingsError(f"image storage {url!r}: expected s3://bucket/prefix")
-        self.location = url
-        self.bucket = parts.netloc
-        self.prefix = f"{parts.path.strip('/')}/" if parts.path.strip("/") else ""
+        bucket = connect(url, endpoint_url=endpoint_url, what="image storage")
+        self.location, self.client = url, bucket.client
+        self.bucket, self.prefix = bucket.name, bucket.prefix
         self.page_size = page_size
-        where = f" at {endpoint_url}" if endpoint_url else ""
-        config = CLIENT_CONFIG
-        if endpoint_url:  # MinIO and friends serve buckets by path, not by host name
-            config = config.merge(Config(s3={"addressing_style": "path"}))
-        try:
-            # A session of its own: boto3's default one is not thread-safe; clients are.
-            self.client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, config=config
-            )
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as err:
-            code = _code(err)
-            if code in NO_BUCKET:
-                why = f"bucket {self.bucket!r} does not exist{where}"
-            elif code in ("403", "AccessDenied"):
-                why = f"access to bucket {self.bucket!r}{where} denied (check the AWS credentials)"
-            else:
-                why = f"bucket {self.bucket!r}{where}: {code} {err}"
-            raise SettingsError(f"image storage {url}: {why}") from None
-        except (BotoCoreError, ValueError) as err:  # unreachable, no credentials, bad endpoint
-            raise SettingsError(f"image storage {url}{where}: {err}") from None
 
     def name(self, key: str) -> str:
         return self.prefix + key
@@ -105,7 +62,7 @@ class S3Storage:
             try:
                 answer = self.client.get_object(Bucket=self.bucket, Key=self.name(key))
             except ClientError as err:
-                if _code(err) in NO_KEY:
+                if error_code(err) in NO_KEY:
                     raise MissingObject("no such image (it was just deleted)") from None
                 raise
             data: bytes = answer["Body"].read()
@@ -117,7 +74,7 @@ class S3Storage:
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=self.name(key))
             except ClientError as err:
-                if _code(err) in NO_KEY:
+                if error_code(err) in NO_KEY:
                     return None
                 raise
             stamp: float = head["LastModified"].timestamp()

@@ -38,7 +38,6 @@ class ServiceSettings(Settings):
     # Image bytes: a path, file:///path or s3://bucket/prefix; default IMAGINE_HOME/images
     storage_url: str | None = None
     storage_dir: Path | None = None  # the older name of storage_url, for a folder only
-    s3_endpoint_url: str | None = None  # a non-AWS S3 server (MinIO, ...); unset: AWS
     s3_presigned_redirect: bool = False  # API-key reads of s3 images: 307 to a presigned URL
     embedding_key: str | None = None  # base64 AES-256 master key; else key_file
     # The master key's file (base64), kept outside IMAGINE_HOME in production: a copy of the

@@ -175,11 +175,15 @@ def finalize(
     return out
 
 
+def sidecar_bytes(meta: dict[str, Any]) -> bytes:
+    return (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode()
+
+
 def write_image(out: Path, stem: str, png: bytes, meta: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``<stem>.png`` then ``<stem>.json`` into ``out``; returns both paths."""
     image_path, meta_path = out / f"{stem}.png", out / f"{stem}.json"
     atomic_write(image_path, png)
-    atomic_write(meta_path, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write(meta_path, sidecar_bytes(meta))
     return image_path, meta_path
 
 

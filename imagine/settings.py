@@ -112,6 +112,9 @@ class Settings:
     # The Ray cluster (host:port of its head) of `imagine batch --ray` and `imagine serve
     # --executor ray`; unset: start a local Ray
     ray_address: str | None = None
+    # A non-AWS S3 server (MinIO, ...) for s3:// URLs: the service's image storage and
+    # `imagine batch --out s3://...`; unset: AWS
+    s3_endpoint_url: str | None = None
     batch_api_key: str = field(default="", repr=False)  # that service's API key
 
     @classmethod

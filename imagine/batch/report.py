@@ -13,14 +13,13 @@ import io
 import json
 from collections import Counter
 from html import escape
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from PIL import Image
 
+from imagine.batch.destination import Destination
 from imagine.batch.manifest import Manifest
 from imagine.batch.state import BatchState
-from imagine.outputs import atomic_file, is_complete
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -30,7 +29,7 @@ THUMB_PX = 160  # longest side of a contact-sheet thumbnail
 def summarize(
     manifest: Manifest,
     state: BatchState,
-    out: Path,
+    out: str,
     context: dict[str, Any],
     run: dict[str, Any],
 ) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def summarize(
     return {
         "status": run["status"],
         "manifest": str(manifest.path),
-        "out": str(out),
+        "out": out,
         "settings": context,
         "notes": list(run.get("notes", [])),
         "items": {
@@ -78,8 +77,8 @@ def summarize(
     }
 
 
-def thumbnail_uri(png: Path) -> str:
-    with Image.open(png) as source:
+def thumbnail_uri(png: bytes) -> str:
+    with Image.open(io.BytesIO(png)) as source:
         img = source.convert("RGB")
     img.thumbnail((THUMB_PX, THUMB_PX))
     buf = io.BytesIO()
@@ -103,32 +102,37 @@ figure img{display:block;max-width:160px;max-height:160px;background:#eee}
 
 
 def write_html(
-    path: Path, manifest: Manifest, state: BatchState, out: Path, report: dict[str, Any]
+    f: BinaryIO,
+    manifest: Manifest,
+    state: BatchState,
+    out: Destination,
+    made: dict[str, set[int]],
+    report: dict[str, Any],
 ) -> None:
-    """Stream the contact sheet to ``path``: one item at a time, so memory stays flat."""
-    with atomic_file(path) as f:
-        _head(f, report)
-        for item in manifest.items:
-            record = state.items[item.id]
-            _put(f, f'<section class="item {escape(record.status)}">')
+    """Stream the contact sheet into ``f``: one image at a time, so memory stays flat.
+    ``made``: each item's images that are complete in ``out``."""
+    _head(f, report)
+    for item in manifest.items:
+        record = state.items[item.id]
+        _put(f, f'<section class="item {escape(record.status)}">')
+        _put(
+            f,
+            f"<h2>{escape(item.id)} <span class=note>line {item.line} · "
+            f"{escape(record.status)} · {record.done}/{record.images} images</span></h2>",
+        )
+        if record.error:
             _put(
                 f,
-                f"<h2>{escape(item.id)} <span class=note>line {item.line} · "
-                f"{escape(record.status)} · {record.done}/{record.images} images</span></h2>",
+                f"<p class=err>{escape(record.error['code'])}: "
+                f"{escape(record.error['message'])}</p>",
             )
-            if record.error:
-                _put(
-                    f,
-                    f"<p class=err>{escape(record.error['code'])}: "
-                    f"{escape(record.error['message'])}</p>",
-                )
-            _put(f, "<div class=sheet>")
-            folder = out / item.id
-            for k in range(item.image_count):
-                if is_complete(folder, str(k)):
-                    _figure(f, folder, k)
-            _put(f, "</div></section>")
-        _put(f, "</body></html>\n")
+        _put(f, "<div class=sheet>")
+        for k in sorted(made.get(item.id, ())):
+            png, meta = out.read(f"{item.id}/{k}.png"), out.read(f"{item.id}/{k}.json")
+            if png is not None and meta is not None:
+                _figure(f, png, json.loads(meta), k)
+        _put(f, "</div></section>")
+    _put(f, "</body></html>\n")
 
 
 def _head(f: BinaryIO, report: dict[str, Any]) -> None:
@@ -173,8 +177,7 @@ def _head(f: BinaryIO, report: dict[str, Any]) -> None:
         _put(f, "</table>")
 
 
-def _figure(f: BinaryIO, folder: Path, k: int) -> None:
-    meta = json.loads((folder / f"{k}.json").read_text(encoding="utf-8"))
+def _figure(f: BinaryIO, png: bytes, meta: dict[str, Any], k: int) -> None:
     similarity = meta.get("identity_similarity")
     likeness = (
         f"similarity {similarity:.3f}"
@@ -183,7 +186,7 @@ def _figure(f: BinaryIO, folder: Path, k: int) -> None:
     )
     _put(
         f,
-        f'<figure><img src="{thumbnail_uri(folder / f"{k}.png")}" alt="image {k}" '
+        f'<figure><img src="{thumbnail_uri(png)}" alt="image {k}" '
         f'title="{escape(str(meta.get("expanded_prompt", "")))}">'
         f"<figcaption>#{k} · seed {escape(str(meta.get('seed')))}<br>"
         f"{escape(str(meta.get('prompt', '')))}<br><span class=note>{likeness}</span>"

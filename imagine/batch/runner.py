@@ -1,8 +1,9 @@
-"""One batch run over one output folder: plan, resume, hand work to an executor, record, report.
+"""One batch run over one output folder or S3 prefix: plan, resume, hand work to an executor,
+record, report.
 
 Layout of ``out``: ``<item>/<k>.png`` and ``<item>/<k>.json`` (exactly what
 ``imagine generate`` writes), ``batch-state.json``, ``report.json`` and
-``report.html``. Every file lands atomically (``outputs.atomic_file``).
+``report.html``. Every file lands whole or not at all (``destination``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from imagine.batch.destination import (
+    Destination,
+    FolderDestination,
+    complete_images,
+    stale_files,
+)
 from imagine.batch.executor import Executor, ImageJob, ItemWork
 from imagine.batch.manifest import BatchItem, Manifest
 from imagine.batch.report import REPORT_HTML, REPORT_JSON, summarize, write_html
-from imagine.batch.state import STATE_FILE, BatchState, ItemState, locked, now
+from imagine.batch.state import STATE_FILE, BatchState, ItemState, now
 from imagine.errors import ImagineError
-from imagine.outputs import atomic_write, is_complete, is_temporary, write_image
+from imagine.outputs import sidecar_bytes
 from imagine.settings import Settings
 
 SAVE_EVERY_S = 2.0  # the state file is rewritten at most this often while images stream in
@@ -61,23 +68,14 @@ def fingerprint(item: BatchItem, context: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def clean_item_folder(folder: Path, keep_images: bool) -> None:
-    """Remove temporary files a killed run left and, unless kept, images of another request."""
-    if not folder.is_dir():
-        return
-    for path in folder.iterdir():
-        numbered = path.stem.isdigit() and path.suffix in (".png", ".json")
-        if is_temporary(path) or (numbered and not keep_images):
-            path.unlink(missing_ok=True)
-
-
 class BatchRun:
-    """Runs a manifest into ``out`` through an executor; it is also the executor's ``Sink``."""
+    """Runs a manifest into ``out`` (a folder, or a ``Destination``) through an executor; it is
+    also the executor's ``Sink``."""
 
     def __init__(
         self,
         manifest: Manifest,
-        out: Path,
+        out: Path | Destination,
         executor: Executor,
         *,
         context: Mapping[str, Any],
@@ -86,10 +84,10 @@ class BatchRun:
         progress: Callable[[int, int], None] | None = None,
         say: Callable[[str], None] = lambda _: None,
     ):
-        self.manifest, self.out, self.executor = manifest, out, executor
+        self.manifest, self.executor = manifest, executor
+        self.out = FolderDestination(out) if isinstance(out, Path) else out
         self.context, self.resume = dict(context), resume
         self.should_stop, self.progress, self.say = should_stop, progress, say
-        self.state_path = out / STATE_FILE
         self.state = BatchState(manifest=str(manifest.path))
         self.made: dict[str, set[int]] = {}  # item id -> image indices complete on disk
         self.timings: dict[str, float] = {}
@@ -98,10 +96,10 @@ class BatchRun:
 
     def run(self) -> BatchOutcome:
         started_at, start = now(), time.perf_counter()
-        with locked(self.out):
+        with self.out.lock():
             self.state = self._open_state()
             work = self._plan()
-            self.state.save(self.state_path)
+            self._save()
             self.last_save = time.perf_counter()
             executor_start = time.perf_counter()
             try:
@@ -109,15 +107,16 @@ class BatchRun:
                     self.say(f"{len(work)} item(s) with {self.to_make} image(s) to make")
                     self.executor.run(work, self, self.should_stop)
             finally:  # a second Ctrl-C lands here too: keep what is known
-                self.state.save(self.state_path)
+                self._save()
             executor_s = time.perf_counter() - executor_start
             status = self._settle()
             run = self._run_record(status, started_at, start, executor_s)
             self.state.runs.append(run)
-            self.state.save(self.state_path)
-            report = summarize(self.manifest, self.state, self.out, self.context, run)
-            atomic_write(self.out / REPORT_JSON, (json.dumps(report, indent=2) + "\n").encode())
-            write_html(self.out / REPORT_HTML, self.manifest, self.state, self.out, report)
+            self._save()
+            report = summarize(self.manifest, self.state, self.out.location, self.context, run)
+            self.out.write(REPORT_JSON, (json.dumps(report, indent=2) + "\n").encode())
+            with self.out.writer(REPORT_HTML) as html:
+                write_html(html, self.manifest, self.state, self.out, self.made, report)
         return BatchOutcome(status=status, report=report)
 
     def _run_record(
@@ -140,17 +139,22 @@ class BatchRun:
             "notes": list(self.executor.notes),
         }
 
+    def _save(self) -> None:
+        self.out.write(STATE_FILE, self.state.to_bytes())
+
     def _open_state(self) -> BatchState:
-        if not self.state_path.exists():
+        where = self.out.location
+        saved = self.out.read(STATE_FILE)
+        if saved is None:
             if self.resume:
-                self.say(f"nothing to resume in {self.out}; starting a new run")
+                self.say(f"nothing to resume in {where}; starting a new run")
             return BatchState(manifest=str(self.manifest.path))
         if not self.resume:
             raise BatchExists(
-                f"{self.out} already holds a batch run ({STATE_FILE}); pass --resume to continue "
+                f"{where} already holds a batch run ({STATE_FILE}); pass --resume to continue "
                 "it, or choose another --out"
             )
-        return BatchState.load(self.state_path)
+        return BatchState.from_bytes(saved, self.out.show(STATE_FILE))
 
     def _plan(self) -> list[ItemWork]:
         """Decide each item's seed and the images still to make; record it all before any work."""
@@ -159,18 +163,19 @@ class BatchRun:
         state.items = {}
         state.invalid_lines = [asdict(bad) for bad in self.manifest.invalid]
         work, changed = [], 0
+        found = self.out.listing()  # one look at what is there, also for a million images
         for item in self.manifest.items:
             mark = fingerprint(item, self.context)
             old = earlier.get(item.id)
             same = old is not None and old.fingerprint == mark
             changed += old is not None and not same
-            folder = self.out / item.id
-            clean_item_folder(folder, keep_images=same)
+            names = found.get(item.id, set())
+            self.out.delete(f"{item.id}/{name}" for name in stale_files(names, same))
             if same and old is not None:
                 seed = old.seed
             else:
                 seed = item.seed if item.seed is not None else secrets.randbelow(2**31)
-            done = {k for k in range(item.image_count) if same and is_complete(folder, str(k))}
+            done = complete_images(names) & set(range(item.image_count)) if same else set()
             jobs = tuple(
                 ImageJob(k, item.prompts[k // item.n], seed + k % item.n)
                 for k in range(item.image_count)
@@ -186,9 +191,9 @@ class BatchRun:
                 record.status, record.finished_at = "done", (old.finished_at if old else now())
                 self.skipped += 1
         if self.resume and earlier:
-            found = sum(len(d) for d in self.made.values())
+            kept = sum(len(d) for d in self.made.values())
             self.say(
-                f"resuming: {self.skipped} item(s) complete, {found} image(s) already on disk, "
+                f"resuming: {self.skipped} item(s) complete, {kept} image(s) already there, "
                 f"{self.to_make} to make"
                 + (f"; {changed} item(s) changed since the last run are redone" if changed else "")
             )
@@ -196,7 +201,8 @@ class BatchRun:
 
     def image(self, item_id: str, k: int, png: bytes, meta: dict[str, Any]) -> None:
         start = time.perf_counter()
-        write_image(self.out / item_id, str(k), png, meta)
+        self.out.write(f"{item_id}/{k}.png", png)  # the image first: a sidecar vouches for it
+        self.out.write(f"{item_id}/{k}.json", sidecar_bytes(meta))
         self.timing("write", time.perf_counter() - start)
         record, made = self.state.items[item_id], self.made[item_id]
         if k not in made:
@@ -226,7 +232,7 @@ class BatchRun:
 
     def remember(self, key: str, value: Any) -> None:
         self.state.executor[key] = value
-        self.state.save(self.state_path)
+        self._save()
 
     def recall(self, key: str) -> Any:
         return self.state.executor.get(key)
@@ -237,7 +243,7 @@ class BatchRun:
 
     def _save_now_and_then(self) -> None:
         if time.perf_counter() - self.last_save >= SAVE_EVERY_S:
-            self.state.save(self.state_path)
+            self._save()
             self.last_save = time.perf_counter()
 
     def _settle(self) -> str:

@@ -67,8 +67,12 @@ class BatchState:
 
     @classmethod
     def load(cls, path: Path) -> BatchState:
+        return cls.from_bytes(path.read_bytes(), str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> BatchState:
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(data.decode("utf-8"))
             if raw.get("version") != STATE_VERSION:
                 raise ValueError(f"version {raw.get('version')!r}, expected {STATE_VERSION}")
             items = {key: ItemState(**value) for key, value in raw["items"].items()}
@@ -81,15 +85,18 @@ class BatchState:
                 invalid_lines=raw["invalid_lines"],
                 executor=raw.get("executor", {}),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise BatchStateError(
-                f"{path} cannot be read ({exc}); move it away to start the run over"
+                f"{where} cannot be read ({exc}); move it away to start the run over"
             ) from None
 
-    def save(self, path: Path) -> None:
+    def to_bytes(self) -> bytes:
         self.updated_at = now()
         payload = {"version": STATE_VERSION, **asdict(self)}
-        atomic_write(path, (json.dumps(payload, indent=1, ensure_ascii=False) + "\n").encode())
+        return (json.dumps(payload, indent=1, ensure_ascii=False) + "\n").encode()
+
+    def save(self, path: Path) -> None:
+        atomic_write(path, self.to_bytes())
 
 
 @contextmanager

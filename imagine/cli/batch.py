@@ -25,6 +25,7 @@ from imagine.request import parse_size
 from imagine.settings import Settings
 
 if TYPE_CHECKING:
+    from imagine.batch.destination import Destination
     from imagine.batch.executor import Target
     from imagine.batch.manifest import ItemDefaults
 
@@ -35,7 +36,11 @@ HELP = "Generate images for every line of a JSONL manifest: resumable, keeps goi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, metavar="MANIFEST.jsonl", help="one item per line")
     parser.add_argument(
-        "--out", type=Path, required=True, help="output folder: <item>/<k>.png, state, reports"
+        "--out",
+        required=True,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="where the images, the state and the reports go: a folder, or an S3 prefix "
+        "(IMAGINE_S3_ENDPOINT_URL for a non-AWS server)",
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out, keeping finished images"
@@ -187,6 +192,7 @@ def item_defaults(target: Target, args: argparse.Namespace) -> ItemDefaults:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from imagine.batch.destination import open_destination
     from imagine.batch.executor import BatchOptions, get_target
     from imagine.batch.manifest import read_manifest
     from imagine.batch.runner import BatchRun
@@ -226,13 +232,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
         return EXIT_FAILED if manifest.invalid else EXIT_OK
 
+    out = open_destination(args.out, settings.s3_endpoint_url)  # a missing bucket stops here
     executor, context = target.executor(manifest)
     if target.server:
         print(f"submitting to {target.server}", file=sys.stderr)
     with StopOnSignal() as stop:
         outcome = BatchRun(
             manifest,
-            args.out,
+            out,
             executor,
             context=context,
             resume=args.resume,
@@ -245,7 +252,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(report)
     else:
-        print(describe(report, args.out))
+        print(describe(report, out))
     for note in report["notes"]:
         print(f"note: {note}", file=sys.stderr)
     if target.is_noise and report["images"]["written_this_run"]:
@@ -255,7 +262,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
-def describe(report: dict[str, Any], out: Path) -> str:
+def describe(report: dict[str, Any], out: Destination) -> str:
     items, images = report["items"], report["images"]
     lines = [
         f"batch {report['status']}: {items['done']} of {items['total']} items done, "
@@ -267,6 +274,8 @@ def describe(report: dict[str, Any], out: Path) -> str:
         f"  line {f['line']} ({f['id']}): {f['code']}: {f['message']}" for f in report["failures"]
     ]
     if report["status"] == "interrupted":
-        lines.append(f"run again with --resume to finish: imagine batch ... --out {out} --resume")
-    lines.append(f"report: {out / 'report.json'}, {out / 'report.html'}")
+        lines.append(
+            f"run again with --resume to finish: imagine batch ... --out {out.location} --resume"
+        )
+    lines.append(f"report: {out.show('report.json')}, {out.show('report.html')}")
     return "\n".join(lines)

@@ -6,14 +6,11 @@ database created on the local server and dropped afterwards).
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -46,55 +43,6 @@ def database_url(request, tmp_path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3-protocol server (moto's, in this process, on loopback) for the session."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@dataclass
-class Bucket:
-    name: str
-    endpoint_url: str
-    client: Any  # a boto3 S3 client of the test's own
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.name}/images"
-
-    def objects(self) -> list[str]:
-        """Every object in the bucket, whatever its prefix."""
-        listed = self.client.list_objects_v2(Bucket=self.name)
-        return sorted(item["Key"] for item in listed.get("Contents", []))
-
-
-@pytest.fixture
-def s3_bucket(s3_endpoint, monkeypatch) -> Bucket:
-    """A new, empty bucket. The server takes any credentials; these reach boto3's usual
-    chain (the service's client reads them as in production) for this test only."""
-    import boto3
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "imagine-test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "imagine-test-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)  # no profile of the machine's user
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    client = boto3.session.Session().client("s3", endpoint_url=s3_endpoint)
-    name = f"imagine-test-{secrets.token_hex(4)}"
-    client.create_bucket(Bucket=name)
-    return Bucket(name, s3_endpoint, client)
 
 
 @pytest.fixture
