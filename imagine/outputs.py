@@ -185,8 +185,3 @@ def write_image(out: Path, stem: str, png: bytes, meta: dict[str, Any]) -> tuple
     atomic_write(image_path, png)
     atomic_write(meta_path, sidecar_bytes(meta))
     return image_path, meta_path
-
-
-def is_complete(out: Path, stem: str) -> bool:
-    """An image counts as done only when both files exist (the sidecar is written last)."""
-    return (out / f"{stem}.png").is_file() and (out / f"{stem}.json").is_file()

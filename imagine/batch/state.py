@@ -4,7 +4,7 @@
 fingerprint), the seed it was given, whether it finished or failed and why.
 It is rewritten atomically, so a kill leaves the previous version whole. The
 images on disk stay the truth for what is done: an image counts when its PNG
-and sidecar both exist (``outputs.is_complete``), and the state only vouches
+and sidecar both exist (``destination.complete_images``), and the state only vouches
 that they were made for the same request. A state a few images behind the
 disk (after SIGKILL) costs nothing; the images are found on resume.
 """
