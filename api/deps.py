@@ -27,7 +27,7 @@ from api import sessions
 from api.auth import Account, bearer_key, user_for_key
 from api.db import Database
 from api.errors import NotFound
-from api.limits import RateLimiter
+from api.limits import Limiter
 from api.region import client_address
 from api.services import Services
 
@@ -86,7 +86,7 @@ class Credentials:
     csrf_token: str | None
     method: str
     cost: float  # what the request costs in the caller's rate limit
-    limiter: RateLimiter
+    limiter: Limiter
 
     def caller(self, db: Session | Connection) -> Caller:
         """The one place that decides who is calling, looked up in the unit of work ``db``:

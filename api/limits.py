@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,10 +23,20 @@ class TooManyRequests(ApiError):
         self.retry_after = max(1, math.ceil(retry_after))
 
 
+log = logging.getLogger("imagine.api")
+
+
+class Limiter(Protocol):
+    def take(self, user_id: str, cost: float = 1.0) -> None:
+        """Spend ``cost`` requests' worth of the user's bucket, or raise 429."""
+        ...
+
+
 class RateLimiter:
     """A token bucket per user: ``per_minute`` requests, refilled continuously.
 
-    In-process, so one server; with several servers the same interface sits on Redis.
+    In this process: with several API processes each has its own buckets, so a user gets
+    the limit once per process. ``RedisRateLimiter`` shares them.
     """
 
     def __init__(self, per_minute: int):
@@ -46,6 +57,68 @@ class RateLimiter:
                     "too many requests; slow down", retry_after=(cost - tokens) / self.rate
                 )
             self._buckets[user_id] = (tokens - cost, now)
+
+
+# The same bucket as RateLimiter's, kept in one Redis hash per user and updated by one
+# script (atomic on the server), on the server's clock so that API hosts agree.
+TAKE_SCRIPT = """
+local rate, capacity, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(saved[1]) or capacity
+local stamp = tonumber(saved[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
+local allowed = tokens >= cost
+if allowed then tokens = tokens - cost end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+if allowed then return '' end
+return tostring((cost - tokens) / rate)
+"""
+REDIS_PREFIX = "imagine:rate:"
+REDIS_TIMEOUT_S = 0.5
+
+
+class RedisRateLimiter:
+    """``RateLimiter``'s buckets in Redis (``IMAGINE_REDIS_URL``), shared by every API
+    process. Unreachable at start: a ``SettingsError``. Unreachable later: requests go
+    through (a limiter outage must not take the service down) and a warning is logged,
+    at most once a minute."""
+
+    def __init__(self, url: str, per_minute: int, prefix: str = REDIS_PREFIX):
+        import redis
+
+        from imagine.settings import SettingsError
+
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.prefix = prefix
+        self.errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
+        try:
+            self.client.ping()
+        except (*self.errors, ValueError) as err:
+            raise SettingsError(f"IMAGINE_REDIS_URL {url}: {err}") from None
+        self.script = self.client.register_script(TAKE_SCRIPT)
+        self._warned_at = -math.inf
+
+    def take(self, user_id: str, cost: float = 1.0) -> None:
+        try:
+            wait = self.script(keys=[self.prefix + user_id], args=[self.rate, self.capacity, cost])
+        except self.errors as err:
+            if time.monotonic() - self._warned_at > 60:
+                self._warned_at = time.monotonic()
+                log.warning("rate limits not applied: Redis does not answer (%s)", err)
+            return
+        if wait:
+            raise TooManyRequests("too many requests; slow down", retry_after=float(wait))
+
+
+def build_limiter(redis_url: str | None, per_minute: int) -> Limiter:
+    return RedisRateLimiter(redis_url, per_minute) if redis_url else RateLimiter(per_minute)
 
 
 class BodyLimitMiddleware:

@@ -10,7 +10,7 @@ from api.consent import ConsentText, consent_text
 from api.crypto import EmbeddingCipher, load_key
 from api.db import Database, migrate
 from api.erasure import seal_legacy_embeddings
-from api.limits import RateLimiter
+from api.limits import Limiter, build_limiter
 from api.region import RegionGate, build_gate
 from api.region.address import IPNetwork
 from api.settings import ServiceSettings
@@ -36,7 +36,7 @@ class Services:
     cipher: EmbeddingCipher
     gate: RegionGate
     consent: ConsentText
-    limiter: RateLimiter
+    limiter: Limiter
     trusted: tuple[IPNetwork, ...]
     executor: Executor
     count_tokens: TokenCounter  # the prompt budget's counter: the profile's CLIP tokenizers
@@ -115,7 +115,7 @@ def build_services(settings: ServiceSettings, executor: str | None = None) -> Se
         cipher=cipher,
         gate=build_gate(settings.region()),
         consent=consent_text(settings.retention_days),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=build_limiter(settings.redis_url, settings.rate_limit_per_minute),
         trusted=settings.trusted_networks(),
         executor=EXECUTORS[name](ctx, settings),
         count_tokens=count_tokens,

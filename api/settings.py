@@ -47,6 +47,9 @@ class ServiceSettings(Settings):
     retention_days: int = 1095  # identities unused this long are erased (BIPA: 3 years)
     max_request_bytes: int = 52 * 1024 * 1024  # whole request body, chunked or not
     rate_limit_per_minute: int = 120  # requests per user
+    # Where the rate limits' buckets live, e.g. redis://cache:6379/0, shared by every API
+    # process; unset: in each process (a user then gets the limit once per process)
+    redis_url: str | None = None
     max_queued_jobs: int = 4  # queued or running generations per user
     lease_seconds: float = 30.0  # a running job's lease, renewed by heartbeat
     max_attempts: int = 3  # a job whose worker died this often fails with worker_lost
