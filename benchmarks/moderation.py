@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from llm_prompting.moderation import RuleModerator  # noqa: E402
 from tests.llm_prompting.moderation_cases import (  # noqa: E402
     LIKENESS,
+    LIKENESS_DEV,
     LIKENESS_HELDOUT,
     TABLE,
     by_category,
@@ -34,6 +35,7 @@ from tests.llm_prompting.moderation_cases import (  # noqa: E402
 SETS = {
     "likeness_set": LIKENESS,
     "likeness_heldout": LIKENESS_HELDOUT,
+    "likeness_dev": LIKENESS_DEV,
     "moderation_table": TABLE,
     "moderation_heldout": TABLE.with_name("moderation_heldout.tsv"),
 }
