@@ -45,10 +45,12 @@ CATEGORIES = (
     "other",  # Llama Guard only: a hazard outside these
 )
 
-VICTIM_WINDOW = 4  # words after a violent act in which a victim makes it "violence"
-_MINOR_AGE = re.compile(
-    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|anni|jahren?)(?:\s*-?\s*(?:old|alt))?\b"
-)
+# Tables of data/moderation.toml that are not word lists.
+_NOT_LEXICONS = ("allow", "pairs", "exceptions", "ages")
+# Sentence punctuation followed by a space ("me burning toast, my husband laughing").
+_CLAUSE = re.compile(r"[,;:!?]+(?=\s|$)")
+# Categories refused by their own word lists alone (moderation.toml and names.toml).
+_DIRECT = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "deception", "public_figure")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,36 @@ class Verdict:
 
 
 ALLOWED = Verdict(allowed=True)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two word lists matched near each other make a refusal ("a noose" by "my neck").
+
+    One ``[[pairs]]`` entry of data/moderation.toml. ``within``: at most this
+    many words from one match's start to the other's (0: anywhere in the
+    prompt); ``ordered``: the second comes after the first ("shooting" then
+    "people"); ``breaks``: lists of words that may not stand between them
+    ("hitting a ball *with* my son"); ``unless``: lists whose presence anywhere
+    cancels the pair ("at chess", "with my camera"). A second match followed by
+    a possessive "s" ("my kid's drawing") does not count: it is not the one
+    acted on.
+    """
+
+    category: str
+    first: tuple[str, ...]
+    second: tuple[str, ...]
+    within: int = 0
+    ordered: bool = False
+    breaks: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+
+    @classmethod
+    def from_toml(cls, entry: dict) -> Pair:
+        lists = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in entry.items()
+                 if k in ("first", "second", "breaks", "unless")}  # fmt: skip
+        return cls(entry["category"], within=entry.get("within", 0),
+                   ordered=entry.get("ordered", False), **lists)  # fmt: skip
 
 
 class Moderator(Protocol):
@@ -78,10 +110,19 @@ class RuleModerator:
     def __init__(self) -> None:
         data, names = load_data("moderation.toml"), load_data("names.toml")
         self.allow = PhraseSet(data["allow"]["phrases"])
-        self.lexicons = {key: Lexicon(data[key]) for key in data if key != "allow"}
+        exceptions = data["exceptions"]["words"]
+        self.lexicons = {
+            key: Lexicon(data[key], exceptions) for key in data if key not in _NOT_LEXICONS
+        }
         self.lexicons["public_figure"] = Lexicon(
             {"name": names["public_figures"]["names"], "single": names["public_figures"]["single"]}
         )
+        self.pairs = [Pair.from_toml(entry) for entry in data["pairs"]]
+        for pair in self.pairs:
+            for name in pair.first + pair.second + pair.breaks + pair.unless:
+                if name not in self.lexicons:
+                    raise ValueError(f"pairs: no word list named {name!r} in moderation.toml")
+        self.minor_age = _age_pattern(data["ages"])
         known = [w for lex in self.lexicons.values() for w in lex.singles]
         self.known = set(known)
         self.by_squeeze = {squeeze(w): w for w in reversed(known)}
@@ -91,7 +132,7 @@ class RuleModerator:
 
     def check(self, text: str) -> Verdict:
         hits: dict[str, str] = {}
-        minor_age = any(int(m.group(1)) < 18 for m in _MINOR_AGE.finditer(fold(text)))
+        minor_age = bool(self.minor_age.search(fold(text)))
         for tokens in self.views(text):
             for category, matched in self._categories(self.allow.strip(tokens), minor_age):
                 hits.setdefault(category, matched)
@@ -103,17 +144,19 @@ class RuleModerator:
     def views(self, text: str) -> list[list[str]]:
         """The text as several word lists, each undoing one kind of disguise."""
         folded = fold(text)
-        plain = re.findall(r"[^\W_]+", folded)
-        chunks = folded.split()
+        plain = _CLAUSE.sub(" , ", folded)  # a comma ends a clause: pairs do not cross it
+        chunks = plain.split()
         return [
-            plain,
-            self._joined(plain),
+            re.findall(r"[^\W_]+|,", plain),
+            self._joined(re.findall(r"[^\W_]+|,", plain)),
             [w for c in chunks if (w := self._clean(c, LEET_I))],
             [w for c in chunks if (w := self._clean(c, LEET_L))],
         ]
 
     def _clean(self, chunk: str, leet: dict[int, int]) -> str:
         """One whitespace-separated chunk as a word: symbols read as letters, then stripped."""
+        if chunk == ",":
+            return chunk
         if re.search(r"[a-z]", chunk) and re.search(r"[^a-z]", chunk):
             if "*" in chunk.strip("*"):
                 chunk = self._wildcard(chunk.strip("*")) or chunk
@@ -135,7 +178,7 @@ class RuleModerator:
         i = 0
         while i < len(tokens):
             j = i
-            while j < len(tokens) and len(tokens[j]) == 1:
+            while j < len(tokens) and len(tokens[j]) == 1 and tokens[j] != ",":
                 j += 1
             if j - i >= 3:
                 run = "".join(tokens[i:j])
@@ -148,39 +191,68 @@ class RuleModerator:
         return out
 
     def _categories(self, tokens: list[str], minor_age: bool) -> Iterable[tuple[str, str]]:
-        lex = self.lexicons
-        direct = ("sexual", "sexual_minors", "violence", "hate", "self_harm", "deception")
-        found = {category: list(lex[category].find(tokens).values()) for category in direct}
-        figures = list(lex["public_figure"].find(tokens).values())
-        found["public_figure"] = figures
-        acts = [i for i, _ in lex["violent_acts"].positions(tokens)]
-        victims = [i for i, _ in lex["victims"].positions(tokens)]
-        for a in acts:
-            if any(0 < v - a <= VICTIM_WINDOW for v in victims):
-                victim = tokens[next(v for v in victims if v > a)]
-                found["violence"].append(f"{tokens[a]} ... {victim}")
-        if lex["groups"].find(tokens) and lex["hostility"].find(tokens):
-            found["hate"].append("hostility + group")
-        # Issue 19: a real office holder or public figure with a scandal, or framed as
-        # evidence, is a fake of a real event ("the president taking a bribe").
-        who = figures + list(lex["officials"].find(tokens).values())
-        how = lex["scandal"].find(tokens) | lex["framing"].find(tokens)
-        if who and how:
-            found["deception"].append(f"{who[0]} + {next(iter(how.values()))}")
+        """(category, what matched) for one reading of the prompt, idioms already removed.
+
+        Three layers: each category's own lists (words refused alone), then the
+        pairs (words refused together), then the rules for minors.
+        """
+        found = {category: list(self.lexicons[category].find(tokens).values())
+                 for category in _DIRECT}  # fmt: skip
+        for pair in self.pairs:
+            matched = self._pair(pair, tokens)
+            if matched:
+                found.setdefault(pair.category, []).append(matched)
         for category, matches in found.items():
             for matched in matches:
                 yield category, matched
+        yield from self._minors(tokens, found, minor_age)
+
+    def _pair(self, pair: Pair, tokens: list[str]) -> str | None:
+        """What made ``pair`` match in ``tokens`` ("noose ... neck"), or None."""
+        lex = self.lexicons
+        if any(lex[name].find(tokens) for name in pair.unless):
+            return None
+        firsts = [(i, end) for name in pair.first for i, end, _ in lex[name].matches(tokens)]
+        if not firsts:
+            return None
+        seconds = [(i, end) for name in pair.second for i, end, _ in lex[name].matches(tokens)
+                   if tokens[end : end + 1] != ["s"]]  # fmt: skip
+        breaks = [i for name in pair.breaks for i, _, _ in lex[name].matches(tokens)]
+        for a, a_end in firsts:
+            for b, b_end in seconds:
+                if a == b:  # the same words
+                    continue
+                if (pair.ordered and b < a) or (pair.within and abs(b - a) > pair.within):
+                    continue
+                if any(min(a_end, b_end) <= k < max(a, b) for k in breaks):
+                    continue
+                return f"{' '.join(tokens[a:a_end])} ... {' '.join(tokens[b:b_end])}"
+        return None
+
+    def _minors(
+        self, tokens: list[str], found: dict[str, list[str]], minor_age: bool
+    ) -> Iterable[tuple[str, str]]:
+        """A minor (a word, or an age under 18) with anything sexual, or with a harm."""
+        lex = self.lexicons
         minors = lex["minors"].find(tokens)
         if not (minors or minor_age):
             return
         minor = next(iter(minors.values()), "age")
         sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
+        sexual |= lex["revealing"].find(tokens)
         if sexual:
             yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
         harm = [*lex["harm_to_minors"].find(tokens).values(), *found["violence"]]
         harm += found["self_harm"]
         if minors and harm:  # an age alone ("me at 12") is not enough for this one
             yield "minors_harm", f"{minor} + {harm[0]}"
+
+
+def _age_pattern(ages: dict[str, list[str]]) -> re.Pattern[str]:
+    """An age under 18 in figures or words: "14 years old", "15-jähriges", "quatorze ans"."""
+    numbers = "|".join(["\\d", "1[0-7]", *(re.escape(w) for w in ages["under_18"])])
+    units = "|".join(re.escape(w) for w in ages["units"])
+    return re.compile(rf"\b(?:{numbers})\s*-?\s*(?:{units})\b")
 
 
 # Llama Guard 3 takes its categories in the prompt ("custom categories" in its
