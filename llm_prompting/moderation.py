@@ -235,6 +235,10 @@ class RuleModerator:
         """A minor (a word, or an age under 18) with anything sexual, or with a harm."""
         lex = self.lexicons
         minors = lex["minors"].find(tokens)
+        violence = found["violence"] + found["self_harm"]
+        offspring = lex["offspring"].find(tokens)
+        if offspring and violence:  # "ich verprügle meinen Sohn"
+            yield "minors_harm", f"{next(iter(offspring.values()))} + {violence[0]}"
         if not (minors or minor_age):
             return
         minor = next(iter(minors.values()), "age")
@@ -242,9 +246,8 @@ class RuleModerator:
         sexual |= lex["revealing"].find(tokens)
         if sexual:
             yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
-        harm = [*lex["harm_to_minors"].find(tokens).values(), *found["violence"]]
-        harm += found["self_harm"]
-        if minors and harm:  # an age alone ("me at 12") is not enough for this one
+        harm = [*lex["harm_to_minors"].find(tokens).values(), *violence]
+        if harm:  # "a ten year old holding a rifle"
             yield "minors_harm", f"{minor} + {harm[0]}"
 
 
