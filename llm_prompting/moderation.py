@@ -133,8 +133,13 @@ class RuleModerator:
     def check(self, text: str) -> Verdict:
         hits: dict[str, str] = {}
         minor_age = bool(self.minor_age.search(fold(text)))
-        for tokens in self.views(text):
-            for category, matched in self._categories(self.allow.strip(tokens), minor_age):
+        readings: list[list[str]] = []
+        for view in self.views(text):
+            tokens = self.allow.strip(view)
+            if tokens in readings:  # most prompts read the same every way
+                continue
+            readings.append(tokens)
+            for category, matched in self._categories(_Reading(tokens, self.lexicons), minor_age):
                 hits.setdefault(category, matched)
         for category in CATEGORIES:
             if category in hits:
@@ -190,34 +195,33 @@ class RuleModerator:
                 i += 1
         return out
 
-    def _categories(self, tokens: list[str], minor_age: bool) -> Iterable[tuple[str, str]]:
+    def _categories(self, reading: _Reading, minor_age: bool) -> Iterable[tuple[str, str]]:
         """(category, what matched) for one reading of the prompt, idioms already removed.
 
         Three layers: each category's own lists (words refused alone), then the
         pairs (words refused together), then the rules for minors.
         """
-        found = {category: list(self.lexicons[category].find(tokens).values())
-                 for category in _DIRECT}  # fmt: skip
+        found = {category: list(reading.found(category).values()) for category in _DIRECT}
         for pair in self.pairs:
-            matched = self._pair(pair, tokens)
+            matched = self._pair(pair, reading)
             if matched:
                 found.setdefault(pair.category, []).append(matched)
         for category, matches in found.items():
             for matched in matches:
                 yield category, matched
-        yield from self._minors(tokens, found, minor_age)
+        yield from self._minors(reading, found, minor_age)
 
-    def _pair(self, pair: Pair, tokens: list[str]) -> str | None:
-        """What made ``pair`` match in ``tokens`` ("noose ... neck"), or None."""
-        lex = self.lexicons
-        if any(lex[name].find(tokens) for name in pair.unless):
+    def _pair(self, pair: Pair, reading: _Reading) -> str | None:
+        """What made ``pair`` match in the reading ("noose ... neck"), or None."""
+        tokens = reading.tokens
+        if any(reading.spans(name) for name in pair.unless):
             return None
-        firsts = [(i, end) for name in pair.first for i, end, _ in lex[name].matches(tokens)]
+        firsts = [(i, end) for name in pair.first for i, end, _ in reading.spans(name)]
         if not firsts:
             return None
-        seconds = [(i, end) for name in pair.second for i, end, _ in lex[name].matches(tokens)
+        seconds = [(i, end) for name in pair.second for i, end, _ in reading.spans(name)
                    if tokens[end : end + 1] != ["s"]]  # fmt: skip
-        breaks = [i for name in pair.breaks for i, _, _ in lex[name].matches(tokens)]
+        breaks = [i for name in pair.breaks for i, _, _ in reading.spans(name)]
         for a, a_end in firsts:
             for b, b_end in seconds:
                 if a == b:  # the same words
@@ -230,25 +234,45 @@ class RuleModerator:
         return None
 
     def _minors(
-        self, tokens: list[str], found: dict[str, list[str]], minor_age: bool
+        self, reading: _Reading, found: dict[str, list[str]], minor_age: bool
     ) -> Iterable[tuple[str, str]]:
         """A minor (a word, or an age under 18) with anything sexual, or with a harm."""
-        lex = self.lexicons
-        minors = lex["minors"].find(tokens)
+        minors = reading.found("minors")
         violence = found["violence"] + found["self_harm"]
-        offspring = lex["offspring"].find(tokens)
+        offspring = reading.found("offspring")
         if offspring and violence:  # "ich verprügle meinen Sohn"
             yield "minors_harm", f"{next(iter(offspring.values()))} + {violence[0]}"
         if not (minors or minor_age):
             return
         minor = next(iter(minors.values()), "age")
-        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
-        sexual |= lex["revealing"].find(tokens)
+        sexual = reading.found("sexual") | reading.found("suggestive") | reading.found("revealing")
         if sexual:
             yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
-        harm = [*lex["harm_to_minors"].find(tokens).values(), *violence]
+        harm = [*reading.found("harm_to_minors").values(), *violence]
         if harm:  # "a ten year old holding a rifle"
             yield "minors_harm", f"{minor} + {harm[0]}"
+
+
+class _Reading:
+    """One reading of a prompt (its words) and each word list's matches in it, found once."""
+
+    def __init__(self, tokens: list[str], lexicons: dict[str, Lexicon]):
+        self.tokens = tokens
+        self._lexicons = lexicons
+        self._spans: dict[str, list[tuple[int, int, str]]] = {}
+
+    def spans(self, name: str) -> list[tuple[int, int, str]]:
+        """(start, end, concept) of each match of the word list ``name``."""
+        if name not in self._spans:
+            self._spans[name] = list(self._lexicons[name].matches(self.tokens))
+        return self._spans[name]
+
+    def found(self, name: str) -> dict[str, str]:
+        """The concepts of ``name`` found, each with the words that matched first."""
+        found: dict[str, str] = {}
+        for i, end, concept in self.spans(name):
+            found.setdefault(concept, " ".join(self.tokens[i:end]))
+        return found
 
 
 def _age_pattern(ages: dict[str, list[str]]) -> re.Pattern[str]:
