@@ -49,7 +49,8 @@ CATEGORIES = (
 _NOT_LEXICONS = ("allow", "pairs", "exceptions", "ages")
 # Sentence punctuation followed by a space ("me burning toast, my husband laughing").
 _CLAUSE = re.compile(r"[,;:!?]+(?=\s|$)")
-_PLURAL_POSSESSIVE = re.compile(r"(?<=s)['’](?=\s)")
+# "kid's" and "friends'" as two words, the second "s", in every reading.
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s\b|(?<=s)['’](?=\s|$)")
 # Categories refused by their own word lists alone (moderation.toml and names.toml).
 _DIRECT = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "deception", "public_figure")
 
@@ -151,7 +152,7 @@ class RuleModerator:
         """The text as several word lists, each undoing one kind of disguise."""
         folded = fold(text)
         plain = _CLAUSE.sub(" , ", folded)  # a comma ends a clause: pairs do not cross it
-        plain = _PLURAL_POSSESSIVE.sub(" s", plain)  # "my friends' photos": like "friend's"
+        plain = _POSSESSIVE.sub(" s", plain)  # "my kid's drawing", "my friends' photos"
         chunks = plain.split()
         return [
             re.findall(r"[^\W_]+|,", plain),
