@@ -6,8 +6,10 @@ alarm, and writes the same as JSON:
 
     .venv/bin/python benchmarks/moderation.py [--json benchmarks/results/moderation-DATE.json]
 
-Sets: ``likeness_set.tsv`` (tuned on), ``likeness_heldout.tsv`` (never tuned
-on), and the first tables ``moderation_table.tsv`` / ``moderation_heldout.tsv``.
+Sets: ``likeness_set.tsv`` (tuned on), the development sets
+``likeness_heldout.tsv`` and ``likeness_dev.tsv``, and the first tables
+``moderation_table.tsv`` / ``moderation_heldout.tsv``. Only a set the lists
+never saw gives an honest figure (README, "Moderation").
 """
 
 from __future__ import annotations
