@@ -11,8 +11,12 @@ slip through: folded (case, accents, look-alike Cyrillic/Greek letters and
 invisible characters removed), with digits and symbols read as letters
 ("s3x", "n@ked", "k1ll"), with ``*`` read as any letter ("n*ked"), with
 spaced or dotted letters joined ("n u d e", "n.u.d.e") and with stretched
-letters shortened ("nuuuude"). Word lists live in ``data/moderation.toml``
-and ``data/names.toml``.
+letters shortened ("nuuuude"). Each reading then goes through three layers:
+concept lists refused alone (with stems, word parts and gaps: ``etrangl*``,
+``*hakenkreuz*``, ``corde ... cou``), pairs of lists near each other ("a
+rope" by "my neck", "shooting" before "people"; ``Pair``), and the rules for
+minors. Word lists and pairs live in ``data/moderation.toml``, names in
+``data/names.toml``.
 """
 
 from __future__ import annotations
