@@ -74,14 +74,14 @@ ALLOWED = Verdict(allowed=True)
 class Pair:
     """Two word lists matched near each other make a refusal ("a noose" by "my neck").
 
-    One ``[[pairs]]`` entry of data/moderation.toml. ``within``: at most this
-    many words from one match's start to the other's (0: anywhere in the
-    prompt); ``ordered``: the second comes after the first ("shooting" then
-    "people"); ``breaks``: lists of words that may not stand between them
-    ("hitting a ball *with* my son"); ``unless``: lists whose presence anywhere
-    cancels the pair ("at chess", "with my camera"). A second match followed by
-    a possessive "s" ("my kid's drawing") does not count: it is not the one
-    acted on.
+    One ``[[pairs]]`` entry of data/moderation.toml. ``within``: the later
+    match starts at most this many words after the earlier one ends (1: next
+    to each other; 0: anywhere in the prompt); ``ordered``: the second comes
+    after the first ("shooting" then "people"); ``breaks``: lists of words
+    that may not stand between them ("hitting a ball *with* my son");
+    ``unless``: lists whose presence anywhere cancels the pair ("at chess",
+    "with my camera"). A second match followed by a possessive "s" ("my kid's
+    drawing") does not count: it is not the one acted on.
     """
 
     category: str
@@ -233,7 +233,10 @@ class RuleModerator:
             for b, b_end in seconds:
                 if a == b:  # the same words
                     continue
-                if (pair.ordered and b < a) or (pair.within and abs(b - a) > pair.within):
+                if pair.ordered and b < a:
+                    continue
+                gap = max(a, b) - (a_end if a < b else b_end) + 1  # 1: next to each other
+                if pair.within and gap > pair.within:
                     continue
                 if any(min(a_end, b_end) <= k < max(a, b) for k in breaks):
                     continue
