@@ -100,7 +100,7 @@ def _lists() -> _Lists:
     return _Lists(
         people=Lexicon(contract["people"]),
         attributes=Lexicon(attributes),
-        unsafe=Lexicon(unsafe),
+        unsafe=Lexicon(unsafe, moderation["exceptions"]["words"]),
         public_figures=Lexicon({"name": names["public_figures"]["names"]}),
         negative_deny=Lexicon({"deny": contract["negative"]["deny"]}),
         given_names=frozenset(names["given_names"]["names"]),

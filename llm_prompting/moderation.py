@@ -11,8 +11,12 @@ slip through: folded (case, accents, look-alike Cyrillic/Greek letters and
 invisible characters removed), with digits and symbols read as letters
 ("s3x", "n@ked", "k1ll"), with ``*`` read as any letter ("n*ked"), with
 spaced or dotted letters joined ("n u d e", "n.u.d.e") and with stretched
-letters shortened ("nuuuude"). Word lists live in ``data/moderation.toml``
-and ``data/names.toml``.
+letters shortened ("nuuuude"). Each reading then goes through three layers:
+concept lists refused alone (with stems, word parts and gaps: ``etrangl*``,
+``*hakenkreuz*``, ``corde ... cou``), pairs of lists near each other ("a
+rope" by "my neck", "shooting" before "people"; ``Pair``), and the rules for
+minors. Word lists and pairs live in ``data/moderation.toml``, names in
+``data/names.toml``.
 """
 
 from __future__ import annotations
@@ -45,10 +49,14 @@ CATEGORIES = (
     "other",  # Llama Guard only: a hazard outside these
 )
 
-VICTIM_WINDOW = 4  # words after a violent act in which a victim makes it "violence"
-_MINOR_AGE = re.compile(
-    r"\b(\d{1,2})\s*-?\s*(?:years?|yrs?|yo|ans|anos|anni|jahren?)(?:\s*-?\s*(?:old|alt))?\b"
-)
+# Tables of data/moderation.toml that are not word lists.
+_NOT_LEXICONS = ("allow", "pairs", "exceptions", "ages")
+# Sentence punctuation followed by a space ("me burning toast, my husband laughing").
+_CLAUSE = re.compile(r"[,;:!?]+(?=\s|$)")
+# "kid's" and "friends'" as two words, the second "s", in every reading.
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s\b|(?<=s)['’](?=\s|$)")
+# Categories refused by their own word lists alone (moderation.toml and names.toml).
+_DIRECT = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "deception", "public_figure")
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,36 @@ class Verdict:
 
 
 ALLOWED = Verdict(allowed=True)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two word lists matched near each other make a refusal ("a noose" by "my neck").
+
+    One ``[[pairs]]`` entry of data/moderation.toml. ``within``: the later
+    match starts at most this many words after the earlier one ends (1: next
+    to each other; 0: anywhere in the prompt); ``ordered``: the second comes
+    after the first ("shooting" then "people"); ``breaks``: lists of words
+    that may not stand between them ("hitting a ball *with* my son");
+    ``unless``: lists whose presence anywhere cancels the pair ("at chess",
+    "with my camera"). A second match followed by a possessive "s" ("my kid's
+    drawing") does not count: it is not the one acted on.
+    """
+
+    category: str
+    first: tuple[str, ...]
+    second: tuple[str, ...]
+    within: int = 0
+    ordered: bool = False
+    breaks: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+
+    @classmethod
+    def from_toml(cls, entry: dict) -> Pair:
+        lists = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in entry.items()
+                 if k in ("first", "second", "breaks", "unless")}  # fmt: skip
+        return cls(entry["category"], within=entry.get("within", 0),
+                   ordered=entry.get("ordered", False), **lists)  # fmt: skip
 
 
 class Moderator(Protocol):
@@ -78,10 +116,19 @@ class RuleModerator:
     def __init__(self) -> None:
         data, names = load_data("moderation.toml"), load_data("names.toml")
         self.allow = PhraseSet(data["allow"]["phrases"])
-        self.lexicons = {key: Lexicon(data[key]) for key in data if key != "allow"}
+        exceptions = data["exceptions"]["words"]
+        self.lexicons = {
+            key: Lexicon(data[key], exceptions) for key in data if key not in _NOT_LEXICONS
+        }
         self.lexicons["public_figure"] = Lexicon(
             {"name": names["public_figures"]["names"], "single": names["public_figures"]["single"]}
         )
+        self.pairs = [Pair.from_toml(entry) for entry in data["pairs"]]
+        for pair in self.pairs:
+            for name in pair.first + pair.second + pair.breaks + pair.unless:
+                if name not in self.lexicons:
+                    raise ValueError(f"pairs: no word list named {name!r} in moderation.toml")
+        self.minor_age = _age_pattern(data["ages"])
         known = [w for lex in self.lexicons.values() for w in lex.singles]
         self.known = set(known)
         self.by_squeeze = {squeeze(w): w for w in reversed(known)}
@@ -91,9 +138,14 @@ class RuleModerator:
 
     def check(self, text: str) -> Verdict:
         hits: dict[str, str] = {}
-        minor_age = any(int(m.group(1)) < 18 for m in _MINOR_AGE.finditer(fold(text)))
-        for tokens in self.views(text):
-            for category, matched in self._categories(self.allow.strip(tokens), minor_age):
+        minor_age = bool(self.minor_age.search(fold(text)))
+        readings: list[list[str]] = []
+        for view in self.views(text):
+            tokens = self.allow.strip(view)
+            if tokens in readings:  # most prompts read the same every way
+                continue
+            readings.append(tokens)
+            for category, matched in self._categories(_Reading(tokens, self.lexicons), minor_age):
                 hits.setdefault(category, matched)
         for category in CATEGORIES:
             if category in hits:
@@ -103,17 +155,20 @@ class RuleModerator:
     def views(self, text: str) -> list[list[str]]:
         """The text as several word lists, each undoing one kind of disguise."""
         folded = fold(text)
-        plain = re.findall(r"[^\W_]+", folded)
-        chunks = folded.split()
+        plain = _CLAUSE.sub(" , ", folded)  # a comma ends a clause: pairs do not cross it
+        plain = _POSSESSIVE.sub(" s", plain)  # "my kid's drawing", "my friends' photos"
+        chunks = plain.split()
         return [
-            plain,
-            self._joined(plain),
+            re.findall(r"[^\W_]+|,", plain),
+            self._joined(re.findall(r"[^\W_]+|,", plain)),
             [w for c in chunks if (w := self._clean(c, LEET_I))],
             [w for c in chunks if (w := self._clean(c, LEET_L))],
         ]
 
     def _clean(self, chunk: str, leet: dict[int, int]) -> str:
         """One whitespace-separated chunk as a word: symbols read as letters, then stripped."""
+        if chunk == ",":
+            return chunk
         if re.search(r"[a-z]", chunk) and re.search(r"[^a-z]", chunk):
             if "*" in chunk.strip("*"):
                 chunk = self._wildcard(chunk.strip("*")) or chunk
@@ -135,7 +190,7 @@ class RuleModerator:
         i = 0
         while i < len(tokens):
             j = i
-            while j < len(tokens) and len(tokens[j]) == 1:
+            while j < len(tokens) and len(tokens[j]) == 1 and tokens[j] != ",":
                 j += 1
             if j - i >= 3:
                 run = "".join(tokens[i:j])
@@ -147,40 +202,94 @@ class RuleModerator:
                 i += 1
         return out
 
-    def _categories(self, tokens: list[str], minor_age: bool) -> Iterable[tuple[str, str]]:
-        lex = self.lexicons
-        direct = ("sexual", "sexual_minors", "violence", "hate", "self_harm", "deception")
-        found = {category: list(lex[category].find(tokens).values()) for category in direct}
-        figures = list(lex["public_figure"].find(tokens).values())
-        found["public_figure"] = figures
-        acts = [i for i, _ in lex["violent_acts"].positions(tokens)]
-        victims = [i for i, _ in lex["victims"].positions(tokens)]
-        for a in acts:
-            if any(0 < v - a <= VICTIM_WINDOW for v in victims):
-                victim = tokens[next(v for v in victims if v > a)]
-                found["violence"].append(f"{tokens[a]} ... {victim}")
-        if lex["groups"].find(tokens) and lex["hostility"].find(tokens):
-            found["hate"].append("hostility + group")
-        # Issue 19: a real office holder or public figure with a scandal, or framed as
-        # evidence, is a fake of a real event ("the president taking a bribe").
-        who = figures + list(lex["officials"].find(tokens).values())
-        how = lex["scandal"].find(tokens) | lex["framing"].find(tokens)
-        if who and how:
-            found["deception"].append(f"{who[0]} + {next(iter(how.values()))}")
+    def _categories(self, reading: _Reading, minor_age: bool) -> Iterable[tuple[str, str]]:
+        """(category, what matched) for one reading of the prompt, idioms already removed.
+
+        Three layers: each category's own lists (words refused alone), then the
+        pairs (words refused together), then the rules for minors.
+        """
+        found = {category: list(reading.found(category).values()) for category in _DIRECT}
+        for pair in self.pairs:
+            matched = self._pair(pair, reading)
+            if matched:
+                found.setdefault(pair.category, []).append(matched)
         for category, matches in found.items():
             for matched in matches:
                 yield category, matched
-        minors = lex["minors"].find(tokens)
+        yield from self._minors(reading, found, minor_age)
+
+    def _pair(self, pair: Pair, reading: _Reading) -> str | None:
+        """What made ``pair`` match in the reading ("noose ... neck"), or None."""
+        tokens = reading.tokens
+        if any(reading.spans(name) for name in pair.unless):
+            return None
+        firsts = [(i, end) for name in pair.first for i, end, _ in reading.spans(name)]
+        if not firsts:
+            return None
+        seconds = [(i, end) for name in pair.second for i, end, _ in reading.spans(name)
+                   if tokens[end : end + 1] != ["s"]]  # fmt: skip
+        breaks = [i for name in pair.breaks for i, _, _ in reading.spans(name)]
+        for a, a_end in firsts:
+            for b, b_end in seconds:
+                if a == b:  # the same words
+                    continue
+                if pair.ordered and b < a:
+                    continue
+                gap = max(a, b) - (a_end if a < b else b_end) + 1  # 1: next to each other
+                if pair.within and gap > pair.within:
+                    continue
+                if any(min(a_end, b_end) <= k < max(a, b) for k in breaks):
+                    continue
+                return f"{' '.join(tokens[a:a_end])} ... {' '.join(tokens[b:b_end])}"
+        return None
+
+    def _minors(
+        self, reading: _Reading, found: dict[str, list[str]], minor_age: bool
+    ) -> Iterable[tuple[str, str]]:
+        """A minor (a word, or an age under 18) with anything sexual, or with a harm."""
+        minors = reading.found("minors")
+        violence = found["violence"] + found["self_harm"]
+        offspring = reading.found("offspring")
+        if offspring and violence:  # "ich verprügle meinen Sohn"
+            yield "minors_harm", f"{next(iter(offspring.values()))} + {violence[0]}"
         if not (minors or minor_age):
             return
         minor = next(iter(minors.values()), "age")
-        sexual = lex["sexual"].find(tokens) | lex["suggestive"].find(tokens)
+        sexual = reading.found("sexual") | reading.found("suggestive") | reading.found("revealing")
         if sexual:
             yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
-        harm = [*lex["harm_to_minors"].find(tokens).values(), *found["violence"]]
-        harm += found["self_harm"]
-        if minors and harm:  # an age alone ("me at 12") is not enough for this one
+        harm = [*reading.found("harm_to_minors").values(), *violence]
+        if harm:  # "a ten year old holding a rifle"
             yield "minors_harm", f"{minor} + {harm[0]}"
+
+
+class _Reading:
+    """One reading of a prompt (its words) and each word list's matches in it, found once."""
+
+    def __init__(self, tokens: list[str], lexicons: dict[str, Lexicon]):
+        self.tokens = tokens
+        self._lexicons = lexicons
+        self._spans: dict[str, list[tuple[int, int, str]]] = {}
+
+    def spans(self, name: str) -> list[tuple[int, int, str]]:
+        """(start, end, concept) of each match of the word list ``name``."""
+        if name not in self._spans:
+            self._spans[name] = list(self._lexicons[name].matches(self.tokens))
+        return self._spans[name]
+
+    def found(self, name: str) -> dict[str, str]:
+        """The concepts of ``name`` found, each with the words that matched first."""
+        found: dict[str, str] = {}
+        for i, end, concept in self.spans(name):
+            found.setdefault(concept, " ".join(self.tokens[i:end]))
+        return found
+
+
+def _age_pattern(ages: dict[str, list[str]]) -> re.Pattern[str]:
+    """An age under 18 in figures or words: "14 years old", "15-jähriges", "quatorze ans"."""
+    numbers = "|".join(["\\d", "1[0-7]", *(re.escape(w) for w in ages["under_18"])])
+    units = "|".join(re.escape(w) for w in ages["units"])
+    return re.compile(rf"\b(?:{numbers})\s*-?\s*(?:{units})\b")
 
 
 # Llama Guard 3 takes its categories in the prompt ("custom categories" in its

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 
@@ -46,53 +46,103 @@ def squeeze(word: str) -> str:
     return re.sub(r"(.)\1+", r"\1", word)
 
 
+GAP = 3  # "..." in a phrase: up to this many words in between
+KEPT = ("...", ",")  # not words, but kept in phrases: a gap, a clause's end
+
+
+def _word_pattern(word: str) -> str:
+    """A phrase word as a regular expression on one folded word ("stab*" -> "stab.*")."""
+    return ".*".join(re.escape(part) for part in word.split("*"))
+
+
 class Lexicon:
     """Concepts, each a list of phrases; finds which concepts occur in a list of words.
 
-    A phrase is one or more words written as they look after ``fold``; a
-    one-word phrase ending in ``*`` matches any word that starts with the rest.
+    A phrase is one or more words written as they look after ``fold``. A word
+    may carry ``*`` for any letters: ``etrangl*`` is a stem (every conjugation
+    of "étrangler"), ``*kreuz`` an ending, ``*hakenkreuz*`` a part of a longer
+    word (German compounds: "Hakenkreuzfahne"). ``...`` stands for up to
+    ``GAP`` words ("corde ... cou"). ``exceptions`` are words (same syntax)
+    that no stem or part may match: the false friends ("nazionale" is not
+    ``nazi*``, "Nudeln" not ``nud*``); whole words still match them.
     """
 
-    def __init__(self, concepts: Mapping[str, Iterable[str]]):
-        self.phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
-        self.prefixes: list[tuple[str, str]] = []
+    def __init__(self, concepts: Mapping[str, Iterable[str]], exceptions: Iterable[str] = ()):
+        self.phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # by first word
+        self.wild: list[tuple[tuple[str, ...], str]] = []  # phrases whose first word has a *
         self.singles: dict[str, str] = {}  # one-word phrases: the moderator's spelling repairs
+        self._patterns: dict[str, re.Pattern[str]] = {}
         for concept, phrases in concepts.items():
             for phrase in phrases:
-                parts = tuple(words(phrase.rstrip("*")))
-                if not parts:
-                    raise ValueError(f"empty phrase in concept {concept!r}: {phrase!r}")
-                if phrase.endswith("*"):
-                    self.prefixes.append((parts[0], concept))
+                parts = tuple(self._parts(phrase))
+                if not parts or parts[0] == "..." or parts[-1] == "...":
+                    raise ValueError(f"bad phrase in concept {concept!r}: {phrase!r}")
+                for part in parts:
+                    if "*" in part:
+                        self._patterns[part] = re.compile(_word_pattern(part))
+                if "*" in parts[0]:
+                    self.wild.append((parts, concept))
                     continue
                 self.phrases.setdefault(parts[0], []).append((parts, concept))
                 if len(parts) == 1:
                     self.singles[parts[0]] = concept
-        self._starts = tuple(p for p, _ in self.prefixes)  # one startswith call per word
+        firsts = sorted({_word_pattern(p[0]) for p, _ in self.wild})
+        self._first = re.compile("|".join(firsts)) if firsts else None
+        excepted = sorted(_word_pattern(self._parts(w)[0]) for w in exceptions)
+        self._except = re.compile("|".join(excepted)) if excepted else None
 
-    def find(self, tokens: Sequence[str]) -> dict[str, str]:
-        """Concepts found in ``tokens`` (folded words), each with the phrase that matched."""
-        found: dict[str, str] = {}
+    @staticmethod
+    def _parts(phrase: str) -> list[str]:
+        """A phrase's words, folded, each keeping its ``*`` marks; ``...`` and ``,`` kept."""
+        return [
+            chunk if chunk in KEPT else "*".join("".join(words(p)) for p in chunk.split("*"))
+            for chunk in fold(phrase).replace("...", " ... ").split()
+            if chunk in KEPT or words(chunk)
+        ]
+
+    def _is(self, part: str, token: str) -> bool:
+        if "*" not in part:
+            return part == token
+        if self._except and self._except.fullmatch(token):
+            return False
+        return self._patterns[part].fullmatch(token) is not None
+
+    def _end(self, parts: Sequence[str], tokens: Sequence[str], i: int) -> int | None:
+        """Where ``parts`` ends when matched at ``tokens[i]``, or None."""
+        for k, part in enumerate(parts):
+            if part == "...":
+                rest = parts[k + 1 :]
+                for skip in range(GAP + 1):
+                    end = self._end(rest, tokens, i + skip)
+                    if end is not None:
+                        return end
+                return None
+            if i >= len(tokens) or not self._is(part, tokens[i]):
+                return None
+            i += 1
+        return i
+
+    def matches(self, tokens: Sequence[str]) -> Iterator[tuple[int, int, str]]:
+        """(start, end, concept) of every match in ``tokens`` (folded words)."""
         for i, token in enumerate(tokens):
-            for parts, concept in self.phrases.get(token, ()):
-                if tuple(tokens[i : i + len(parts)]) == parts:
-                    found.setdefault(concept, " ".join(parts))
-            if token.startswith(self._starts):
-                for prefix, concept in self.prefixes:
-                    if token.startswith(prefix):
-                        found.setdefault(concept, token)
-        return found
+            candidates = self.phrases.get(token, [])
+            if self._first and self._first.fullmatch(token):
+                candidates = candidates + self.wild
+            for parts, concept in candidates:
+                end = self._end(parts, tokens, i)
+                if end is not None:
+                    yield i, end, concept
 
     def positions(self, tokens: Sequence[str]) -> list[tuple[int, str]]:
         """(index, concept) of every match start, for rules about words near each other."""
-        hits = []
-        for i, token in enumerate(tokens):
-            for parts, concept in self.phrases.get(token, ()):
-                if tuple(tokens[i : i + len(parts)]) == parts:
-                    hits.append((i, concept))
-            if token.startswith(self._starts):
-                hits.extend((i, c) for p, c in self.prefixes if token.startswith(p))
-        return hits
+        return [(i, concept) for i, _, concept in self.matches(tokens)]
+
+    def find(self, tokens: Sequence[str]) -> dict[str, str]:
+        """Concepts found in ``tokens``, each with the words that matched first."""
+        found: dict[str, str] = {}
+        for i, end, concept in self.matches(tokens):
+            found.setdefault(concept, " ".join(tokens[i:end]))
+        return found
 
 
 class PhraseSet:

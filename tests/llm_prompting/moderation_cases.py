@@ -3,7 +3,9 @@
 - ``moderation_table.tsv`` / ``moderation_heldout.tsv``: the first tables (EN, FR, ES, DE);
 - ``likeness_set.tsv`` / ``likeness_heldout.tsv``: issue 19's set for likeness images
   (deception, minors, intimate content, violence to the subject, hate symbols; six
-  languages), scored by category.
+  languages), scored by category;
+- ``likeness_dev.tsv``: development rows for the same categories, written from each
+  category's concept, with many innocent near-misses.
 
 Used by the tests, by ``benchmarks/expand.py`` and by ``benchmarks/moderation.py``.
 """
@@ -18,6 +20,7 @@ from llm_prompting.moderation import CATEGORIES, Moderator, Verdict
 TABLE = Path(__file__).with_name("moderation_table.tsv")
 LIKENESS = Path(__file__).with_name("likeness_set.tsv")
 LIKENESS_HELDOUT = Path(__file__).with_name("likeness_heldout.tsv")
+LIKENESS_DEV = Path(__file__).with_name("likeness_dev.tsv")
 
 
 @dataclass(frozen=True)

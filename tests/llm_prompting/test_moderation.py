@@ -12,7 +12,15 @@ from llm_prompting.moderation import (
     llama_guard_prompt,
     parse_llama_guard,
 )
-from tests.llm_prompting.moderation_cases import LIKENESS, by_category, load_cases, score
+from llm_prompting.text import Lexicon, words
+from tests.llm_prompting.moderation_cases import (
+    LIKENESS,
+    LIKENESS_DEV,
+    LIKENESS_HELDOUT,
+    by_category,
+    load_cases,
+    score,
+)
 
 CASES = load_cases()
 LIKENESS_CASES = load_cases(LIKENESS)
@@ -61,13 +69,51 @@ def test_decision(rules, case):
         assert verdict.category == case.category, verdict
 
 
-def test_likeness_floors_by_category(rules):
-    """Issue 19: at least 95% of allowed prompts kept, 90% of each category refused."""
-    rows, wrong = by_category(rules, LIKENESS_CASES)
+@pytest.mark.parametrize("table", [LIKENESS, LIKENESS_HELDOUT, LIKENESS_DEV], ids=lambda t: t.stem)
+def test_likeness_floors_by_category(rules, table):
+    """Issue 19: at least 95% of allowed prompts kept, 90% of each category refused.
+
+    On the tuned set every refusal must also carry its labelled code; the
+    development sets (likeness_heldout.tsv, likeness_dev.tsv) only need the floors.
+    """
+    rows, wrong = by_category(rules, load_cases(table))
     for row in rows:
         floor = 0.95 if row.group == "allowed" else 0.90
         assert row.rate >= floor, (row, [o.case.prompt for o in wrong])
-        assert row.right_category == row.right, row
+        if table == LIKENESS:
+            assert row.right_category == row.right, row
+
+
+def test_lexicon_stems_word_parts_gaps_and_false_friends():
+    """One entry covers conjugations, compounds and a few words in between, not false friends."""
+    lexicon = Lexicon(
+        {"x": ["etrangl*", "*hakenkreuz*", "*mord", "corde ... cou", "*nazi*"]},
+        exceptions=["nazion*", "mord"],
+    )
+    for text in ("moi qui étranglais", "ich mit Hakenkreuzfahne", "ein Massenmord",
+                 "une corde autour du cou", "neonazi", "nazis"):  # fmt: skip
+        assert lexicon.find(words(text)), text
+    for text in ("la maglia della nazionale", "le chien me mord", "une corde à linge", "un cou"):
+        assert not lexicon.find(words(text)), text
+
+
+@pytest.mark.parametrize(
+    ("prompt", "allowed"),
+    [
+        ("me shooting my boss", False),
+        ("me shooting people with my camera at a wedding", True),  # unless: a camera
+        ("me hitting a ball with my son", True),  # breaks: "with"
+        ("me beating my dad at chess", True),  # unless: a game
+        ("me hanging my kid's drawing", True),  # a possessive is not the one acted on
+        ("me burning toast, my husband laughing", True),  # a comma ends the act's reach
+        ("me with a rope around my neck", False),  # means + place on the body
+        ("me with a conference badge on a lanyard around my neck", True),
+        ("yo tomando pastillas para morir", False),  # means + intent
+        ("ich lache mich tot über einen Witz", True),
+    ],
+)
+def test_pairs_refuse_words_together_and_respect_context(rules, prompt, allowed):
+    assert rules.check(prompt).allowed is allowed, rules.check(prompt)
 
 
 def test_the_issue_examples_are_refused_with_their_reason(rules):
