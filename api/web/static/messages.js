@@ -21,7 +21,7 @@ export const MESSAGES = {
   live_capture_required: "This service enrolls faces with the camera only. Choose “Use my camera”.",
   capture_expired: "The camera check took too long or was already used. Start it again.",
   capture_failed: "The camera check didn't pass. Try again.",
-  too_many_photos: "You chose more photos than one enrollment takes. Choose fewer.",
+  too_many_photos: "You chose more photos than one face takes. Choose fewer.",
   photos_required: "Choose at least one photo of you.",
   request_too_large: "The photos together are too large to send. Choose fewer or smaller photos.",
   face_backend_unavailable: "Face analysis isn't available on the server right now. Please try again later.",
