@@ -4,7 +4,7 @@
 // (onboarding) and by adding or replacing an identity's photos (gallery).
 
 import { h, plural } from "./dom.js";
-import { MESSAGES } from "./messages.js";
+import { MESSAGES, explain } from "./messages.js";
 
 export const ACCEPT = "image/jpeg,image/png,image/webp";
 
@@ -82,15 +82,19 @@ export function photoPicker({ prefix = "", max, label, hint, tooMany, problem, a
     parts: [drop, count, previews],
     picker,
     files: () => chosen.map(({ file }) => file),
-    // Marks the photo the server refused (its 0-based index); its file, or null.
-    refuse(index, message) {
-      const refused = index !== null ? chosen[index] : null;
-      const li = refused ? previews.querySelector(`#${CSS.escape(id(`photo-${index}`))}`) : null;
+    // A refusal of the photos sent (an ApiProblem) as paragraphs to show: which photo, what
+    // it means for a person, the server's exact words; the refused photo is marked too.
+    refusal(err) {
+      const parts = [h("p", {}, explain(err))];
+      const refused = err.photo !== null ? chosen[err.photo] : null;
+      const li = refused ? previews.querySelector(`#${CSS.escape(id(`photo-${err.photo}`))}`) : null;
       if (li) {
         li.classList.add("refused");
-        li.querySelector(".photo-error").textContent = message;
+        li.querySelector(".photo-error").textContent = explain(err);
       }
-      return refused ? refused.file : null;
+      if (refused) parts.unshift(h("p", { class: "which" }, `Photo ${err.photo + 1} (${refused.file.name}):`));
+      parts.push(h("p", { class: "detail" }, `Details: ${err.code}: ${err.message}`));
+      return parts;
     },
     dispose: () => chosen.forEach(({ url }) => URL.revokeObjectURL(url)),
   };

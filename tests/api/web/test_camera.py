@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.api.server import Server, free_port, smoke_home
-from tests.api.web.conftest import WAIT_MS, launch, playwright
+from tests.api.web.conftest import launch, playwright
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.capture_frames import PEAK, still, turned, y4m
 
@@ -92,11 +92,7 @@ def capture(browser, server: Server, key: str, width: int, shot: Path | None):
         viewport={"width": width, "height": 900 if width > 600 else 844},
         permissions=["camera"],
     )
-    context.set_default_timeout(WAIT_MS)
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.on("console", watch.console)
-    page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
+    page = watch.page(context)
     page.goto("/signin")
     page.get_by_label("API key").fill(key)
     page.get_by_label("API key").press("Enter")

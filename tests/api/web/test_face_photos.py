@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from tests.api.server import Server, free_port, smoke_home
-from tests.api.web.conftest import WAIT_MS
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.api.web.test_gallery_ux import OVERFLOW, SCREENSHOTS, VIEWPORTS, save_small
 from tests.photos import astronaut, astronaut_image, astronaut_reframed, encode, hopper
@@ -75,11 +74,7 @@ def test_adding_and_replacing_a_faces_photos(server, browser, tmp_path):
         context = browser.new_context(
             base_url=server.url, viewport={"width": width, "height": height}
         )
-        context.set_default_timeout(WAIT_MS)
-        context.route("**/*", watch.route)
-        page = context.new_page()
-        page.on("console", watch.console)
-        page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
+        page = watch.page(context)
 
         page.goto("/gallery")
         page.get_by_label("API key").fill(key)

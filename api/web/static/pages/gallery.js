@@ -331,11 +331,7 @@ function photosForm(identity, mode, limit, { close, done }) {
     } catch (err) {
       status.textContent = "";
       if (!(err instanceof ApiProblem)) throw err;
-      const parts = [h("p", {}, explain(err))];
-      const refused = photos.refuse(err.photo, explain(err));
-      if (refused) parts.unshift(h("p", { class: "which" }, `Photo ${err.photo + 1} (${refused.name}):`));
-      parts.push(h("p", { class: "detail" }, `Details: ${err.code}: ${err.message}`));
-      error.replaceChildren(...parts);
+      error.replaceChildren(...photos.refusal(err));
       photos.picker.focus();
     } finally {
       submit.disabled = cancel.disabled = false;

@@ -7,7 +7,7 @@
 import { ApiProblem, api } from "../api.js";
 import { cameraAvailable, cameraCapture, explainCapture } from "../camera.js";
 import { append, field, formatDate, formatDateTime, h } from "../dom.js";
-import { MESSAGES, explain } from "../messages.js";
+import { MESSAGES } from "../messages.js";
 import { photoPicker } from "../photos.js";
 
 export const title = "Your face";
@@ -199,11 +199,7 @@ export async function render(root, { navigate }) {
     } catch (err) {
       status.textContent = "";
       if (!(err instanceof ApiProblem)) throw err;
-      const parts = [h("p", {}, explain(err))];
-      const refused = photos.refuse(err.photo, explain(err));
-      if (refused) parts.unshift(h("p", { class: "which" }, `Photo ${err.photo + 1} (${refused.name}):`));
-      parts.push(h("p", { class: "detail" }, `Details: ${err.code}: ${err.message}`));
-      error.replaceChildren(...parts);
+      error.replaceChildren(...photos.refusal(err));
       if (err.code === "consent_outdated") showConsent(await api("/v1/consent"));
       const control = { consent_outdated: agree, region_unavailable: needsState ? state : country }[err.code];
       (control || picker).focus();
