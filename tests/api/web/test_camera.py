@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.api.server import Server, free_port, smoke_home
+from tests.api.server import Server
 from tests.api.web.conftest import launch, playwright
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.capture_frames import PEAK, still, turned, y4m
@@ -49,19 +49,6 @@ def turning_video(path: Path) -> Path:
 
 def still_video(path: Path) -> Path:
     return y4m(path, [still()] * 20, FPS)
-
-
-@pytest.fixture
-def server(tmp_path, model_cache):
-    s = Server(
-        smoke_home(tmp_path / "home", model_cache),
-        free_port(),
-        "--executor",
-        "null",
-        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
-    )
-    yield s
-    s.stop()
 
 
 @pytest.fixture
@@ -117,7 +104,10 @@ def capture(browser, server: Server, key: str, width: int, shot: Path | None):
     return page, context, watch
 
 
-def test_a_live_capture_enrolls_and_a_still_video_fails_the_challenge(server, chromium, tmp_path):
+def test_a_live_capture_enrolls_and_a_still_video_fails_the_challenge(
+    idle_server, chromium, tmp_path
+):
+    server = idle_server
     from playwright.sync_api import expect
 
     alice = server.cli("users", "create", "alice")["api_key"]

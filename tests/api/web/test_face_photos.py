@@ -10,7 +10,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.server import Server, free_port, smoke_home
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.api.web.test_gallery_ux import OVERFLOW, SCREENSHOTS, VIEWPORTS, save_small
 from tests.photos import astronaut, astronaut_image, astronaut_reframed, encode, hopper
@@ -33,21 +32,8 @@ def check(page) -> None:
     assert page.evaluate(UNLABELLED) == []
 
 
-@pytest.fixture
-def server(tmp_path, model_cache):
-    s = Server(
-        smoke_home(tmp_path / "home", model_cache),
-        free_port(),
-        "--executor",
-        "null",  # no images are made here
-        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
-        IMAGINE_MAX_ENROLL_PHOTOS="3",
-    )
-    yield s
-    s.stop()
-
-
-def test_adding_and_replacing_a_faces_photos(server, browser, tmp_path):
+def test_adding_and_replacing_a_faces_photos(idle_server, browser, tmp_path):
+    server = idle_server
     from playwright.sync_api import expect
 
     key = server.cli("users", "create", "alice")["api_key"]
