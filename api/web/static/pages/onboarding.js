@@ -260,7 +260,7 @@ function existing(identities) {
   return h("p", { class: "info" },
     `You enrolled your face ${identities.length === 1 ? "once" : `${identities.length} times`}, the latest on ${formatDate(latest.created_at)} ${latest.capture === "live" ? "with your camera" : "from photos"}. `,
     h("a", { href: "/create" }, "Create images"),
-    " with it, or enroll more of it below: this account holds your own face only. To rename your face data, or erase it to enroll another face, see “Your face data” in the ",
+    " with it, or enroll more of it below: this account holds your own face only. To add photos to your face data or replace them, rename it, or erase it to enroll another face, see “Your face data” in the ",
     h("a", { href: "/gallery" }, "gallery"),
     ".",
   );
