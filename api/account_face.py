@@ -76,14 +76,20 @@ class FaceCheck:
         return AuditEvent(kind="account_face_check", subject=user_id, detail=detail)
 
 
+def take_turn(session: Session, user_id: str) -> None:
+    """A write on the user's row: the unit of work holds it until it ends (a row lock on
+    PostgreSQL, the write lock on SQLite), so the account's face-data changes take turns,
+    and what it reads afterwards was committed by those before it."""
+    session.execute(update(User).where(User.id == user_id).values(kind=User.kind))
+
+
 def check_account_face(
     session: Session, cipher: EmbeddingCipher, user_id: str, profile: IdentityProfile
 ) -> FaceCheck:
     """Check ``profile`` against the account's face, in the unit of work that stores the
-    enrollment; sets the reference when the account has none. Its first statement is a
-    write on the user's row, so concurrent enrollments of one account take turns (a row
-    lock on PostgreSQL, the write lock on SQLite) and cannot both set a reference."""
-    session.execute(update(User).where(User.id == user_id).values(kind=User.kind))
+    enrollment; sets the reference when the account has none. Its first statement is
+    ``take_turn``, so concurrent enrollments of one account cannot both set a reference."""
+    take_turn(session, user_id)
     kind = session.scalar(select(User.kind).where(User.id == user_id))
     if kind == OPERATOR:
         return FaceCheck("operator_declared")

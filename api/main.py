@@ -14,7 +14,16 @@ from api import handlers, web
 from api.erasure import erase_identity, expired_identities, finish_erasure, sweep_orphans
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
-from api.routes import capture, generations, identities, images, meta, provenance, session
+from api.routes import (
+    capture,
+    generations,
+    identities,
+    identity_photos,
+    images,
+    meta,
+    provenance,
+    session,
+)
 from api.services import Services
 from api.sessions import delete_expired_sessions
 from imagine import __version__
@@ -51,7 +60,8 @@ def create_app(services: Services, *, start_worker: bool = True) -> FastAPI:
     app.state.services = services
     handlers.install(app)
     # The busiest routes first: each request is matched against the routers in this order.
-    for module in (generations, images, identities, capture, session, meta, provenance):
+    routers = (generations, images, identities, identity_photos, capture, session, meta, provenance)
+    for module in routers:
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(MetricsMiddleware)

@@ -5,10 +5,14 @@ photos must agree with each other (every pair at or above the backend's match
 threshold), and the profile embedding is the normalised mean. The raw photos
 are not kept: the profile holds only the embedding, aligned face crops and
 quality figures.
+
+More photos of the person can join a stored profile later (``extend``): each must match
+it, and the result is the profile ``enroll`` would have made of all the photos together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +21,13 @@ import numpy as np
 from PIL import Image
 
 from identity.analyzer import DetectedFace, FaceAnalyzer, l2_normalize
-from identity.errors import IdentityError, IdentityMismatch, InvalidImage, TooManyPhotos
+from identity.errors import (
+    IdentityError,
+    IdentityMismatch,
+    InvalidImage,
+    NotSameFace,
+    TooManyPhotos,
+)
 from identity.ingest import IngestLimits, load_photo
 from identity.quality import (
     QUALITY_CROP,
@@ -56,6 +66,13 @@ class IdentityProfile:
     # to the face box, (point - box centre) / box's longer side, averaged over the photos;
     # what InstantID draws as its control image. None for backends of another layout.
     keypoints: np.ndarray | None = field(default=None, repr=False)
+    # [N, D] float32: each photo's own embedding, in memory only (never stored or shown);
+    # what ``match_stored`` compares with a stored profile. None for a camera capture.
+    photo_embeddings: np.ndarray | None = field(default=None, repr=False)
+    # The length of the photos' mean embedding before it was normalised, in (0, 1]: with
+    # the photo count it gives back their sum, so that photos added later weigh as if
+    # enrolled together (``StoredProfile``). 1.0 for a camera capture, which counts as one.
+    mean_length: float = 1.0
 
     @property
     def embedding_dim(self) -> int:
@@ -129,7 +146,8 @@ def enroll(
                 photo=j,
             )
 
-    profile_embedding = l2_normalize(np.mean(embeddings, axis=0))  # [D]
+    mean = np.mean(embeddings, axis=0)  # [D], length under 1 unless the photos agree exactly
+    profile_embedding = l2_normalize(mean)
     return IdentityProfile(
         embedding=profile_embedding,
         backend=analyzer.name,
@@ -144,6 +162,63 @@ def enroll(
         keypoints=np.mean(keypoints, axis=0)
         if analyzer.landmark_layout == "insightface-5"
         else None,
+        photo_embeddings=np.stack(embeddings),
+        mean_length=float(np.linalg.norm(mean)),
+    )
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """What a stored identity keeps of its photos' faces: enough to add photos to it."""
+
+    embedding: np.ndarray = field(repr=False)  # [D] float32, L2-normalised mean
+    photos: int  # how many photos it is the mean of (a camera capture counts as one)
+    mean_length: float = 1.0  # IdentityProfile.mean_length
+    keypoints: np.ndarray | None = field(default=None, repr=False)  # [5, 2] mean, or None
+
+
+def match_stored(
+    stored: StoredProfile, added: IdentityProfile, threshold: float
+) -> tuple[float, ...]:
+    """Each added photo's similarity to the stored profile; ``NotSameFace`` naming the first
+    photo below ``threshold`` (the backend's match threshold) unless every one reaches it."""
+    assert added.photo_embeddings is not None, "a profile from enroll(), with its photos"
+    scores = tuple(similarity(stored.embedding, e) for e in added.photo_embeddings)
+    for index, score in enumerate(scores):
+        if score < threshold:
+            where = f"photo {index + 1}: " if len(scores) > 1 else ""
+            raise NotSameFace(
+                f"{where}this is not the face this identity holds (similarity {score:.3f}, "
+                f"threshold {threshold}); add photos of the same person only",
+                photo=index,
+                similarity=score,
+            )
+    return scores
+
+
+def extend(stored: StoredProfile, added: IdentityProfile) -> IdentityProfile:
+    """``stored`` with ``added``'s photos (check them with ``match_stored`` first): the
+    profile ``enroll`` would make of all the photos together. The stored photos' summed
+    embedding comes back from their mean, count and mean length; keypoints are weighted
+    by photos likewise. Its ``photos`` are the added ones, scored against the new embedding.
+    """
+    assert added.photo_embeddings is not None, "a profile from enroll(), with its photos"
+    count = stored.photos + len(added.photos)
+    total = stored.embedding * (stored.mean_length * stored.photos)  # [D], the stored sum
+    mean = (total + added.photo_embeddings.sum(axis=0)) / count  # [D]
+    embedding = l2_normalize(mean)
+    keypoints = added.keypoints
+    if keypoints is not None and stored.keypoints is not None:  # else: the added photos'
+        keypoints = (stored.keypoints * stored.photos + keypoints * len(added.photos)) / count
+    return dataclasses.replace(
+        added,
+        embedding=embedding,
+        photos=tuple(
+            EnrolledPhoto(p.quality, float(np.dot(e, embedding)))
+            for p, e in zip(added.photos, added.photo_embeddings, strict=True)
+        ),
+        keypoints=None if keypoints is None else keypoints.astype(np.float32),
+        mean_length=float(np.linalg.norm(mean)),
     )
 
 

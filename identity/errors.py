@@ -59,6 +59,16 @@ class IdentityMismatch(IdentityError):
     code = "identity_mismatch"
 
 
+class NotSameFace(IdentityError):
+    """A photo added to a stored identity does not match its face."""
+
+    code = "not_same_face"
+
+    def __init__(self, message: str, *, photo: int, similarity: float):
+        super().__init__(message, photo=photo)
+        self.similarity = similarity  # of the photo to the identity's face
+
+
 class TooManyPhotos(IdentityError):
     code = "too_many_photos"
 

@@ -20,6 +20,7 @@ from api.account_face import (
 from api.deps import Auth, AuthFirstRoute, ClientAddress, ServicesDep, owned
 from api.erasure import erase_identity, finish_erasure
 from api.errors import ApiError, Conflict
+from api.identity_photos import photos_record
 from api.region import Decision, parse_region
 from api.region.address import IPAddress
 from api.schemas import IdentityPublic, IdentityUpdate, error_responses
@@ -65,6 +66,15 @@ def owned_identity(session: Session, user_id: str, identity_id: str) -> Identity
     return owned(session, Identity, user_id, identity_id, "identity")
 
 
+def identity_public(
+    session: Session, identity: Identity, retention_days: int, warnings: tuple[str, ...] = ()
+) -> IdentityPublic:
+    """``to_public`` with the version of the consent the identity was enrolled under."""
+    consent = session.get(Consent, identity.consent_id)
+    version = consent.policy_version if consent else "unknown"
+    return to_public(identity, version, retention_days, warnings)
+
+
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=IdentityPublic, responses=ERRORS
 )
@@ -87,20 +97,9 @@ async def create_identity(
     name = checked_name(name) if name is not None and name.strip() else None
     residence, decision = check_consent(services, address, consent, consent_version, residence)
     if services.settings.require_live_capture:
-        kind = await run_in_threadpool(account_kind, services, user.id)
-        if kind == PERSONAL:
-            raise LiveCaptureRequired(
-                "this service enrolls a personal account's face from a camera capture only "
-                "(POST /v1/identities/live, as the web gallery's 'Use my camera' does)"
-            )
-    limit = services.settings.max_enroll_photos
-    if not 1 <= len(photos) <= limit:
-        raise ApiError(
-            f"send 1-{limit} photos, not {len(photos)}",
-            code="too_many_photos" if len(photos) > limit else "photos_required",
-        )
-    data = [await photo.read() for photo in photos]
-    profile = await run_in_threadpool(_enroll, services, data)
+        await run_in_threadpool(refuse_uploads, services, user.id)
+    data = await read_photos(photos, services.settings.max_enroll_photos)
+    profile = await run_in_threadpool(enroll_photos, services, data)
     return await run_in_threadpool(
         store_identity,
         services,
@@ -134,12 +133,30 @@ def check_consent(
     return region, services.gate.require("enroll", address, region)
 
 
-def account_kind(services: Services, user_id: str) -> str:
+def refuse_uploads(services: Services, user_id: str) -> None:
+    """IMAGINE_REQUIRE_LIVE_CAPTURE: a personal account's face comes from the camera only,
+    so it may not upload photos (to enroll, add or replace); operators still may."""
     with services.db.session() as session:
-        return session.scalar(select(User.kind).where(User.id == user_id)) or PERSONAL
+        kind = session.scalar(select(User.kind).where(User.id == user_id)) or PERSONAL
+    if kind == PERSONAL:
+        raise LiveCaptureRequired(
+            "this service enrolls a personal account's face from a camera capture only "
+            "(POST /v1/identities/live, as the web gallery's 'Use my camera' does)"
+        )
 
 
-def _enroll(services: Services, photos: list[bytes]) -> IdentityProfile:
+async def read_photos(photos: list[UploadFile], limit: int) -> list[bytes]:
+    """The uploads' bytes, once their number is 1 to ``limit``."""
+    if not 1 <= len(photos) <= limit:
+        raise ApiError(
+            f"send 1-{limit} photos, not {len(photos)}",
+            code="too_many_photos" if len(photos) > limit else "photos_required",
+        )
+    return [await photo.read() for photo in photos]
+
+
+def enroll_photos(services: Services, photos: list[bytes]) -> IdentityProfile:
+    """Each photo checked and embedded as enrollment does (identity.enrollment.enroll)."""
     with services.enroll_lock:  # one enrollment at a time: dlib is CPU-bound and not thread-safe
         return enroll(photos, services.analyzer(), services.settings.enrollment())
 
@@ -215,7 +232,7 @@ def _insert(
         embedding_dim=profile.embedding_dim,
         backend=profile.backend,
         model_id=profile.model_id,
-        photos={"items": summary["photos"]},
+        photos=photos_record(summary["photos"], profile),
         name=name,
         capture=capture,
     )
@@ -243,9 +260,7 @@ def list_identities(auth: Auth, services: ServicesDep) -> list[IdentityPublic]:
 def read_identity(identity_id: str, auth: Auth, services: ServicesDep) -> IdentityPublic:
     with services.db.session() as session:
         identity = owned_identity(session, auth.user(session).id, identity_id)
-        consent = session.get(Consent, identity.consent_id)
-        version = consent.policy_version if consent else "unknown"
-        return to_public(identity, version, services.settings.retention_days)
+        return identity_public(session, identity, services.settings.retention_days)
 
 
 @router.patch("/{identity_id}", response_model=IdentityPublic, responses=ERRORS)
@@ -256,9 +271,7 @@ def update_identity(
     with services.db.session() as session:
         identity = owned_identity(session, auth.user(session).id, identity_id)
         identity.name = checked_name(body.name)
-        consent = session.get(Consent, identity.consent_id)
-        version = consent.policy_version if consent else "unknown"
-        return to_public(identity, version, services.settings.retention_days)
+        return identity_public(session, identity, services.settings.retention_days)
 
 
 @router.delete("/{identity_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from identity.enrollment import EnrollmentConfig, embed_largest_face, enroll, similarity
+from identity.enrollment import (
+    EnrollmentConfig,
+    StoredProfile,
+    embed_largest_face,
+    enroll,
+    extend,
+    match_stored,
+    similarity,
+)
 from identity.errors import (
     FaceTooSmall,
     IdentityMismatch,
@@ -14,6 +22,7 @@ from identity.errors import (
     LowQuality,
     MultipleFaces,
     NoFace,
+    NotSameFace,
     TooManyPhotos,
 )
 from tests.photos import (
@@ -133,3 +142,34 @@ def test_embed_largest_face_scores_images_without_gates(dlib_analyzer):
     assert embedding is not None and embedding.shape == (128,)
     noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     assert embed_largest_face(noise, dlib_analyzer) is None
+
+
+def stored(profile) -> StoredProfile:
+    """What an identity row keeps of ``profile``."""
+    return StoredProfile(profile.embedding, len(profile.photos), profile.mean_length)
+
+
+def test_photos_added_later_make_the_profile_of_all_enrolled_together(dlib_analyzer):
+    larger = encode(astronaut_image().resize((640, 640), Image.Resampling.LANCZOS))
+    together = enroll([astronaut(), astronaut_reframed(), larger], dlib_analyzer)
+    for first, later in (
+        ([astronaut()], [astronaut_reframed(), larger]),
+        ([astronaut(), astronaut_reframed()], [larger]),
+    ):
+        base, added = enroll(first, dlib_analyzer), enroll(later, dlib_analyzer)
+        assert base.mean_length < 1.0  # the length restores the stored photos' weight
+        assert all(s >= 0.91 for s in match_stored(stored(base), added, 0.91))
+        merged = extend(stored(base), added)
+        np.testing.assert_allclose(merged.embedding, together.embedding, atol=1e-6)
+        assert merged.mean_length == pytest.approx(together.mean_length, abs=1e-6)
+        assert [p.similarity for p in merged.photos] == pytest.approx(
+            [p.similarity for p in together.photos[len(first) :]], abs=1e-6
+        )
+
+
+def test_a_photo_of_someone_else_is_not_added(dlib_analyzer):
+    base = enroll([astronaut()], dlib_analyzer)
+    with pytest.raises(NotSameFace) as err:
+        match_stored(stored(base), enroll([hopper()], dlib_analyzer), 0.91)
+    assert err.value.code == "not_same_face" and err.value.photo == 0
+    assert "not the face this identity holds" in err.value.message

@@ -14,12 +14,14 @@ export const MESSAGES = {
   unsupported_format: "This file isn't a photo we can read. Use a JPEG, PNG or WebP photo.",
   invalid_image: "This file couldn't be read as an image: it may be damaged or incomplete.",
   identity_mismatch: "These photos don't seem to show the same person. Use photos of only you.",
+  not_same_face:
+    "This photo doesn't show the face this face data holds. Add photos of the same person only.",
   not_account_face:
     "This isn't the face your account holds. An account makes images of its holder only: to enroll a different face, first delete your face data in the gallery.",
   live_capture_required: "This service enrolls faces with the camera only. Choose “Use my camera”.",
   capture_expired: "The camera check took too long or was already used. Start it again.",
   capture_failed: "The camera check didn't pass. Try again.",
-  too_many_photos: "You chose more photos than one enrollment takes. Choose fewer.",
+  too_many_photos: "You chose more photos than one face takes. Choose fewer.",
   photos_required: "Choose at least one photo of you.",
   request_too_large: "The photos together are too large to send. Choose fewer or smaller photos.",
   face_backend_unavailable: "Face analysis isn't available on the server right now. Please try again later.",

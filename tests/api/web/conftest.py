@@ -27,16 +27,31 @@ CHROMIUM_ARGS = [
 WAIT_MS = 120_000
 
 
-@pytest.fixture
-def server(tmp_path, model_cache):
-    # Limits other than the defaults: the pages read them from GET /v1/limits.
-    s = Server(
-        smoke_home(tmp_path / "home", model_cache),
+def page_server(home: Path, *args: str) -> Server:
+    """The service the pages are tested on, ``imagine serve *args``. Limits other than the
+    defaults: the pages read them from GET /v1/limits."""
+    return Server(
+        home,
         free_port(),
+        *args,
         IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
         IMAGINE_MAX_ENROLL_PHOTOS="3",
         IMAGINE_MAX_IMAGES="4",
     )
+
+
+@pytest.fixture
+def server(tmp_path, model_cache):
+    s = page_server(smoke_home(tmp_path / "home", model_cache))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def idle_server(tmp_path, model_cache):
+    """``server`` for pages that make no images: jobs end at once without any (``--executor
+    null``), and it is ready without loading the pipeline."""
+    s = page_server(smoke_home(tmp_path / "home", model_cache), "--executor", "null")
     yield s
     s.stop()
 

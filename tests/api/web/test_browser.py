@@ -61,6 +61,16 @@ class Watch:
         if "Content Security Policy" in message.text or "Refused to" in message.text:
             self.problems.append(message.text)
 
+    def page(self, context):
+        """A new page of ``context`` (Playwright's) whose requests and complaints are watched,
+        every wait with the tests' ceiling."""
+        context.set_default_timeout(WAIT_MS)
+        context.route("**/*", self.route)
+        page = context.new_page()
+        page.on("console", self.console)
+        page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc}"))
+        return page
+
 
 def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     from playwright.sync_api import expect
@@ -72,11 +82,7 @@ def test_the_whole_gallery_in_a_browser(server, browser, tmp_path):
     (tmp_path / "me.jpg").write_bytes(astronaut())
     watch = Watch(server.url)
     context = browser.new_context(base_url=server.url, accept_downloads=True)
-    context.set_default_timeout(WAIT_MS)
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.on("console", watch.console)
-    page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
+    page = watch.page(context)
 
     def shot(name: str, full_page: bool = True) -> None:
         assert page.evaluate(UNLABELLED) == [], f"unlabelled on {page.url}"

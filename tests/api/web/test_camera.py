@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.api.server import Server, free_port, smoke_home
-from tests.api.web.conftest import WAIT_MS, launch, playwright
+from tests.api.server import Server
+from tests.api.web.conftest import launch, playwright
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.capture_frames import PEAK, still, turned, y4m
 
@@ -52,19 +52,6 @@ def still_video(path: Path) -> Path:
 
 
 @pytest.fixture
-def server(tmp_path, model_cache):
-    s = Server(
-        smoke_home(tmp_path / "home", model_cache),
-        free_port(),
-        "--executor",
-        "null",
-        IMAGINE_RATE_LIMIT_PER_MINUTE="100000",
-    )
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def chromium():
     """Chromium whose camera plays ``video`` (Chromium's fake capture device)."""
     with playwright() as p:
@@ -92,11 +79,7 @@ def capture(browser, server: Server, key: str, width: int, shot: Path | None):
         viewport={"width": width, "height": 900 if width > 600 else 844},
         permissions=["camera"],
     )
-    context.set_default_timeout(WAIT_MS)
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.on("console", watch.console)
-    page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
+    page = watch.page(context)
     page.goto("/signin")
     page.get_by_label("API key").fill(key)
     page.get_by_label("API key").press("Enter")
@@ -121,7 +104,10 @@ def capture(browser, server: Server, key: str, width: int, shot: Path | None):
     return page, context, watch
 
 
-def test_a_live_capture_enrolls_and_a_still_video_fails_the_challenge(server, chromium, tmp_path):
+def test_a_live_capture_enrolls_and_a_still_video_fails_the_challenge(
+    idle_server, chromium, tmp_path
+):
+    server = idle_server
     from playwright.sync_api import expect
 
     alice = server.cli("users", "create", "alice")["api_key"]

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.web.docs import inline_hashes
 from tests.api.server import free_port
-from tests.api.web.conftest import WAIT_MS
 from tests.api.web.test_browser import Watch
 from tests.api.web.test_pages import policy
 
@@ -111,12 +110,8 @@ def test_docs_render_in_a_browser_without_the_internet(live, browser):
     watch = Watch(live)
     for width, height in ((1280, 900), (390, 844)):
         context = browser.new_context(base_url=live, viewport={"width": width, "height": height})
-        context.set_default_timeout(WAIT_MS)
-        context.route("**/*", watch.route)
-        page = context.new_page()
-        page.on("console", watch.console)
+        page = watch.page(context)
         page.on("console", lambda m: m.type == "error" and watch.problems.append(m.text))
-        page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
 
         page.goto("/redoc")
         expect(page).to_have_url(f"{live}/docs")

@@ -24,7 +24,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.api.web.conftest import WAIT_MS
 from tests.api.web.test_browser import UNLABELLED, Watch
 from tests.photos import astronaut, astronaut_reframed, group, hopper
 
@@ -59,11 +58,7 @@ def test_a_new_user_from_sign_in_to_iterating_on_an_image(server, browser, tmp_p
     context = browser.new_context(
         base_url=server.url, viewport={"width": width, "height": height}, accept_downloads=True
     )
-    context.set_default_timeout(WAIT_MS)
-    context.route("**/*", watch.route)
-    page = context.new_page()
-    page.on("console", watch.console)
-    page.on("pageerror", lambda exc: watch.problems.append(f"uncaught: {exc}"))
+    page = watch.page(context)
 
     def check(name: str | None = None, full_page: bool = True) -> None:
         """Nothing wider than the window, every control labelled; then the screenshot."""

@@ -1,10 +1,12 @@
 // The gallery: your images with their prompt and date, newest first, loaded page by page as
 // you scroll, filtered by face; several at once can be selected and deleted. Below, your face
-// data: rename an identity, or erase it with everything made from it.
+// data: add photos to an identity or replace them, rename it, or erase it with everything
+// made from it.
 
-import { api } from "../api.js";
+import { ApiProblem, api } from "../api.js";
 import { append, confirmDialog, confirmingButton, field, formatDate, formatDateTime, h, identityLabel, plural } from "../dom.js";
-import { explain } from "../messages.js";
+import { MESSAGES, explain } from "../messages.js";
+import { photoPicker } from "../photos.js";
 
 export const title = "Gallery";
 export const SMOKE_NOTICE =
@@ -32,7 +34,7 @@ export function thumbnail(image, { caption = false } = {}) {
 }
 
 export async function render(root, { flash }) {
-  const identities = await api("/v1/identities");
+  const [identities, limits] = await Promise.all([api("/v1/identities"), api("/v1/limits")]);
   const notice = h("p", { class: "notice", role: "note", id: "smoke-notice", hidden: true }, SMOKE_NOTICE);
   const grid = h("ul", { class: "grid gallery", id: "gallery", "aria-label": "Your images, newest first" });
   const empty = h("p", { id: "gallery-empty", hidden: true });
@@ -159,28 +161,37 @@ export async function render(root, { flash }) {
     if (!grid.children.length) await reload();
   });
 
-  const refresh = async () => {
-    await Promise.all([reload(), drawFaces(faces, refresh)]);
+  // The face data's changes: an identity's new photo count shows in the filter too.
+  const relabel = (identity) => {
+    const option = [...filter.options].find((o) => o.value === identity.id);
+    if (option) option.textContent = identityLabel(identity);
   };
+  const ctx = { section: faces, limits, relabel, refresh: null };
+  const refresh = async () => {
+    await Promise.all([reload(), drawFaces(ctx)]);
+  };
+  ctx.refresh = refresh;
   await refresh();
   return () => observer.disconnect();
 }
 
-async function drawFaces(section, refresh, message = "") {
+async function drawFaces(ctx, message = "") {
   const identities = await api("/v1/identities");
   // Messages about the face data sit under this section's heading, not under one identity.
   const status = h("p", { role: "status", id: "face-status" }, message);
-  section.replaceChildren(
+  ctx.status = status;
+  ctx.section.replaceChildren(
     h("h2", { id: "faces-title", tabindex: "-1" }, "Your face data"),
     status,
     identities.length
-      ? h("ul", { class: "identities" }, identities.map((i) => identityItem(i, status, section, refresh)))
+      ? h("ul", { class: "identities" }, identities.map((i) => identityItem(i, ctx)))
       : h("p", { id: "no-face-data" }, "No face data is stored for you. ", h("a", { href: "/onboarding" }, "Enroll your face"), " to create images."),
     identities.length ? h("p", {}, h("a", { href: "/onboarding" }, "Enroll your face again")) : null,
   );
 }
 
-function identityItem(identity, status, section, refresh) {
+function identityItem(identity, ctx, note = "") {
+  const { status, refresh } = ctx;
   const erase = confirmingButton(
     "Delete this face data",
     {
@@ -191,7 +202,7 @@ function identityItem(identity, status, section, refresh) {
       try {
         await api(`/v1/identities/${identity.id}`, { method: "DELETE" });
         await refresh();
-        await drawFaces(section, refresh, `“${identity.name || "Your face data"}” and every image made from it were deleted.`);
+        await drawFaces(ctx, `“${identity.name || "Your face data"}” and every image made from it were deleted.`);
         document.getElementById("faces-title").focus();
       } catch (err) {
         status.textContent = explain(err);
@@ -213,13 +224,37 @@ function identityItem(identity, status, section, refresh) {
     event.preventDefault();
     try {
       await api(`/v1/identities/${identity.id}`, { method: "PATCH", json: { name: nameInput.value } });
-      await drawFaces(section, refresh, "The name was saved.");
+      await drawFaces(ctx, "The name was saved.");
     } catch (err) {
       status.textContent = explain(err);
     }
   });
-  return h("li", { class: "identity" },
-    h("h3", {}, identity.name || `Enrolled ${formatDateTime(identity.created_at)}`),
+
+  // Adding photos, or replacing them: one form at a time, in place of the buttons' row.
+  const heading = h("h3", { tabindex: "-1" }, identity.name || `Enrolled ${formatDateTime(identity.created_at)}`);
+  const slot = h("div", { class: "photos-slot" });
+  const item = h("li", { class: "identity", "data-id": identity.id });
+  const uploads = !ctx.limits.require_live_capture; // else faces come from the camera only
+  const open = (mode, opener) => {
+    slot.replaceChildren(photosForm(identity, mode, ctx.limits.max_enroll_photos, {
+      close: () => {
+        slot.replaceChildren();
+        opener.focus();
+      },
+      done: (updated, message) => {
+        const fresh = identityItem(updated, ctx, message);
+        item.replaceWith(fresh);
+        ctx.relabel(updated);
+        fresh.querySelector("h3").focus();
+      },
+    }));
+    slot.querySelector("input[type=file]")?.focus();
+  };
+  const addPhotos = h("button", { type: "button", class: "secondary", onclick: () => open("add", addPhotos) }, "Add photos");
+  const replacePhotos = h("button", { type: "button", class: "secondary", onclick: () => open("replace", replacePhotos) }, "Replace photos");
+
+  return append(item, [
+    heading,
     h("p", { class: "meta" },
       [
         plural(identity.photos.length, "photo"),
@@ -230,11 +265,80 @@ function identityItem(identity, status, section, refresh) {
         `erased automatically on ${formatDate(identity.retention_until)} unless you use it again`,
       ].filter(Boolean).join(" · "),
     ),
+    h("p", { class: "info face-note", role: "status", hidden: !note }, note),
     renameForm,
     h("div", { class: "actions" },
       h("a", { class: "button secondary", href: `/create?identity=${encodeURIComponent(identity.id)}` }, "Create with this face"),
-      rename, erase),
-  );
+      uploads ? addPhotos : null, uploads ? replacePhotos : null, rename, erase),
+    slot,
+  ]);
+}
+
+// The form that adds photos to an identity ("add") or replaces them ("replace"): the photos
+// picked or dropped as at enrollment, sent together; the button is disabled while they are
+// checked, and a refused photo is marked with the server's reason.
+function photosForm(identity, mode, limit, { close, done }) {
+  const adding = mode === "add";
+  const held = identity.photos.length;
+  const room = adding ? limit - held : limit;
+  const prefix = `${mode}-${identity.id}-`;
+  const error = h("div", { class: "error", role: "alert", id: `${prefix}error` });
+  const status = h("p", { role: "status", id: `${prefix}status` });
+  const cancel = h("button", { type: "button", class: "secondary", onclick: close }, "Cancel");
+  const title = h("h4", { id: `${prefix}title` }, adding ? "Add photos to this face" : "Replace this face's photos");
+  if (room < 1) {
+    return h("div", { class: "photos-form" }, title,
+      h("p", {}, `This face has ${plural(held, "photo")}, the most one face holds. Use “Replace photos” to start again from new ones.`),
+      h("div", { class: "actions" }, cancel));
+  }
+  const hint = h("p", { class: "hint", id: `${prefix}hint` }, adding
+    ? `Up to ${plural(room, "more photo")} of the same person (JPEG, PNG or WebP): the face data becomes the average of all its photos. Photos are analysed and discarded, never stored.`
+    : `1 to ${limit} photos of the same person (JPEG, PNG or WebP): the face data is made afresh from them alone, and the images you made stay. Photos are analysed and discarded, never stored.`);
+  const photos = photoPicker({
+    prefix,
+    max: room,
+    label: adding ? `Photos to add, 1 to ${room}` : `New photos, 1 to ${limit}`,
+    hint: hint.id,
+    tooMany: adding ? `This face can take ${plural(room, "more photo")}.` : `One face holds at most ${limit}.`,
+    problem: (message) => error.replaceChildren(h("p", {}, message)),
+    adding: () => error.replaceChildren(),
+    enabled: () => !submit.disabled,
+  });
+  const submit = h("button", { type: "submit" }, adding ? "Add these photos" : "Replace with these photos");
+  const form = h("form", { class: "photos-form", "aria-labelledby": title.id, novalidate: true },
+    title, hint, ...photos.parts, error, h("div", { class: "actions" }, submit, cancel, status));
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.replaceChildren();
+    const files = photos.files();
+    if (!files.length) {
+      error.replaceChildren(h("p", {}, MESSAGES.photos_required));
+      photos.picker.focus();
+      return;
+    }
+    const body = new FormData();
+    for (const file of files) body.append("photos", file, file.name);
+    const label = submit.textContent;
+    submit.disabled = cancel.disabled = true;
+    submit.textContent = adding ? "Adding photos…" : "Replacing photos…";
+    status.textContent = "Checking your photos…";
+    try {
+      const updated = await api(`/v1/identities/${encodeURIComponent(identity.id)}/photos`, { method: adding ? "POST" : "PUT", form: body });
+      photos.dispose();
+      const count = plural(updated.photos.length, "photo");
+      done(updated, adding ? `${plural(files.length, "photo")} added: this face now has ${count}.` : `The photos were replaced: this face now has ${count}.`);
+    } catch (err) {
+      status.textContent = "";
+      if (!(err instanceof ApiProblem)) throw err;
+      error.replaceChildren(...photos.refusal(err));
+      photos.picker.focus();
+    } finally {
+      submit.disabled = cancel.disabled = false;
+      submit.textContent = label;
+    }
+  });
+  return form;
 }
 
 // How an identity's face was captured (issue 19), as the face data list says it.

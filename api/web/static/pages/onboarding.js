@@ -6,11 +6,11 @@
 
 import { ApiProblem, api } from "../api.js";
 import { cameraAvailable, cameraCapture, explainCapture } from "../camera.js";
-import { append, field, formatDate, formatDateTime, h, plural } from "../dom.js";
-import { MESSAGES, explain } from "../messages.js";
+import { append, field, formatDate, formatDateTime, h } from "../dom.js";
+import { MESSAGES } from "../messages.js";
+import { photoPicker } from "../photos.js";
 
 export const title = "Your face";
-const ACCEPT = "image/jpeg,image/png,image/webp";
 
 export async function render(root, { navigate }) {
   const [consent, regions, identities, limits] = await Promise.all([
@@ -20,7 +20,6 @@ export async function render(root, { navigate }) {
     api("/v1/limits"),
   ]);
   const MAX_PHOTOS = limits.max_enroll_photos;
-  let chosenFiles = []; // [{file, url}]
 
   const consentBox = h("div", { class: "consent-text", tabindex: "0", role: "region", "aria-label": "Consent text" });
   const version = h("code", { id: "consent-version" });
@@ -81,65 +80,16 @@ export async function render(root, { navigate }) {
   });
 
   // Step 3: the face. Photos, one at a time or several, picked or dropped; each can be removed.
-  const picker = h("input", { type: "file", name: "photos", multiple: true, accept: ACCEPT, class: "picker" });
-  const previews = h("ul", { class: "previews", "aria-label": "Photos you chose" });
-  const photoCount = h("p", { class: "hint", id: "photo-count", role: "status" });
-  const drawPhotos = () => {
-    previews.replaceChildren(
-      ...chosenFiles.map(({ file, url }, i) =>
-        h("li", { id: `photo-${i}` },
-          h("img", { src: url, alt: `Preview of photo ${i + 1}: ${file.name}` }),
-          h("span", { class: "name" }, `${i + 1}. ${file.name}`),
-          h("span", { class: "photo-error", id: `photo-${i}-error` }),
-          h("button", { type: "button", class: "secondary small", "aria-label": `Remove photo ${i + 1}: ${file.name}`, onclick: () => removePhoto(i) }, "Remove"),
-        ),
-      ),
-    );
-    photoCount.textContent = chosenFiles.length
-      ? `${plural(chosenFiles.length, "photo")} of at most ${MAX_PHOTOS}.`
-      : `No photos yet: add 1 to ${MAX_PHOTOS}.`;
-    drop.classList.toggle("full", chosenFiles.length >= MAX_PHOTOS);
-  };
-  const addPhotos = (files) => {
-    clearError(picker);
-    const images = [...files].filter((f) => ACCEPT.split(",").includes(f.type) || !f.type);
-    const room = MAX_PHOTOS - chosenFiles.length;
-    chosenFiles.push(...images.slice(0, Math.max(room, 0)).map((file) => ({ file, url: URL.createObjectURL(file) })));
-    drawPhotos();
-    if (images.length > room) showError(`${MESSAGES.too_many_photos} This enrollment takes at most ${MAX_PHOTOS}.`);
-    else if (images.length < files.length) showError(MESSAGES.unsupported_format);
-  };
-  const removePhoto = (index) => {
-    URL.revokeObjectURL(chosenFiles[index].url);
-    chosenFiles.splice(index, 1);
-    drawPhotos();
-    picker.focus();
-  };
-  picker.addEventListener("change", () => {
-    addPhotos(picker.files);
-    picker.value = ""; // the same file can be added again after a removal
+  const photos = photoPicker({
+    max: MAX_PHOTOS,
+    label: `Add 1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP)`,
+    hint: "photos-hint",
+    tooMany: `This enrollment takes at most ${MAX_PHOTOS}.`,
+    problem: (message) => showError(message),
+    adding: () => clearError(photos.picker),
+    enabled: () => !photosStep.disabled,
   });
-  const drop = h("div", { class: "drop", id: "drop-zone" },
-    h("p", { class: "drop-title" }, "Drop photos here"),
-    h("p", { class: "hint" }, "or"),
-    h("label", { for: "photos", class: "button secondary" }, "Add photos…"),
-    picker,
-  );
-  picker.id = "photos";
-  picker.setAttribute("aria-label", `Add 1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP)`);
-  picker.setAttribute("aria-describedby", "photos-hint photo-count");
-  for (const name of ["dragenter", "dragover"]) {
-    drop.addEventListener(name, (e) => {
-      e.preventDefault();
-      drop.classList.add("over");
-    });
-  }
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    if (!photosStep.disabled) addPhotos(e.dataTransfer.files);
-  });
+  const picker = photos.picker;
 
   const name = h("input", { type: "text", name: "name", maxlength: "80", value: `Face of ${formatDateTime(new Date().toISOString())}` });
 
@@ -161,9 +111,7 @@ export async function render(root, { navigate }) {
   );
   const upload = h("div", { class: "upload", id: "upload" },
     h("p", { class: "hint", id: "photos-hint" }, `1 to ${MAX_PHOTOS} photos of only you (JPEG, PNG or WebP). A clear, sharp photo of your face looking at the camera works best. Photos are analysed and discarded, never stored.`),
-    drop,
-    photoCount,
-    previews,
+    ...photos.parts,
   );
 
   const error = h("div", { class: "error", role: "alert", id: "enroll-error" });
@@ -230,13 +178,14 @@ export async function render(root, { navigate }) {
     if (needsState && !state.value) return showError(MESSAGES.subdivision_missing, state);
     const live = useCamera.checked;
     if (!live && !useUpload.checked) return showError(MESSAGES.photos_required, useCamera);
+    const chosenFiles = photos.files();
     if (!live && chosenFiles.length < 1) return showError(MESSAGES.photos_required, picker);
     if (!live && chosenFiles.length > MAX_PHOTOS) return showError(MESSAGES.too_many_photos, picker);
     if (!agree.checked) return showError(MESSAGES.consent_required, agree);
     if (live) return enrollLive(code, name.value.trim());
 
     const body = new FormData();
-    for (const { file } of chosenFiles) body.append("photos", file, file.name);
+    for (const file of chosenFiles) body.append("photos", file, file.name);
     body.append("consent", "true");
     body.append("consent_version", version.textContent);
     body.append("residence", code);
@@ -250,18 +199,7 @@ export async function render(root, { navigate }) {
     } catch (err) {
       status.textContent = "";
       if (!(err instanceof ApiProblem)) throw err;
-      const parts = [h("p", {}, explain(err))];
-      const refused = err.photo !== null ? chosenFiles[err.photo] : null;
-      if (refused) {
-        parts.unshift(h("p", { class: "which" }, `Photo ${err.photo + 1} (${refused.file.name}):`));
-        const li = previews.querySelector(`#photo-${err.photo}`);
-        if (li) {
-          li.classList.add("refused");
-          li.querySelector(".photo-error").textContent = explain(err);
-        }
-      }
-      parts.push(h("p", { class: "detail" }, `Details: ${err.code}: ${err.message}`));
-      error.replaceChildren(...parts);
+      error.replaceChildren(...photos.refusal(err));
       if (err.code === "consent_outdated") showConsent(await api("/v1/consent"));
       const control = { consent_outdated: agree, region_unavailable: needsState ? state : country }[err.code];
       (control || picker).focus();
@@ -298,9 +236,8 @@ export async function render(root, { navigate }) {
     identities.length ? existing(identities) : null,
     form,
   ]);
-  drawPhotos();
   return () => {
-    chosenFiles.forEach(({ url }) => URL.revokeObjectURL(url));
+    photos.dispose();
     camera.stop();
   };
 }
@@ -323,7 +260,7 @@ function existing(identities) {
   return h("p", { class: "info" },
     `You enrolled your face ${identities.length === 1 ? "once" : `${identities.length} times`}, the latest on ${formatDate(latest.created_at)} ${latest.capture === "live" ? "with your camera" : "from photos"}. `,
     h("a", { href: "/create" }, "Create images"),
-    " with it, or enroll more of it below: this account holds your own face only. To rename your face data, or erase it to enroll another face, see “Your face data” in the ",
+    " with it, or enroll more of it below: this account holds your own face only. To add photos to your face data or replace them, rename it, or erase it to enroll another face, see “Your face data” in the ",
     h("a", { href: "/gallery" }, "gallery"),
     ".",
   );
