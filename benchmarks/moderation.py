@@ -7,8 +7,9 @@ alarm, and writes the same as JSON:
     .venv/bin/python benchmarks/moderation.py [--json benchmarks/results/moderation-DATE.json]
 
 Sets: ``likeness_set.tsv`` (tuned on), the development sets
-``likeness_heldout.tsv`` and ``likeness_dev.tsv``, and the first tables
-``moderation_table.tsv`` / ``moderation_heldout.tsv``. Only a set the lists
+``likeness_heldout.tsv`` and ``likeness_dev.tsv``, the blind set
+``likeness_blind.tsv`` (written apart from the lists, never tuned on), and the first
+tables ``moderation_table.tsv`` / ``moderation_heldout.tsv``. Only a set the lists
 never saw gives an honest figure (README, "Moderation").
 """
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from llm_prompting.moderation import RuleModerator  # noqa: E402
 from tests.llm_prompting.moderation_cases import (  # noqa: E402
     LIKENESS,
+    LIKENESS_BLIND,
     LIKENESS_DEV,
     LIKENESS_HELDOUT,
     TABLE,
@@ -38,6 +40,7 @@ SETS = {
     "likeness_set": LIKENESS,
     "likeness_heldout": LIKENESS_HELDOUT,
     "likeness_dev": LIKENESS_DEV,
+    "likeness_blind": LIKENESS_BLIND,
     "moderation_table": TABLE,
     "moderation_heldout": TABLE.with_name("moderation_heldout.tsv"),
 }

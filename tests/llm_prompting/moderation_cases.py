@@ -21,6 +21,7 @@ TABLE = Path(__file__).with_name("moderation_table.tsv")
 LIKENESS = Path(__file__).with_name("likeness_set.tsv")
 LIKENESS_HELDOUT = Path(__file__).with_name("likeness_heldout.tsv")
 LIKENESS_DEV = Path(__file__).with_name("likeness_dev.tsv")
+LIKENESS_BLIND = Path(__file__).with_name("likeness_blind.tsv")  # scored, never tuned on
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from llm_prompting.moderation import (
 from llm_prompting.text import Lexicon, words
 from tests.llm_prompting.moderation_cases import (
     LIKENESS,
+    LIKENESS_BLIND,
     LIKENESS_DEV,
     LIKENESS_HELDOUT,
     by_category,
@@ -82,6 +83,16 @@ def test_likeness_floors_by_category(rules, table):
         assert row.rate >= floor, (row, [o.case.prompt for o in wrong])
         if table == LIKENESS:
             assert row.right_category == row.right, row
+
+
+def test_the_blind_set_does_not_get_worse(rules):
+    """The blind set (README, "Moderation") is not tuned on, so it has no floors of the
+    issue's: it guards its first score (109/110 kept, 98/113 refused) against regressions."""
+    rows, wrong = by_category(rules, load_cases(LIKENESS_BLIND))
+    allowed = next(row for row in rows if row.group == "allowed")
+    refused = sum(row.right for row in rows if row.group != "allowed")
+    assert allowed.right >= 109, [o.case.prompt for o in wrong]
+    assert refused >= 98, [o.case.prompt for o in wrong]
 
 
 def test_lexicon_stems_word_parts_gaps_and_false_friends():
