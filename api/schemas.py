@@ -174,6 +174,8 @@ class GenerationPublic(BaseModel):
     identity_id: str
     prompt: str
     n: int
+    width: int  # of each image, as resolved from the request and the profile's defaults
+    height: int
     progress: float
     step: int
     total_steps: int

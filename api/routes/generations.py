@@ -72,6 +72,8 @@ def to_public(job: Generation, images: list[ImageRow], services: Services) -> Ge
         identity_id=job.identity_id,
         prompt=job.request["prompt"],
         n=job.request["n"],
+        width=job.request["width"],
+        height=job.request["height"],
         progress=round(job.progress, 4),
         step=job.step,
         total_steps=job.total_steps,

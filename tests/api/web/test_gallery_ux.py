@@ -177,6 +177,14 @@ def test_a_new_user_from_sign_in_to_iterating_on_an_image(server, browser, tmp_p
     # Six clicks: Create is disabled from the first one, and one job is made
     disabled = page.evaluate(
         """() => {
+            window.placeShapes = [];  // the shape of each place held for an image, when added
+            new MutationObserver((changes) => {
+                for (const change of changes) for (const node of change.addedNodes) {
+                    for (const place of node.querySelectorAll?.('li.placeholder') || []) {
+                        window.placeShapes.push(place.style.aspectRatio);
+                    }
+                }
+            }).observe(document.body, { childList: true, subtree: true });
             const button = document.getElementById('create-button');
             const seen = [];
             for (let i = 0; i < 6; i++) { button.click(); seen.push(button.disabled); }
@@ -193,6 +201,9 @@ def test_a_new_user_from_sign_in_to_iterating_on_an_image(server, browser, tmp_p
     placeholders = card.locator("li.placeholder")
     expect(placeholders).to_have_count(2)
     expect(placeholders.first).to_have_text("Image 1 of 2")
+    shapes = page.evaluate("() => window.placeShapes")  # "W / H" of each place
+    sides = [tuple(float(side) for side in shape.split("/")) for shape in shapes]
+    assert len(sides) == 2 and all(w < h for w, h in sides), shapes  # portrait, not square
     texts = progress_texts(card)
     assert any("denoising steps each" in t for t in texts), texts
     assert not any(" of 8" in t for t in texts), texts  # steps are not multiplied by images

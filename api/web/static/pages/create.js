@@ -190,6 +190,9 @@ function jobCard(job, stops) {
   const tiles = h("ul", { class: "grid tiles", "aria-label": `Images of “${job.prompt}”` },
     Array.from({ length: job.n }, (_, i) => h("li", { class: "placeholder" }, h("span", {}, `Image ${i + 1} of ${job.n}`))),
   );
+  // Each place has the shape of the image that will fill it (CSSOM: no inline style markup).
+  const shaped = (tile) => { tile.style.aspectRatio = `${job.width} / ${job.height}`; return tile; };
+  for (const tile of tiles.children) shaped(tile);
   const card = h("li", { class: "card job", id: `job-${job.id}` },
     h("p", { class: "job-prompt" }, `“${job.prompt}”`),
     h("div", { class: "progress" }, progress, text, cancel),
@@ -228,7 +231,7 @@ function jobCard(job, stops) {
     [...tiles.children].forEach((tile, index) => {
       const image = made.get(index);
       if (image) tile.replaceWith(thumbnail({ ...image, prompt: final.prompt }));
-      else if (final.status === "succeeded") tile.replaceWith(h("li", { class: "placeholder withheld" }, h("span", {}, `Image ${index + 1} was withheld by the safety check`)));
+      else if (final.status === "succeeded") tile.replaceWith(shaped(h("li", { class: "placeholder withheld" }, h("span", {}, `Image ${index + 1} was withheld by the safety check`))));
       else tile.remove();
     });
     if (!tiles.children.length) tiles.remove();
