@@ -119,6 +119,10 @@ def test_a_stop_does_not_wait_for_a_long_step_it_hands_the_job_back(make_service
     assert (body["status"], body["step"]) == ("queued", 0)
     with services.db.session() as s:
         assert s.get(Generation, job_id).attempts == 0
+    services.executor.stop()  # the held step ends now: wait for it, then nothing more is made
+    assert not services.executor.is_alive(), "the worker thread outlived its step"
+    with services.db.session() as s:
+        assert s.get(Generation, job_id).status == "queued"
     assert stored_files(services) == set()
 
 
