@@ -9,10 +9,9 @@ the store's own failures are a 503.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from api.storage import (
     MissingObject,
@@ -23,24 +22,18 @@ from api.storage import (
     random_key,
     with_variants,
 )
-from imagine.s3 import NO_KEY, connect, error_code
+from imagine.s3 import NO_KEY, answering, connect, error_code
 
 
-@contextmanager
-def _answering(location: str) -> Iterator[None]:
+def _answering(location: str) -> AbstractContextManager[None]:
     """The store's own failures (down, refused, throttled) as a 503, not a 500."""
-    try:
-        yield
-    except ClientError as err:
-        raise StorageUnavailable(f"image storage {location}: {error_code(err)}") from err
-    except BotoCoreError as err:
-        raise StorageUnavailable(f"image storage {location}: {err}") from err
+    return answering(f"image storage {location}", StorageUnavailable)
 
 
 class S3Storage:
     def __init__(self, url: str, *, endpoint_url: str | None = None, page_size: int = 1000):
         bucket = connect(url, endpoint_url=endpoint_url, what="image storage")
-        self.location, self.client = url, bucket.client
+        self.location, self.client, self._bucket = url, bucket.client, bucket
         self.bucket, self.prefix = bucket.name, bucket.prefix
         self.page_size = page_size
 
@@ -59,14 +52,10 @@ class S3Storage:
 
     def get(self, key: str) -> bytes:
         with _answering(self.location):
-            try:
-                answer = self.client.get_object(Bucket=self.bucket, Key=self.name(key))
-            except ClientError as err:
-                if error_code(err) in NO_KEY:
-                    raise MissingObject("no such image (it was just deleted)") from None
-                raise
-            data: bytes = answer["Body"].read()
-            return data
+            data = self._bucket.read(key)
+        if data is None:
+            raise MissingObject("no such image (it was just deleted)")
+        return data
 
     def _modified(self, key: str) -> float | None:
         """When ``key`` was last written (seconds since the epoch), or None."""

@@ -10,6 +10,8 @@ or none.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +50,29 @@ class Bucket:
 
     def key(self, name: str) -> str:
         return self.prefix + name
+
+    def read(self, name: str) -> bytes | None:
+        """The object ``name`` under the prefix, or None when there is none."""
+        try:
+            answer = self.client.get_object(Bucket=self.name, Key=self.key(name))
+        except ClientError as err:
+            if error_code(err) in NO_KEY:
+                return None
+            raise
+        data: bytes = answer["Body"].read()
+        return data
+
+
+@contextmanager
+def answering(location: str, unavailable: Callable[[str], Exception]) -> Iterator[None]:
+    """The store's own failures (down, refused, throttled) as ``unavailable(message)``, an
+    error of the caller's that names ``location`` and S3's code, not a traceback."""
+    try:
+        yield
+    except ClientError as err:
+        raise unavailable(f"{location}: {error_code(err)}") from err
+    except BotoCoreError as err:
+        raise unavailable(f"{location}: {err}") from err
 
 
 def connect(url: str, *, endpoint_url: str | None = None, what: str = "storage") -> Bucket:

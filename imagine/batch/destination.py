@@ -114,11 +114,8 @@ class S3Destination:
         self.bucket, self.location = bucket, bucket.url.rstrip("/")
         self.lease: _Lease | None = None
 
-    def lock(self) -> AbstractContextManager[None]:
-        return self._locked()
-
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
         with self._answering():
             lease = _Lease(self.bucket, self.location)
         self.lease = lease
@@ -130,19 +127,8 @@ class S3Destination:
                 lease.release()
 
     def read(self, name: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        from imagine.s3 import NO_KEY, error_code
-
         with self._answering():
-            try:
-                answer = self._client.get_object(Bucket=self.bucket.name, Key=self._key(name))
-            except ClientError as err:
-                if error_code(err) in NO_KEY:
-                    return None
-                raise
-            data: bytes = answer["Body"].read()
-            return data
+            return self.bucket.read(name)
 
     def write(self, name: str, data: bytes) -> None:
         if self.lease is not None and self.lease.lost:
@@ -190,20 +176,10 @@ class S3Destination:
     def _key(self, name: str) -> str:
         return self.bucket.key(name)
 
-    @contextmanager
-    def _answering(self) -> Iterator[None]:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def _answering(self) -> AbstractContextManager[None]:
+        from imagine.s3 import answering
 
-        from imagine.s3 import error_code
-
-        try:
-            yield
-        except ClientError as err:
-            raise DestinationUnavailable(
-                f"batch output {self.location}: {error_code(err)} {err}"
-            ) from None
-        except BotoCoreError as err:
-            raise DestinationUnavailable(f"batch output {self.location}: {err}") from None
+        return answering(f"batch output {self.location}", DestinationUnavailable)
 
 
 def _type(name: str) -> str:
