@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import worker
+from api.auth import create_user
 from api.jobs import report_progress
 from api.main import create_app
 from api.services import Services, build_services
@@ -70,6 +71,29 @@ def make_services(settings) -> Iterator[Callable[..., Services]]:
     yield make
     for services in made:
         services.db.engine.dispose()
+
+
+def idle_client(services: Services) -> TestClient:
+    """A client of the API without its worker thread: requests are answered, no job runs."""
+    return TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1))
+
+
+@pytest.fixture
+def idle(services) -> Iterator[TestClient]:
+    """``idle_client`` of the test's services, open for the test."""
+    with idle_client(services) as c:
+        yield c
+
+
+@pytest.fixture
+def accounts(services) -> dict[str, str]:
+    """API keys of two personal accounts, alice and bob, and of an operator, studio."""
+    with services.db.session() as s:
+        return {
+            "alice": create_user(s, "alice")[1],
+            "bob": create_user(s, "bob")[1],
+            "studio": create_user(s, "studio", "operator")[1],
+        }
 
 
 @pytest.fixture

@@ -11,26 +11,21 @@ from sqlalchemy import select, update
 
 from api.auth import create_user
 from api.cli import main
-from api.main import create_app, sweep_once
+from api.main import sweep_once
 from api.tables import AccountFace, AccountFaceKey, AuditEvent, Consent, Identity, utcnow
-from tests.api.conftest import auth, enroll
+from tests.api.conftest import auth, enroll, idle_client
 from tests.api.test_erasure import traces
 from tests.photos import astronaut, astronaut_reframed, hopper
 
 
 @pytest.fixture
-def client(services):
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as c:
-        yield c
+def client(idle):
+    return idle
 
 
 @pytest.fixture
-def keys(services) -> dict[str, str]:
-    with services.db.session() as s:
-        return {
-            "alice": create_user(s, "alice")[1],
-            "studio": create_user(s, "studio", "operator")[1],
-        }
+def keys(accounts) -> dict[str, str]:
+    return accounts
 
 
 def post(client: TestClient, key: str, photo: bytes):
@@ -163,7 +158,7 @@ def test_live_capture_can_be_required_of_personal_accounts(make_services):
     services = make_services(require_live_capture=True)
     with services.db.session() as s:
         alice, studio = create_user(s, "alice")[1], create_user(s, "studio", "operator")[1]
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         refused = post(client, alice, astronaut())
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "live_capture_required"

@@ -20,10 +20,10 @@ from sqlalchemy import LargeBinary, select, update
 from api.auth import create_user
 from api.cli import main
 from api.crypto import KEY, NONCE, WRAPPED_KEY, EmbeddingCipher, load_key
-from api.main import create_app, sweep_once
+from api.main import sweep_once
 from api.services import Services
 from api.tables import Base, Identity, IdentityKey, utcnow
-from tests.api.conftest import auth, enroll
+from tests.api.conftest import auth, enroll, idle_client
 
 
 def stored(services: Services, identity_id: str) -> tuple[bytes, bytes | None]:
@@ -82,7 +82,7 @@ def erase(how: str, client: TestClient, services: Services, key: str, identity_i
 def test_no_file_under_home_opens_an_erased_embedding(make_services, how):
     services = make_services(database_url=None)  # the default: SQLite under IMAGINE_HOME
     home = services.settings.home
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         with services.db.session() as s:
             alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
         kept = enroll(client, bob)["id"]
@@ -136,7 +136,7 @@ def test_embeddings_enrolled_before_data_keys_are_resealed_at_start(make_service
     """Migration 0004 cannot give old identities a data key (it has no master key); the next
     start does, and until then they open with the master key as before."""
     services = make_services()
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         identity_id = enroll(client, user_key("alice"))["id"]
     blob, wrapped = stored(services, identity_id)
     embedding = services.cipher.decrypt(blob, identity_id, wrapped)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
-
 from api.auth import create_user
-from api.main import create_app
-from tests.api.conftest import auth, enroll, generate, wait_for, wait_until_step
+from tests.api.conftest import auth, enroll, generate, idle_client, wait_for, wait_until_step
 
 
 def timings(client, key, job) -> dict:
@@ -16,7 +13,7 @@ def timings(client, key, job) -> dict:
 
 def test_compatible_jobs_share_a_device_batch(make_services):
     services = make_services(batch_window_ms=0)
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         with services.db.session() as s:
             alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
         a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]
@@ -41,7 +38,7 @@ def test_compatible_jobs_share_a_device_batch(make_services):
 
 def test_cancelling_one_job_of_a_batch_reruns_the_others(make_services, hold_at_step_2):
     services = make_services(batch_window_ms=0)
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         with services.db.session() as s:
             alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
         a, b = enroll(client, alice)["id"], enroll(client, bob)["id"]

@@ -13,31 +13,23 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.account_face import take_turn
-from api.auth import create_user
-from api.main import create_app
 from api.services import Services
 from api.tables import AuditEvent, Identity, IdentityKey
 from identity.enrollment import enroll as enroll_photos
 from identity.enrollment import similarity
-from tests.api.conftest import WAIT_S, auth, enroll
+from tests.api.conftest import WAIT_S, auth, enroll, idle_client
 from tests.api.test_live_capture import capture, challenge, following
 from tests.photos import astronaut, astronaut_image, astronaut_reframed, encode, group, hopper
 
 
 @pytest.fixture
-def client(services):
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as c:
-        yield c
+def client(idle):
+    return idle
 
 
 @pytest.fixture
-def keys(services) -> dict[str, str]:
-    with services.db.session() as s:
-        return {
-            "alice": create_user(s, "alice")[1],
-            "bob": create_user(s, "bob")[1],
-            "studio": create_user(s, "studio", "operator")[1],
-        }
+def keys(accounts) -> dict[str, str]:
+    return accounts
 
 
 def send(client: TestClient, key: str, identity_id: str, photos: list[bytes], method="POST"):
@@ -199,7 +191,7 @@ def test_concurrent_additions_keep_every_photo(client, keys, services, make_serv
     identity = enroll(client, alice)
     other = make_services()
     answers: list[int] = []
-    with TestClient(create_app(other, start_worker=False), client=("127.0.0.1", 1)) as c2:
+    with idle_client(other) as c2:
         threads = [
             threading.Thread(
                 target=lambda c=c, p=p: answers.append(
@@ -235,7 +227,7 @@ def test_a_live_capture_with_photos_added_is_an_upload_and_live_can_be_required(
     theirs = enroll(client, studio)
 
     strict = make_services(require_live_capture=True)  # the same database, now live-only
-    with TestClient(create_app(strict, start_worker=False), client=("127.0.0.1", 1)) as c2:
+    with idle_client(strict) as c2:
         for method in ("POST", "PUT"):
             refused = send(c2, alice, live["id"], [astronaut()], method)
             assert refused.status_code == 403

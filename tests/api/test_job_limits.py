@@ -18,6 +18,7 @@ from tests.api.conftest import (
     auth,
     enroll,
     generate,
+    idle_client,
     ready,
     wait_for,
     wait_until_step,
@@ -105,7 +106,7 @@ def test_a_stop_does_not_wait_for_a_long_step_it_hands_the_job_back(make_service
     the stop hands the job back to the queue itself, and the step, when it ends, can
     publish nothing."""
     services = make_services()
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         with services.db.session() as s:
             key = create_user(s, "alice")[1]
         services.executor.start()
@@ -134,7 +135,7 @@ def test_a_job_finished_after_its_batch_partner_is_published_once(make_services)
     CHECKERS[checker.name] = lambda config: checker
     services = make_services(lease_seconds=0.6, batch_window_ms=0, safety_checker=checker.name)
     try:
-        with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as c:
+        with idle_client(services) as c:
             with services.db.session() as s:
                 alice, bob = create_user(s, "alice")[1], create_user(s, "bob")[1]
             first = generate(c, alice, enroll(c, alice)["id"])["id"]

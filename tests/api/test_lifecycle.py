@@ -6,12 +6,20 @@ import json
 import time
 from datetime import timedelta
 
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from api.main import create_app, sweep_once
+from api.main import sweep_once
 from api.tables import AuditEvent, Consent, Generation, Identity, ImageRow, utcnow
-from tests.api.conftest import SMALL, auth, enroll, generate, ready, wait_for, wait_until_step
+from tests.api.conftest import (
+    SMALL,
+    auth,
+    enroll,
+    generate,
+    idle_client,
+    ready,
+    wait_for,
+    wait_until_step,
+)
 
 
 def count(services, table) -> int:
@@ -108,7 +116,7 @@ def test_erasure_leaves_no_row_or_file(client, user_key, services, settings):
 
 def test_cancel_a_queued_job(make_services, user_key):
     services = make_services()
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         from api.auth import create_user
 
         with services.db.session() as s:

@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from api.auth import create_user
-from api.main import create_app
 from api.tables import AuditEvent, CaptureChallenge, utcnow
-from tests.api.conftest import auth, enroll
+from tests.api.conftest import auth, enroll, idle_client
 from tests.capture_frames import PEAK, head_turns
 from tests.photos import hopper
 
@@ -20,9 +19,8 @@ SIDE = {"left": PEAK, "right": -PEAK}
 
 
 @pytest.fixture
-def client(services):
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as c:
-        yield c
+def client(idle):
+    return idle
 
 
 @pytest.fixture
@@ -125,7 +123,7 @@ def test_live_capture_works_where_it_is_required(make_services):
     services = make_services(require_live_capture=True, capture_challenge_steps=3)
     with services.db.session() as s:
         alice = create_user(s, "alice")[1]
-    with TestClient(create_app(services, start_worker=False), client=("127.0.0.1", 1)) as client:
+    with idle_client(services) as client:
         c = challenge(client, alice)
         assert len(c["steps"]) == 3
         r = capture(client, alice, c["nonce"], following(c["steps"]))
