@@ -86,6 +86,7 @@ class Settings:
     llama_model_dir: Path | None = None  # Llama 3.1 Instruct folder for the transformers expander
     llm_max_new_tokens: int = PromptingConfig.max_new_tokens
     moderator: str = "rules"  # "rules" | "llama_guard"
+    moderation_model: bool = PromptingConfig.moderation_model  # the rules' learned layer
     guard_base_url: str = ""  # Llama Guard server; empty: the openai server
     guard_model: str = PromptingConfig.guard_model
     guard_policy: str = PromptingConfig.guard_policy  # "imagine" | "builtin"
@@ -224,6 +225,7 @@ class Settings:
             device=self.device,
             max_new_tokens=self.llm_max_new_tokens,
             moderator=self.moderator,
+            moderation_model=self.moderation_model,
             guard=guard,
             guard_model=self.guard_model,
             guard_policy=self.guard_policy,

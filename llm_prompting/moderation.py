@@ -16,7 +16,8 @@ concept lists refused alone (with stems, word parts and gaps: ``etrangl*``,
 ``*hakenkreuz*``, ``corde ... cou``), pairs of lists near each other ("a
 rope" by "my neck", "shooting" before "people"; ``Pair``), and the rules for
 minors. Word lists and pairs live in ``data/moderation.toml``, names in
-``data/names.toml``.
+``data/names.toml``. What no list refuses goes last to a small learned
+classifier (``llm_prompting.learned``), which catches some paraphrases.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from llm_prompting.errors import ExpanderUnavailable, ExpansionFailed, ModerationUnavailable
 from llm_prompting.instructions import sanitize
+from llm_prompting.learned import LearnedModel
 from llm_prompting.registry import build_once
 from llm_prompting.text import LEET_I, LEET_L, Lexicon, PhraseSet, fold, load_data, squeeze
 
@@ -103,17 +105,23 @@ class Pair:
 class Moderator(Protocol):
     name: str
 
-    def check(self, text: str) -> Verdict:
-        """Whether ``text`` (a user's prompt or an expansion) may be drawn."""
+    def check(self, text: str, *, expansion: bool = False) -> Verdict:
+        """Whether ``text`` (a user's prompt, or with ``expansion`` an expansion) may be drawn."""
         ...
 
 
 class RuleModerator:
-    """Word lists and patterns in English, French, Spanish, German, Italian, Portuguese; offline."""
+    """Word lists and patterns in English, French, Spanish, German, Italian, Portuguese; offline.
+
+    With ``learned``, a user's prompt no list refuses is refused when that
+    model scores it under its threshold (``matched`` then reads "model: ...").
+    Expansions, longer prose than the prompts it learned from, get the lists only.
+    """
 
     name = "rules"
 
-    def __init__(self) -> None:
+    def __init__(self, learned: LearnedModel | None = None) -> None:
+        self.learned = learned
         data, names = load_data("moderation.toml"), load_data("names.toml")
         self.allow = PhraseSet(data["allow"]["phrases"])
         exceptions = data["exceptions"]["words"]
@@ -136,7 +144,7 @@ class RuleModerator:
         for w in sorted(self.known):
             self.by_length.setdefault(len(w), []).append(w)
 
-    def check(self, text: str) -> Verdict:
+    def check(self, text: str, *, expansion: bool = False) -> Verdict:
         hits: dict[str, str] = {}
         minor_age = bool(self.minor_age.search(fold(text)))
         readings: list[list[str]] = []
@@ -150,6 +158,10 @@ class RuleModerator:
         for category in CATEGORIES:
             if category in hits:
                 return Verdict(False, category, hits[category], self.name)
+        if self.learned and not expansion and (scores := self.learned.refuses(text)):
+            return Verdict(
+                False, scores.category, f"model: allowed {scores.allowed:.2f}", self.name
+            )
         return ALLOWED
 
     def views(self, text: str) -> list[list[str]]:
@@ -383,8 +395,8 @@ class LlamaGuardModerator:
         self.rules = rules
         self.policy = policy
 
-    def check(self, text: str) -> Verdict:
-        verdict = self.rules.check(text)
+    def check(self, text: str, *, expansion: bool = False) -> Verdict:
+        verdict = self.rules.check(text, expansion=expansion)
         if not verdict.allowed:
             return verdict
         try:
@@ -411,23 +423,26 @@ def parse_llama_guard(answer: str, codes: dict[str, str] = LLAMA_GUARD_CATEGORIE
 
 
 def _rules(config: PromptingConfig) -> Moderator:
-    return _rule_moderator()
+    return _rule_moderator(config.moderation_model)
 
 
 def _llama_guard(config: PromptingConfig) -> Moderator:
     from llm_prompting.openai_backend import ChatClient
 
     client = ChatClient(config.guard_server())
-    return LlamaGuardModerator(client, _rule_moderator(), config.guard_policy)
+    return LlamaGuardModerator(
+        client, _rule_moderator(config.moderation_model), config.guard_policy
+    )
 
 
-_shared: list[RuleModerator] = []
+_shared: dict[bool, RuleModerator] = {}
 
 
-def _rule_moderator() -> RuleModerator:
-    if not _shared:
-        _shared.append(RuleModerator())
-    return _shared[0]
+def _rule_moderator(learned: bool) -> RuleModerator:
+    """One rule moderator per process for each choice of the learned layer."""
+    if learned not in _shared:
+        _shared[learned] = RuleModerator(LearnedModel.load() if learned else None)
+    return _shared[learned]
 
 
 MODERATORS: dict[str, Callable[[PromptingConfig], Moderator]] = {

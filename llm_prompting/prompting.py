@@ -121,11 +121,11 @@ def expand(
 
     contract = Contract(config.subject, config.token_budget, count_tokens)
     result, cacheable = _expand(expander, text, chosen, contract)
-    verdict = moderator.check(result.prompt)
+    verdict = moderator.check(result.prompt, expansion=True)
     if not verdict.allowed and result.backend != _TEMPLATE.name:
         reason = f"moderation refused the {expander.name} expansion ({verdict.category})"
         result = _fallback(text, chosen, contract, reason)
-        verdict = moderator.check(result.prompt)
+        verdict = moderator.check(result.prompt, expansion=True)
     if not verdict.allowed:
         log.info("prompt refused on output: %s (%s)", verdict.category, verdict.matched)
         raise PromptRejected(

@@ -24,6 +24,12 @@ LIKENESS_DEV = Path(__file__).with_name("likeness_dev.tsv")
 LIKENESS_BLIND = Path(__file__).with_name("likeness_blind.tsv")  # scored, never tuned on
 
 
+def training_sets() -> list[Path]:
+    """What the moderator's learned layer learns from: every set but the blind ones."""
+    here = Path(__file__).parent
+    return sorted(p for p in here.glob("*.tsv") if not p.name.startswith("likeness_blind"))
+
+
 @dataclass(frozen=True)
 class Case:
     refuse: bool
