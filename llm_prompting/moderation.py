@@ -57,6 +57,8 @@ _NOT_LEXICONS = ("allow", "pairs", "exceptions", "ages")
 _CLAUSE = re.compile(r"[,;:!?]+(?=\s|$)")
 # "kid's" and "friends'" as two words, the second "s", in every reading.
 _POSSESSIVE = re.compile(r"(?<=\w)['’]s\b|(?<=s)['’](?=\s|$)")
+# A pair with this category refuses only next to a minor ("kissing" near "in bed").
+_NEAR_A_MINOR = "suggestive"
 # Categories refused by their own word lists alone (moderation.toml and names.toml).
 _DIRECT = ("sexual_minors", "sexual", "self_harm", "hate", "violence", "deception", "public_figure")
 
@@ -133,6 +135,8 @@ class RuleModerator:
         )
         self.pairs = [Pair.from_toml(entry) for entry in data["pairs"]]
         for pair in self.pairs:
+            if pair.category not in CATEGORIES and pair.category != _NEAR_A_MINOR:
+                raise ValueError(f"pairs: unknown category {pair.category!r}")
             for name in pair.first + pair.second + pair.breaks + pair.unless:
                 if name not in self.lexicons:
                     raise ValueError(f"pairs: no word list named {name!r} in moderation.toml")
@@ -226,6 +230,8 @@ class RuleModerator:
             if matched:
                 found.setdefault(pair.category, []).append(matched)
         for category, matches in found.items():
+            if category == _NEAR_A_MINOR:  # used by the rules for minors only
+                continue
             for matched in matches:
                 yield category, matched
         yield from self._minors(reading, found, minor_age)
@@ -258,18 +264,27 @@ class RuleModerator:
     def _minors(
         self, reading: _Reading, found: dict[str, list[str]], minor_age: bool
     ) -> Iterable[tuple[str, str]]:
-        """A minor (a word, or an age under 18) with anything sexual, or with a harm."""
+        """A minor (a word, or an age under 18) with anything sexual, or with a harm.
+
+        One's own child counts as a minor with anything refused as sexual ("my
+        stepdaughter in bed together"), and with any violence.
+        """
         minors = reading.found("minors")
         violence = found["violence"] + found["self_harm"]
         offspring = reading.found("offspring")
+        if offspring and found["sexual"]:  # "setz meine Stieftochter auf ein erotisches Foto"
+            yield "sexual_minors", f"{next(iter(offspring.values()))} + {found['sexual'][0]}"
         if offspring and violence:  # "ich verprügle meinen Sohn"
             yield "minors_harm", f"{next(iter(offspring.values()))} + {violence[0]}"
         if not (minors or minor_age):
             return
         minor = next(iter(minors.values()), "age")
-        sexual = reading.found("sexual") | reading.found("suggestive") | reading.found("revealing")
+        sexual = [
+            *(reading.found("sexual") | reading.found("suggestive") | reading.found("revealing")),
+            *found.get(_NEAR_A_MINOR, []),
+        ]
         if sexual:
-            yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
+            yield "sexual_minors", f"{minor} + {sexual[0]}"
         harm = [*reading.found("harm_to_minors").values(), *violence]
         if harm:  # "a ten year old holding a rifle"
             yield "minors_harm", f"{minor} + {harm[0]}"
@@ -298,10 +313,27 @@ class _Reading:
 
 
 def _age_pattern(ages: dict[str, list[str]]) -> re.Pattern[str]:
-    """An age under 18 in figures or words: "14 years old", "15-jähriges", "quatorze ans"."""
-    numbers = "|".join(["\\d", "1[0-7]", *(re.escape(w) for w in ages["under_18"])])
-    units = "|".join(re.escape(w) for w in ages["units"])
-    return re.compile(rf"\b(?:{numbers})\s*-?\s*(?:{units})\b")
+    """An age under 18 in figures or words: "14 years old", "15-jähriges", "quatorze ans".
+
+    Not a span of time ("10 years younger"). Also a bare number after words that
+    announce an age ("at age sixteen", "when I was 15", "mit 15", "a los 13"),
+    unless a measure follows ("at 12 pm").
+    """
+
+    def one_of(key: str, longer_than: int = 0) -> str:
+        return "|".join(re.escape(w) for w in ages[key] if len(w) > longer_than)
+
+    units = one_of("units")
+    with_unit = (
+        rf"\b(?:\d|1[0-7]|{one_of('under_18')})\s*-?\s*(?:{units})\b"
+        rf"(?!\s*(?:{one_of('not_after_unit')})\b)"
+    )
+    announced = (
+        rf"(?:{one_of('before')})\s+(?:\d|1[0-7]|{one_of('under_18', longer_than=3)})"
+        rf"|(?:{one_of('before_figures')})\s+1[0-7]"
+    )
+    bare = rf"\b(?:{announced})\b(?!\s*(?:[:.,]\d|%|(?:{one_of('not_after')}|{units})\b))"
+    return re.compile(f"{with_unit}|{bare}")
 
 
 # Llama Guard 3 takes its categories in the prompt ("custom categories" in its

@@ -127,6 +127,25 @@ def test_pairs_refuse_words_together_and_respect_context(rules, prompt, allowed)
     assert rules.check(prompt).allowed is allowed, rules.check(prompt)
 
 
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [
+        ("me at age sixteen with a beer", "minors_harm"),  # an age announced without a unit
+        ("ich mit 15 und einem Bier", "minors_harm"),
+        ("me at 12 pm with a beer", None),  # a measure follows: an hour
+        ("ich mit 2 Freundinnen und Bier", None),  # "mit" takes figures from 10 to 17 only
+        ("make me look 10 years younger, holding a glass of wine", None),  # a span of time
+        ("yo a los 13 besando a un adulto en la cama", "sexual_minors"),  # a "suggestive" pair
+        ("yo besando a mi novio en la cama", None),  # ...refused only next to a minor
+        ("me at 12 kissing my grandma goodnight in bed", None),  # unless: a family kiss
+        ("my stepdaughter in lingerie", "sexual_minors"),  # one's child with anything sexual
+    ],
+)
+def test_ages_and_pairs_near_a_minor(rules, prompt, category):
+    verdict = rules.check(prompt)
+    assert (verdict.allowed, verdict.category) == (category is None, category), verdict
+
+
 def test_the_issue_examples_are_refused_with_their_reason(rules):
     for prompt in (
         "me as a famous politician in a compromising photo",
@@ -205,7 +224,7 @@ def test_llama_guard_is_given_our_categories(server):
     for prompt, category in (
         ("me handing out flyers saying the election is cancelled", "deception"),
         ("me in a spicy photo", "sexual"),
-        ("me planting a bomb in a station", "violence"),
+        ("me building a bomb in my kitchen", "violence"),
     ):
         with pytest.raises(PromptRejected) as err:
             expand(prompt, "photo", config)
@@ -225,7 +244,7 @@ def test_llama_guard_over_http(server):
     assert expand("me as a firefighter", "photo", config).backend == "template"
     assert server.count("guard") == 2  # the user's words, then the expansion
     with pytest.raises(PromptRejected) as err:
-        expand("me planting a bomb in a station", "photo", config)
+        expand("me building a bomb in my kitchen", "photo", config)
     assert (err.value.category, err.value.moderator) == ("other", "llama_guard")
     with pytest.raises(PromptRejected) as err:
         expand("me starting a riot", "photo", config)
