@@ -37,7 +37,7 @@ class PromptingConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda", for the transformers backend
     max_new_tokens: int = 256  # answer length cap for either LLM backend
     moderator: str = "rules"  # "rules" | "llama_guard"
-    moderation_model: bool = False  # the learned layer after the rule lists (llm_prompting.learned)
+    moderation_model: bool = True  # the learned layer after the rule lists (llm_prompting.learned)
     guard: ServerConfig | None = None  # Llama Guard 3 server; None: the expander's server
     guard_model: str = "meta-llama/Llama-Guard-3-8B"
     # "imagine": Llama Guard 3 is given this project's categories (POST /completions);

@@ -10,7 +10,9 @@ prompts (the blind sets excepted) and shipped as ``data/moderation_model.npz``;
 at run time it needs only numpy.
 
 ``RuleModerator`` asks it only when no list has refused, and refuses when the
-model's probability that the prompt is allowed is under ``threshold``.
+model's probability that the prompt is allowed is under ``threshold``; a
+prompt of fewer than ``MIN_WORDS`` words gives it too little to read ("me
+knitting", "salut") and is left to the lists.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from llm_prompting.text import fold
 
 MODEL_FILE = "moderation_model.npz"
 ALLOWED = "allowed"
+MIN_WORDS = 3
 _WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -134,5 +137,7 @@ class LearnedModel:
 
     def refuses(self, text: str) -> Scores | None:
         """The scores when the model refuses ``text``, else None."""
+        if len(_WORD.findall(fold(text))) < MIN_WORDS:
+            return None
         scores = self.scores(text)
         return scores if scores.allowed < self.threshold else None
