@@ -81,12 +81,14 @@ class Pair:
     that may not stand between them ("hitting a ball *with* my son");
     ``unless``: lists whose presence anywhere cancels the pair ("at chess",
     "with my camera"). A second match followed by a possessive "s" ("my kid's
-    drawing") does not count: it is not the one acted on.
+    drawing") does not count: it is not the one acted on. Without ``second``
+    the first list refuses alone unless an ``unless`` list is there (a
+    swastika, but not at a Hindu temple).
     """
 
     category: str
     first: tuple[str, ...]
-    second: tuple[str, ...]
+    second: tuple[str, ...] = ()
     within: int = 0
     ordered: bool = False
     breaks: tuple[str, ...] = ()
@@ -128,7 +130,7 @@ class RuleModerator:
             for name in pair.first + pair.second + pair.breaks + pair.unless:
                 if name not in self.lexicons:
                     raise ValueError(f"pairs: no word list named {name!r} in moderation.toml")
-        self.minor_age = _age_pattern(data["ages"])
+        self.minor_age = _age_pattern(data["ages"])  # read as the word "underage"
         known = [w for lex in self.lexicons.values() for w in lex.singles]
         self.known = set(known)
         self.by_squeeze = {squeeze(w): w for w in reversed(known)}
@@ -138,14 +140,13 @@ class RuleModerator:
 
     def check(self, text: str) -> Verdict:
         hits: dict[str, str] = {}
-        minor_age = bool(self.minor_age.search(fold(text)))
         readings: list[list[str]] = []
         for view in self.views(text):
             tokens = self.allow.strip(view)
             if tokens in readings:  # most prompts read the same every way
                 continue
             readings.append(tokens)
-            for category, matched in self._categories(_Reading(tokens, self.lexicons), minor_age):
+            for category, matched in self._categories(_Reading(tokens, self.lexicons)):
                 hits.setdefault(category, matched)
         for category in CATEGORIES:
             if category in hits:
@@ -154,7 +155,7 @@ class RuleModerator:
 
     def views(self, text: str) -> list[list[str]]:
         """The text as several word lists, each undoing one kind of disguise."""
-        folded = fold(text)
+        folded = self.minor_age.sub(_underage, fold(text))  # "my 6 year old", "she's 13"
         plain = _CLAUSE.sub(" , ", folded)  # a comma ends a clause: pairs do not cross it
         plain = _POSSESSIVE.sub(" s", plain)  # "my kid's drawing", "my friends' photos"
         chunks = plain.split()
@@ -202,7 +203,7 @@ class RuleModerator:
                 i += 1
         return out
 
-    def _categories(self, reading: _Reading, minor_age: bool) -> Iterable[tuple[str, str]]:
+    def _categories(self, reading: _Reading) -> Iterable[tuple[str, str]]:
         """(category, what matched) for one reading of the prompt, idioms already removed.
 
         Three layers: each category's own lists (words refused alone), then the
@@ -216,7 +217,7 @@ class RuleModerator:
         for category, matches in found.items():
             for matched in matches:
                 yield category, matched
-        yield from self._minors(reading, found, minor_age)
+        yield from self._minors(reading, found)
 
     def _pair(self, pair: Pair, reading: _Reading) -> str | None:
         """What made ``pair`` match in the reading ("noose ... neck"), or None."""
@@ -226,6 +227,9 @@ class RuleModerator:
         firsts = [(i, end) for name in pair.first for i, end, _ in reading.spans(name)]
         if not firsts:
             return None
+        if not pair.second:
+            a, a_end = firsts[0]
+            return " ".join(tokens[a:a_end])
         seconds = [(i, end) for name in pair.second for i, end, _ in reading.spans(name)
                    if tokens[end : end + 1] != ["s"]]  # fmt: skip
         breaks = [i for name in pair.breaks for i, _, _ in reading.spans(name)]
@@ -243,18 +247,16 @@ class RuleModerator:
                 return f"{' '.join(tokens[a:a_end])} ... {' '.join(tokens[b:b_end])}"
         return None
 
-    def _minors(
-        self, reading: _Reading, found: dict[str, list[str]], minor_age: bool
-    ) -> Iterable[tuple[str, str]]:
-        """A minor (a word, or an age under 18) with anything sexual, or with a harm."""
+    def _minors(self, reading: _Reading, found: dict[str, list[str]]) -> Iterable[tuple[str, str]]:
+        """A minor (a word, or an age read as "underage") with anything sexual, or with a harm."""
         minors = reading.found("minors")
         violence = found["violence"] + found["self_harm"]
         offspring = reading.found("offspring")
         if offspring and violence:  # "ich verprügle meinen Sohn"
             yield "minors_harm", f"{next(iter(offspring.values()))} + {violence[0]}"
-        if not (minors or minor_age):
+        if not minors:
             return
-        minor = next(iter(minors.values()), "age")
+        minor = next(iter(minors.values()))
         sexual = reading.found("sexual") | reading.found("suggestive") | reading.found("revealing")
         if sexual:
             yield "sexual_minors", f"{minor} + {next(iter(sexual.values()))}"
@@ -286,10 +288,30 @@ class _Reading:
 
 
 def _age_pattern(ages: dict[str, list[str]]) -> re.Pattern[str]:
-    """An age under 18 in figures or words: "14 years old", "15-jähriges", "quatorze ans"."""
-    numbers = "|".join(["\\d", "1[0-7]", *(re.escape(w) for w in ages["under_18"])])
-    units = "|".join(re.escape(w) for w in ages["units"])
-    return re.compile(rf"\b(?:{numbers})\s*-?\s*(?:{units})\b")
+    """An age under 18 in figures or words, folded text.
+
+    With a unit ("14 years old", "15-jähriges", "quatorze ans"), after a word
+    that gives an age ("she's 13", "aged 12", "me at 12") unless a unit of
+    something else follows ("5 feet", "7 pm"), or alone between brackets or
+    commas ("mein Neffe (10)", "my nephew, 10, holding").
+    """
+    figures = ["\\d", "1[0-7]"]
+    numbers = "|".join(figures + [re.escape(w) for w in ages["under_18"]])
+    unambiguous = [w for w in ages["under_18"] if w not in ages["not_alone"]]
+    alone = "|".join(figures + [re.escape(w) for w in unambiguous])
+    units = "|".join(re.escape(w) for w in sorted(ages["units"], key=len, reverse=True))
+    before = "|".join(r"[\s'’]*".join(map(re.escape, w.split())) for w in ages["before"])
+    other = "|".join(re.escape(w) for w in ages["not_ages"])
+    age = rf"(?:{alone})\b(?!\s*(?:{other})(?!\w)|[.,:]\d)"
+    return re.compile(
+        rf"\b(?:{numbers})\s*-?\s*(?:{units})\b|(?P<before>\b(?:{before})\s+){age}"
+        rf"|\(\s*{age}\s*\)|(?<=\w),\s*{age}\s*,"
+    )
+
+
+def _underage(age: re.Match[str]) -> str:
+    """An age under 18 as the word "underage" ("me at 12" -> "me at underage")."""
+    return f"{age['before'] or ''} underage "
 
 
 # Llama Guard 3 takes its categories in the prompt ("custom categories" in its
