@@ -85,12 +85,14 @@ class Pair:
     that may not stand between them ("hitting a ball *with* my son");
     ``unless``: lists whose presence anywhere cancels the pair ("at chess",
     "with my camera"). A second match followed by a possessive "s" ("my kid's
-    drawing") does not count: it is not the one acted on.
+    drawing") does not count: it is not the one acted on. Without ``second``
+    the first list refuses alone unless an ``unless`` list is there (a
+    swastika, but not at a Hindu temple).
     """
 
     category: str
     first: tuple[str, ...]
-    second: tuple[str, ...]
+    second: tuple[str, ...] = ()
     within: int = 0
     ordered: bool = False
     breaks: tuple[str, ...] = ()
@@ -140,7 +142,7 @@ class RuleModerator:
             for name in pair.first + pair.second + pair.breaks + pair.unless:
                 if name not in self.lexicons:
                     raise ValueError(f"pairs: no word list named {name!r} in moderation.toml")
-        self.minor_age = _age_pattern(data["ages"])
+        self.minor_age = _age_pattern(data["ages"])  # read as the word "underage"
         known = [w for lex in self.lexicons.values() for w in lex.singles]
         self.known = set(known)
         self.by_squeeze = {squeeze(w): w for w in reversed(known)}
@@ -150,14 +152,13 @@ class RuleModerator:
 
     def check(self, text: str, *, expansion: bool = False) -> Verdict:
         hits: dict[str, str] = {}
-        minor_age = bool(self.minor_age.search(fold(text)))
         readings: list[list[str]] = []
         for view in self.views(text):
             tokens = self.allow.strip(view)
             if tokens in readings:  # most prompts read the same every way
                 continue
             readings.append(tokens)
-            for category, matched in self._categories(_Reading(tokens, self.lexicons), minor_age):
+            for category, matched in self._categories(_Reading(tokens, self.lexicons)):
                 hits.setdefault(category, matched)
         for category in CATEGORIES:
             if category in hits:
@@ -170,7 +171,7 @@ class RuleModerator:
 
     def views(self, text: str) -> list[list[str]]:
         """The text as several word lists, each undoing one kind of disguise."""
-        folded = fold(text)
+        folded = self.minor_age.sub(_underage, fold(text))  # "my 6 year old", "she's 13"
         plain = _CLAUSE.sub(" , ", folded)  # a comma ends a clause: pairs do not cross it
         plain = _POSSESSIVE.sub(" s", plain)  # "my kid's drawing", "my friends' photos"
         chunks = plain.split()
@@ -218,7 +219,7 @@ class RuleModerator:
                 i += 1
         return out
 
-    def _categories(self, reading: _Reading, minor_age: bool) -> Iterable[tuple[str, str]]:
+    def _categories(self, reading: _Reading) -> Iterable[tuple[str, str]]:
         """(category, what matched) for one reading of the prompt, idioms already removed.
 
         Three layers: each category's own lists (words refused alone), then the
@@ -234,7 +235,7 @@ class RuleModerator:
                 continue
             for matched in matches:
                 yield category, matched
-        yield from self._minors(reading, found, minor_age)
+        yield from self._minors(reading, found)
 
     def _pair(self, pair: Pair, reading: _Reading) -> str | None:
         """What made ``pair`` match in the reading ("noose ... neck"), or None."""
@@ -244,6 +245,9 @@ class RuleModerator:
         firsts = [(i, end) for name in pair.first for i, end, _ in reading.spans(name)]
         if not firsts:
             return None
+        if not pair.second:
+            a, a_end = firsts[0]
+            return " ".join(tokens[a:a_end])
         seconds = [(i, end) for name in pair.second for i, end, _ in reading.spans(name)
                    if tokens[end : end + 1] != ["s"]]  # fmt: skip
         breaks = [i for name in pair.breaks for i, _, _ in reading.spans(name)]
@@ -261,10 +265,8 @@ class RuleModerator:
                 return f"{' '.join(tokens[a:a_end])} ... {' '.join(tokens[b:b_end])}"
         return None
 
-    def _minors(
-        self, reading: _Reading, found: dict[str, list[str]], minor_age: bool
-    ) -> Iterable[tuple[str, str]]:
-        """A minor (a word, or an age under 18) with anything sexual, or with a harm.
+    def _minors(self, reading: _Reading, found: dict[str, list[str]]) -> Iterable[tuple[str, str]]:
+        """A minor (a word, or an age read as "underage") with anything sexual, or with a harm.
 
         One's own child counts as a minor with anything refused as sexual ("my
         stepdaughter in bed together"), and with any violence.
@@ -276,9 +278,9 @@ class RuleModerator:
             yield "sexual_minors", f"{next(iter(offspring.values()))} + {found['sexual'][0]}"
         if offspring and violence:  # "ich verprügle meinen Sohn"
             yield "minors_harm", f"{next(iter(offspring.values()))} + {violence[0]}"
-        if not (minors or minor_age):
+        if not minors:
             return
-        minor = next(iter(minors.values()), "age")
+        minor = next(iter(minors.values()))
         sexual = [
             *(reading.found("sexual") | reading.found("suggestive") | reading.found("revealing")),
             *found.get(_NEAR_A_MINOR, []),
@@ -313,27 +315,37 @@ class _Reading:
 
 
 def _age_pattern(ages: dict[str, list[str]]) -> re.Pattern[str]:
-    """An age under 18 in figures or words: "14 years old", "15-jähriges", "quatorze ans".
+    """An age under 18 in figures or words, folded text.
 
-    Not a span of time ("10 years younger"). Also a bare number after words that
-    announce an age ("at age sixteen", "when I was 15", "mit 15", "a los 13"),
-    unless a measure follows ("at 12 pm").
+    With a unit ("14 years old", "15-jähriges", "quatorze ans") unless a span
+    of time follows ("10 years younger"); after a word that announces an age
+    ("she's 13", "at age sixteen", "when I was 15"; "me at 12", "mit 15" and
+    "a los 13" with 10 to 17 in figures only) unless a unit of something else
+    follows ("5 feet", "7 pm"); or alone between brackets or commas ("mein
+    Neffe (10)", "my nephew, 10, holding").
     """
 
-    def one_of(key: str, longer_than: int = 0) -> str:
-        return "|".join(re.escape(w) for w in ages[key] if len(w) > longer_than)
+    def one_of(key: str) -> str:
+        return "|".join(r"[\s'’]*".join(map(re.escape, w.split())) for w in ages[key])
 
-    units = one_of("units")
-    with_unit = (
-        rf"\b(?:\d|1[0-7]|{one_of('under_18')})\s*-?\s*(?:{units})\b"
-        rf"(?!\s*(?:{one_of('not_after_unit')})\b)"
+    figures = ["\\d", "1[0-7]"]
+    numbers = "|".join(figures + [re.escape(w) for w in ages["under_18"]])
+    unambiguous = [w for w in ages["under_18"] if w not in ages["not_alone"]]
+    alone = "|".join(figures + [re.escape(w) for w in unambiguous])
+    units = "|".join(re.escape(w) for w in sorted(ages["units"], key=len, reverse=True))
+    not_age = rf"(?!\s*(?:{one_of('not_ages')}|{units})(?!\w)|[.,:]\d)"
+    age, teen = rf"(?:{alone})\b{not_age}", rf"1[0-7]\b{not_age}"
+    return re.compile(
+        rf"\b(?:{numbers})\s*-?\s*(?:{units})\b(?!\s*(?:{one_of('not_after_unit')})\b)"
+        rf"|(?P<before>\b(?:{one_of('before')})\s+){age}"
+        rf"|(?P<before_figures>\b(?:{one_of('before_figures')})\s+){teen}"
+        rf"|\(\s*{age}\s*\)|(?<=\w),\s*{age}\s*,"
     )
-    announced = (
-        rf"(?:{one_of('before')})\s+(?:\d|1[0-7]|{one_of('under_18', longer_than=3)})"
-        rf"|(?:{one_of('before_figures')})\s+1[0-7]"
-    )
-    bare = rf"\b(?:{announced})\b(?!\s*(?:[:.,]\d|%|(?:{one_of('not_after')}|{units})\b))"
-    return re.compile(f"{with_unit}|{bare}")
+
+
+def _underage(age: re.Match[str]) -> str:
+    """An age under 18 as the word "underage" ("me at 12" -> "me at underage")."""
+    return f"{age['before'] or age['before_figures'] or ''} underage "
 
 
 # Llama Guard 3 takes its categories in the prompt ("custom categories" in its
@@ -462,9 +474,8 @@ def _llama_guard(config: PromptingConfig) -> Moderator:
     from llm_prompting.openai_backend import ChatClient
 
     client = ChatClient(config.guard_server())
-    return LlamaGuardModerator(
-        client, _rule_moderator(config.moderation_model), config.guard_policy
-    )
+    # Llama Guard reads paraphrases itself: the word lists stand in front of it, not the model.
+    return LlamaGuardModerator(client, _rule_moderator(learned=False), config.guard_policy)
 
 
 _shared: dict[bool, RuleModerator] = {}
