@@ -274,8 +274,21 @@ class _Reading:
     def spans(self, name: str) -> list[tuple[int, int, str]]:
         """(start, end, concept) of each match of the word list ``name``."""
         if name not in self._spans:
-            self._spans[name] = list(self._lexicons[name].matches(self.tokens))
+            spans = list(self._lexicons[name].matches(self.tokens))
+            if name == "public_figure":
+                spans = [span for span in spans if not self._worn(span[0], span[1])]
+            self._spans[name] = spans
         return self._spans[name]
+
+    def _worn(self, start: int, end: int) -> bool:
+        """Whether the name at ``tokens[start:end]`` is printed on clothes, which shows
+        no one: "a Ronaldo jersey", "Messi's shirt", "la camiseta de Messi"."""
+        worn = self.spans("worn")
+        items = {i for i, _, concept in worn if concept == "item"}
+        before = {k for i, k, concept in worn if concept == "item"}
+        of = {i for i, _, concept in worn if concept == "of"}
+        after = end + (self.tokens[end : end + 1] == ["s"])
+        return after in items or (start - 1 in of and start - 1 in before)
 
     def found(self, name: str) -> dict[str, str]:
         """The concepts of ``name`` found, each with the words that matched first."""
