@@ -149,6 +149,8 @@ def test_pairs_refuse_words_together_and_respect_context(rules, prompt, allowed)
         ("put my face on a superhero's body", True),
         ("me in a Ronaldo jersey playing football", True),  # a name worn shows no one
         ("me in a Ronaldo jersey next to Ronaldo", False),
+        ("me painted in the style of Frida Kahlo", True),  # a style shows no one either
+        ("me as Frida Kahlo", False),
     ],
 )
 def test_deception_rules_and_their_near_misses(rules, prompt, allowed):
