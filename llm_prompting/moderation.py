@@ -303,8 +303,26 @@ class _Reading:
     def spans(self, name: str) -> list[tuple[int, int, str]]:
         """(start, end, concept) of each match of the word list ``name``."""
         if name not in self._spans:
-            self._spans[name] = list(self._lexicons[name].matches(self.tokens))
+            spans = list(self._lexicons[name].matches(self.tokens))
+            if name == "public_figure":  # a name inside an attribute ("Frida Kahlo") goes too
+                things = [(i, k) for i, k, _ in spans if self._attribute(i, k)]
+                spans = [s for s in spans if not any(i <= s[0] and s[1] <= k for i, k in things)]
+            self._spans[name] = spans
         return self._spans[name]
+
+    def _attribute(self, start: int, end: int) -> bool:
+        """Whether the name at ``tokens[start:end]`` names a thing, not a person shown:
+        clothes ("a Ronaldo jersey", "la camiseta de Messi") or a style ("a Wes
+        Anderson style hotel", "in the style of Annie Leibovitz", "in stile Fellini")."""
+        spans = self.spans("attribute")
+        at = {concept: {i for i, _, c in spans if c == concept} for concept in ("after", "of")}
+        ends = {concept: {k for _, k, c in spans if c == concept} for concept in ("item", "by")}
+        after = end + (self.tokens[end : end + 1] == ["s"])  # "Messi's shirt"
+        return (
+            after in at["after"]
+            or start in ends["by"]
+            or (start - 1 in at["of"] and start - 1 in ends["item"])
+        )
 
     def found(self, name: str) -> dict[str, str]:
         """The concepts of ``name`` found, each with the words that matched first."""

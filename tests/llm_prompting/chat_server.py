@@ -69,7 +69,7 @@ TRANSLATIONS = {
 # (llm_prompting.moderation.GUARD_POLICY) and, for the chat route, by MLCommons code.
 GUARD_WORDS = {
     "bomb": ("Violence", "S9"),
-    "election is cancelled": ("Deceptive depictions of real people", "S13"),
+    "vote moved online": ("Deceptive depictions of real people", "S13"),
     "spicy": ("Sexual or intimate content", "S12"),
     "riot": ("Hate", "S1,S10"),
 }
