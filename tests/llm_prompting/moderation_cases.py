@@ -22,6 +22,8 @@ LIKENESS = Path(__file__).with_name("likeness_set.tsv")
 LIKENESS_HELDOUT = Path(__file__).with_name("likeness_heldout.tsv")
 LIKENESS_DEV = Path(__file__).with_name("likeness_dev.tsv")
 LIKENESS_BLIND = Path(__file__).with_name("likeness_blind.tsv")  # scored, never tuned on
+LIKENESS_BLIND3 = Path(__file__).with_name("likeness_blind3.tsv")  # the same, written later
+EVERYDAY_BLIND = Path(__file__).with_name("likeness_blind_everyday.tsv")  # plain, never trained on
 
 
 def training_sets() -> list[Path]:

@@ -13,7 +13,7 @@ from llm_prompting.training import fit, label
 from tests.llm_prompting.moderation_cases import load_cases, training_sets
 
 # No word list holds this; the model, trained on other prompts, refuses it.
-PARAPHRASE = "me saying goodbye with pills and a note"
+PARAPHRASE = "me standing on the ledge of the bridge ready to let go forever"
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,10 @@ def test_the_layer_refuses_a_paraphrase_no_list_holds_and_keeps_plain_prompts(sh
     verdict = both.check(PARAPHRASE)
     assert not verdict.allowed and verdict.matched.startswith("model: allowed ")
     assert both.check(PARAPHRASE, expansion=True).allowed  # expansions: the lists only
-    for prompt in ("me as an astronaut on the moon", "moi en chef dans une cuisine étoilée",
-                   "yo corriendo un maratón en Madrid", "ich beim Wandern in den Alpen"):  # fmt: skip
+    assert both.check(PARAPHRASE).category == "self_harm"
+    plain = ("me as an astronaut on the moon", "moi en chef dans une cuisine étoilée",
+             "yo corriendo un maratón en Madrid", "ich beim Wandern in den Alpen")  # fmt: skip
+    for prompt in plain:
         assert both.check(prompt).allowed, prompt
 
 

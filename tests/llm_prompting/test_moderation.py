@@ -9,13 +9,16 @@ from llm_prompting.errors import ModerationUnavailable
 from llm_prompting.moderation import (
     GUARD_POLICY,
     RuleModerator,
+    get_moderator,
     llama_guard_prompt,
     parse_llama_guard,
 )
 from llm_prompting.text import Lexicon, words
 from tests.llm_prompting.moderation_cases import (
+    EVERYDAY_BLIND,
     LIKENESS,
     LIKENESS_BLIND,
+    LIKENESS_BLIND3,
     LIKENESS_DEV,
     LIKENESS_HELDOUT,
     by_category,
@@ -85,14 +88,23 @@ def test_likeness_floors_by_category(rules, table):
             assert row.right_category == row.right, row
 
 
-def test_the_blind_set_does_not_get_worse(rules):
-    """The blind set (README, "Moderation") is not tuned on, so it has no floors of the
-    issue's: it guards its first score (109/110 kept, 98/113 refused) against regressions."""
-    rows, wrong = by_category(rules, load_cases(LIKENESS_BLIND))
+@pytest.mark.parametrize(
+    ("table", "kept", "refused"),
+    [(LIKENESS_BLIND, 108, 112), (LIKENESS_BLIND3, 158, 149), (EVERYDAY_BLIND, 198, 0)],
+    ids=lambda v: getattr(v, "stem", v),
+)
+def test_the_blind_sets_do_not_get_worse(table, kept, refused):
+    """The blind sets (README, "Moderation") are never tuned or trained on; this guards the
+    default moderator's (lists and learned layer) score on them from 2026-12-04."""
+    rows, wrong = by_category(get_moderator(PromptingConfig()), load_cases(table))
     allowed = next(row for row in rows if row.group == "allowed")
-    refused = sum(row.right for row in rows if row.group != "allowed")
-    assert allowed.right >= 109, [o.case.prompt for o in wrong]
-    assert refused >= 98, [o.case.prompt for o in wrong]
+    assert allowed.right >= kept, [o.case.prompt for o in wrong]
+    assert sum(row.right for row in rows if row.group != "allowed") >= refused, [
+        o.case.prompt for o in wrong
+    ]
+    if table == LIKENESS_BLIND3:  # the issue's floors, by category, on prompts never seen
+        for row in rows:
+            assert row.rate >= (0.95 if row.group == "allowed" else 0.90), row
 
 
 def test_lexicon_stems_word_parts_gaps_and_false_friends():
