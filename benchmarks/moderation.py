@@ -7,16 +7,20 @@ alarm, and writes the same as JSON:
     .venv/bin/python benchmarks/moderation.py [--json benchmarks/results/moderation-DATE.json]
 
 Sets: ``likeness_set.tsv`` (tuned on), the development sets
-``likeness_heldout.tsv`` and ``likeness_dev.tsv``, the blind set
-``likeness_blind.tsv`` (written apart from the lists, never tuned on), and the first
-tables ``moderation_table.tsv`` / ``moderation_heldout.tsv``. Only a set the lists
-never saw gives an honest figure (README, "Moderation").
+``likeness_heldout.tsv`` and ``likeness_dev.tsv``, the blind sets
+``likeness_blind.tsv``, ``likeness_blind3.tsv`` and ``likeness_blind_everyday.tsv``
+(written apart from the lists, never tuned or trained on), and the first tables
+``moderation_table.tsv`` / ``moderation_heldout.tsv``. Each set is scored twice: by
+the word lists alone and by the default moderator (the lists and the learned layer,
+which learned from every set but the blind ones). Only a set neither ever saw gives
+an honest figure (README, "Moderation").
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import sys
 import time
@@ -25,10 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from llm_prompting.learned import LearnedModel  # noqa: E402
 from llm_prompting.moderation import RuleModerator  # noqa: E402
 from tests.llm_prompting.moderation_cases import (  # noqa: E402
+    EVERYDAY_BLIND,
     LIKENESS,
     LIKENESS_BLIND,
+    LIKENESS_BLIND3,
     LIKENESS_DEV,
     LIKENESS_HELDOUT,
     TABLE,
@@ -41,6 +48,8 @@ SETS = {
     "likeness_heldout": LIKENESS_HELDOUT,
     "likeness_dev": LIKENESS_DEV,
     "likeness_blind": LIKENESS_BLIND,
+    "likeness_blind3": LIKENESS_BLIND3,
+    "likeness_blind_everyday": EVERYDAY_BLIND,
     "moderation_table": TABLE,
     "moderation_heldout": TABLE.with_name("moderation_heldout.tsv"),
 }
@@ -50,13 +59,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    rules = RuleModerator()
+    moderators = {"lists": RuleModerator(), "default": RuleModerator(LearnedModel.load())}
     report: dict = {"date": datetime.date.today().isoformat(), "sets": {}}
-    for name, path in SETS.items():
+    for (name, path), (which, moderator) in itertools.product(SETS.items(), moderators.items()):
         cases = load_cases(path)
         start = time.perf_counter()
-        rows, wrong = by_category(rules, cases)
+        rows, wrong = by_category(moderator, cases)
         ms = (time.perf_counter() - start) * 1000 / len(cases)
+        name = f"{name} ({which})"
         print(f"\n{name} ({path.name}): {len(cases)} prompts, {ms:.2f} ms a prompt")
         print(f"  {'group':15} {'prompts':>7} {'right':>6} {'rate':>6} {'same category':>14}")
         for row in rows:
