@@ -66,8 +66,7 @@ def main() -> None:
         start = time.perf_counter()
         rows, wrong = by_category(moderator, cases)
         ms = (time.perf_counter() - start) * 1000 / len(cases)
-        name = f"{name} ({which})"
-        print(f"\n{name} ({path.name}): {len(cases)} prompts, {ms:.2f} ms a prompt")
+        print(f"\n{name}, {which} ({path.name}): {len(cases)} prompts, {ms:.2f} ms a prompt")
         print(f"  {'group':15} {'prompts':>7} {'right':>6} {'rate':>6} {'same category':>14}")
         for row in rows:
             print(f"  {row.group:15} {row.total:7} {row.right:6} {row.rate:6.2f} "
@@ -75,7 +74,7 @@ def main() -> None:
         for o in wrong:
             kind = "miss" if o.case.refuse else f"false alarm ({o.verdict.category})"
             print(f"  - {kind}: [{o.case.language}] {o.case.prompt}")
-        report["sets"][name] = {
+        report["sets"].setdefault(name, {})[which] = {
             "prompts": len(cases),
             "ms_per_prompt": round(ms, 3),
             "rows": [vars(r) | {"rate": round(r.rate, 3)} for r in rows],
