@@ -182,6 +182,8 @@ def test_ages_and_pairs_near_a_minor(rules, prompt, category):
         ("me in a Ronaldo jersey next to Ronaldo", False),
         ("me painted in the style of Frida Kahlo", True),  # a style shows no one either
         ("me as Frida Kahlo", False),
+        ("eu li na praia um livro de aventuras", True),  # "li na", not the tennis player
+        ("ich in einem Tokio Hotel", True),  # a hotel in Tokyo, not the band
     ],
 )
 def test_deception_rules_and_their_near_misses(rules, prompt, allowed):
