@@ -17,12 +17,10 @@ knitting", "salut") and is left to the lists.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -59,14 +57,6 @@ def weigh(counts: Counter[str], vocabulary: dict[str, int], idf: np.ndarray) -> 
     }
     norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
     return {i: w / norm for i, w in weights.items()}
-
-
-def fingerprint(paths: Iterable[Path]) -> str:
-    """The SHA-256 of the training files, in order: the model records what it learned from."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -132,8 +122,10 @@ class LearnedModel:
         p = np.exp(logits - logits.max())
         p /= p.sum()
         allowed = self.classes.index(ALLOWED)
-        ranked = sorted((k for k in range(len(self.classes)) if k != allowed), key=lambda k: -p[k])
-        return Scores(float(p[allowed]), self.classes[ranked[0]], float(p[ranked[0]]))
+        refusals = p.copy()
+        refusals[allowed] = -1.0
+        likeliest = int(refusals.argmax())
+        return Scores(float(p[allowed]), self.classes[likeliest], float(p[likeliest]))
 
     def refuses(self, text: str) -> Scores | None:
         """The scores when the model refuses ``text``, else None."""

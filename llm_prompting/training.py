@@ -9,7 +9,11 @@ Deterministic: the same prompts give the same model.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import scipy.optimize
@@ -23,9 +27,26 @@ MIN_DF = 2  # a feature seen in one prompt only is noise
 L2 = 0.1  # weight decay (scikit-learn's C = 10)
 
 
-def label(category: str | None) -> int:
-    """The class index of a labelled prompt: ``allowed`` (None) or its refusal category."""
-    return CLASSES.index(category or ALLOWED)
+class Labelled(Protocol):
+    """A labelled prompt (``tests.llm_prompting.moderation_cases.Case``)."""
+
+    refuse: bool
+    category: str | None
+    prompt: str
+
+
+def examples(cases: Sequence[Labelled]) -> tuple[list[str], np.ndarray]:
+    """The prompts and their class indices: ``allowed``, or the refusal category."""
+    labels = [CLASSES.index(c.category if c.refuse and c.category else ALLOWED) for c in cases]
+    return [c.prompt for c in cases], np.array(labels)
+
+
+def fingerprint(paths: Iterable[Path]) -> str:
+    """The SHA-256 of the training files, in order: the model records what it learned from."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def fit(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from imagine.settings import Settings
 from llm_prompting import PromptingConfig, PromptRejected, expand
-from llm_prompting.learned import LearnedModel, features, fingerprint
+from llm_prompting.learned import LearnedModel, features
 from llm_prompting.moderation import RuleModerator, get_moderator
-from llm_prompting.training import fit, label
+from llm_prompting.training import examples, fingerprint, fit
 from tests.llm_prompting.moderation_cases import load_cases, training_sets
 
 # No word list holds this; the model, trained on other prompts, refuses it.
@@ -30,9 +29,8 @@ def test_the_shipped_model_learned_from_the_sets_as_they_are(shipped):
 
 
 def test_training_again_gives_the_shipped_model(shipped):
-    cases = [case for path in training_sets() for case in load_cases(path)]
-    labels = np.array([label(c.category if c.refuse else None) for c in cases])
-    again = fit([c.prompt for c in cases], labels, shipped.threshold)
+    prompts, labels = examples([case for path in training_sets() for case in load_cases(path)])
+    again = fit(prompts, labels, shipped.threshold)
     assert again.vocabulary == shipped.vocabulary
     for prompt in (PARAPHRASE, "me as an astronaut", "moi en pompier devant un camion rouge"):
         assert again.scores(prompt).allowed == pytest.approx(
